@@ -1,0 +1,134 @@
+//! `ConnTimers`: one connection's deadline table and the kernel timer the
+//! model believes is in flight. This file holds the table and its low-level
+//! rules; `kernel_timer.rs` turns it into timer actions and `transitions.rs`
+//! maps protocol events onto it.
+
+use crate::{DeadlineKind, MonoTime, Timeouts};
+
+/// One connection's deadlines and its one kernel timer.
+///
+/// Plain data (`Copy`, 144 bytes, no allocation): the engine keeps one per
+/// connection slot and drives it from a single thread.
+///
+/// Two rules hold the whole design together:
+///
+/// - **Arm-if-unarmed.** A deadline, once armed, does not move until it is
+///   cleared. Bytes trickling in never push it out; that is what stops a
+///   slowloris peer that sends one byte every few seconds.
+/// - **One timer, never late.** INVARIANT: after [`plan`](Self::plan) (and
+///   after [`on_fire`](Self::on_fire) answers `Rearm`), if any deadline is
+///   live then [`pending_timer`](Self::pending_timer) is `Some(p)` with
+///   `p <= earliest live deadline`. The timer may be *earlier* than every live
+///   deadline (the deadline it was set for was cleared or replaced by a later
+///   one); it then fires early and `on_fire` re-arms. It is never later, so no
+///   deadline is enforced late, and there is never a second timer, because
+///   `plan` submits only when none is pending.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnTimers {
+    pub(crate) timeouts: Timeouts,
+    /// Indexed by [`DeadlineKind::index`]; `None` is unarmed.
+    pub(crate) deadlines: [Option<MonoTime>; 4],
+    /// Expiry of the kernel timer believed in flight; `None` if there is none.
+    pub(crate) pending: Option<MonoTime>,
+}
+
+impl ConnTimers {
+    /// A connection with no deadline armed and no kernel timer.
+    pub fn new(timeouts: Timeouts) -> Self {
+        ConnTimers {
+            timeouts,
+            deadlines: [None; 4],
+            pending: None,
+        }
+    }
+
+    /// The timeouts this connection was created with.
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    /// Arms `kind` at `now + timeout(kind)` if it is unarmed and returns
+    /// `true`. If it is already armed, changes nothing and returns `false`:
+    /// re-arming must not move a deadline, or drip bytes would extend it
+    /// forever (seed 001).
+    pub fn arm(&mut self, kind: DeadlineKind, now: MonoTime) -> bool {
+        let slot = &mut self.deadlines[kind.index()];
+        if slot.is_some() {
+            return false;
+        }
+        *slot = Some(now.saturating_add(self.timeouts.get(kind)));
+        true
+    }
+
+    /// Disarms `kind`. The kernel timer is left alone: if it was due for this
+    /// deadline it fires early and [`on_fire`](Self::on_fire) sorts it out,
+    /// which costs one wake-up instead of a remove SQE on every clear.
+    pub fn clear(&mut self, kind: DeadlineKind) {
+        self.deadlines[kind.index()] = None;
+    }
+
+    /// Disarms every deadline (the kernel timer, as for [`clear`](Self::clear),
+    /// is left to fire early).
+    pub fn clear_all(&mut self) {
+        self.deadlines = [None; 4];
+    }
+
+    /// The instant `kind` expires, if it is armed.
+    pub fn deadline(&self, kind: DeadlineKind) -> Option<MonoTime> {
+        self.deadlines[kind.index()]
+    }
+
+    /// The earliest armed deadline. On a tie, the kind listed first in
+    /// [`DeadlineKind::ALL`] (header, body, idle, write) wins.
+    pub fn earliest(&self) -> Option<(DeadlineKind, MonoTime)> {
+        let mut best: Option<(DeadlineKind, MonoTime)> = None;
+        for kind in DeadlineKind::ALL {
+            if let Some(at) = self.deadline(kind) {
+                // Strictly earlier only: a later kind never displaces an
+                // earlier one at the same instant.
+                if best.is_none_or(|(_, b)| at < b) {
+                    best = Some((kind, at));
+                }
+            }
+        }
+        best
+    }
+
+    /// Expiry of the kernel timer believed in flight: set by
+    /// [`plan`](Self::plan) (`Submit` / `Update`) and by
+    /// [`on_fire`](Self::on_fire) (`Rearm`); `None` after a fire or
+    /// [`on_timer_gone`](Self::on_timer_gone). The engine uses it to know
+    /// whether a timer must be cancelled when the connection closes.
+    pub fn pending_timer(&self) -> Option<MonoTime> {
+        self.pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn conn_timers_stay_small() {
+        // One per connection slot: keep it a handful of cache lines.
+        assert!(std::mem::size_of::<ConnTimers>() <= 160);
+    }
+
+    #[test]
+    fn arm_saturates_near_the_end_of_time() {
+        let t = Duration::from_secs(10);
+        let mut timers = ConnTimers::new(Timeouts {
+            header: t,
+            body: t,
+            idle: t,
+            write: t,
+        });
+        let late = MonoTime::from_nanos(u64::MAX - 5);
+        assert!(timers.arm(DeadlineKind::Header, late));
+        assert_eq!(
+            timers.deadline(DeadlineKind::Header),
+            Some(MonoTime::from_nanos(u64::MAX))
+        );
+    }
+}

@@ -1,0 +1,78 @@
+//! The protocol transitions the engine calls. Together they encode the
+//! deadline table of DESIGN.md ("Deadlines"); each says which failure its
+//! rule prevents.
+
+use crate::{ConnTimers, DeadlineKind, MonoTime};
+
+impl ConnTimers {
+    /// A connection was accepted: arm the header deadline. The first head
+    /// must arrive within `header` of accept, whether or not a byte ever
+    /// comes; a peer that connects and sends nothing is the cheapest
+    /// slowloris.
+    pub fn on_accept(&mut self, now: MonoTime) {
+        self.arm(DeadlineKind::Header, now);
+    }
+
+    /// Request bytes arrived: the connection is no longer idle, so the idle
+    /// deadline ends (the first byte of the next request).
+    ///
+    /// The header deadline is deliberately left alone: drip bytes never
+    /// extend it. `now` is unused today.
+    pub fn on_request_bytes(&mut self, _now: MonoTime) {
+        self.clear(DeadlineKind::Idle);
+    }
+
+    /// A head is still incomplete after the bytes at hand were parsed,
+    /// including the partial head of a pipelined request left behind a
+    /// complete one: arm the header deadline if it is unarmed. Calling it on
+    /// every drip is fine (arm-if-unarmed), and it never moves the deadline.
+    ///
+    /// The engine calls this only for an incomplete head, so a head that
+    /// arrives whole in one recv never touches the timer.
+    pub fn on_head_started(&mut self, now: MonoTime) {
+        // A started head means request bytes: not idle, whatever the caller
+        // did before.
+        self.clear(DeadlineKind::Idle);
+        self.arm(DeadlineKind::Header, now);
+    }
+
+    /// A head parsed: the header deadline ends. If the head announces a body
+    /// (a non-zero Content-Length, or chunked), arm the body deadline.
+    pub fn on_head_complete(&mut self, now: MonoTime, body_pending: bool) {
+        self.clear(DeadlineKind::Header);
+        self.clear(DeadlineKind::Idle);
+        if body_pending {
+            self.arm(DeadlineKind::Body, now);
+        }
+    }
+
+    /// The announced body is complete: the body deadline ends.
+    pub fn on_body_complete(&mut self) {
+        self.clear(DeadlineKind::Body);
+    }
+
+    /// A response starts to send: arm the write deadline if it is unarmed.
+    /// It runs until the send queue is empty, so more responses queued behind
+    /// the first do not extend it, and a peer that reads slowly is closed.
+    pub fn on_send_started(&mut self, now: MonoTime) {
+        self.arm(DeadlineKind::Write, now);
+    }
+
+    /// The send queue is empty: the write deadline ends. If
+    /// `keep_alive_idle` (the connection is keep-alive and no request is in
+    /// progress), arm the idle deadline.
+    ///
+    /// Never the header deadline: an idle keep-alive connection is judged by
+    /// `idle` only, and a header timeout there kills well-behaved idle clients
+    /// (seed 001). As a second guard, idle is not armed while a header or body
+    /// deadline is live, whatever `keep_alive_idle` says: a request is in
+    /// progress, and its own deadline must keep governing it.
+    pub fn on_send_drained(&mut self, now: MonoTime, keep_alive_idle: bool) {
+        self.clear(DeadlineKind::Write);
+        let request_in_progress = self.deadline(DeadlineKind::Header).is_some()
+            || self.deadline(DeadlineKind::Body).is_some();
+        if keep_alive_idle && !request_in_progress {
+            self.arm(DeadlineKind::Idle, now);
+        }
+    }
+}
