@@ -1,1 +1,64 @@
-//! ringwall engine.
+//! ringwall: an io_uring HTTP/1.1 server engine whose deadlines are enforced
+//! by the kernel's own timer.
+//!
+//! ```text
+//!             ┌──────────── worker thread (one per core, own ring) ───────────┐
+//!  SO_REUSEPORT│ multishot accept ─► slot ─► multishot recv (provided buffers)│
+//!   listener   │                              │ bytes                          │
+//!              │                              ▼                                │
+//!              │        ringwall_h1::Decoder ─► Handler ─► SendQueue ─► send   │
+//!              │                 │ transitions                                 │
+//!              │                 ▼                                             │
+//!              │        ringwall_timers::ConnTimers ─► one IORING_OP_TIMEOUT   │
+//!              │                                       (ABS, CLOCK_MONOTONIC)  │
+//!              └───────────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! A framework plugs in a [`Handler`]; ringwall owns sockets, parsing,
+//! framing, deadlines, limits and shutdown. Each connection has one kernel
+//! timer, due at or before its earliest live deadline (header, body, idle,
+//! write); a connection whose deadline passes is closed with
+//! `shutdown(SHUT_WR)` then `close`.
+//!
+//! What it does not do: TLS, HTTP/2, streaming request bodies to the handler
+//! (bodies are collected up to `max_body_bytes`), or run handlers off the
+//! worker thread (a handler must not block).
+//!
+//! ```no_run
+//! use ringwall::{Request, Response, Server};
+//!
+//! let handle = Server::builder()
+//!     .bind("127.0.0.1:8080".parse().unwrap())
+//!     .build()?
+//!     .serve(|_req: &Request<'_>, resp: &mut Response<'_>| {
+//!         let _ = resp.send(200, &[("Content-Type", b"text/plain")], b"Hello, World!");
+//!     })?;
+//! println!("{}", handle.shutdown());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod buf_ring;
+mod clock;
+mod config;
+mod conn;
+mod conn_cap;
+mod error;
+mod handler;
+mod send_queue;
+mod server;
+mod socket;
+mod stats;
+mod user_data;
+mod worker;
+
+pub use config::{
+    Config, ConfigError, ServerBuilder, DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_RECV_BUFFERS, DEFAULT_RECV_BUFFER_SIZE,
+    DEFAULT_RING_ENTRIES, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_WRITE_TIMEOUT,
+};
+pub use error::{StartError, UringUnavailable};
+pub use handler::{Handler, Request, Response, ResponseError};
+pub use ringwall_h1 as h1;
+pub use ringwall_h1::{Limits, Version};
+pub use server::{Server, ServerHandle};
+pub use stats::{CloseCounts, CloseReason, Stats};

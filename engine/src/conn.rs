@@ -1,0 +1,82 @@
+//! One connection's state, kept in a slab slot of its worker.
+
+use std::os::fd::RawFd;
+
+use io_uring::types::Timespec;
+use ringwall_h1::Decoder;
+use ringwall_timers::{ConnTimers, MonoTime};
+
+use crate::send_queue::SendQueue;
+use crate::stats::CloseReason;
+
+/// Where a connection is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Reading requests and answering them.
+    Open,
+    /// The last response left and `shutdown(SHUT_WR)` was sent; unread request
+    /// bytes are discarded until the peer's EOF or the linger deadline, so a
+    /// close with unread data does not turn into a reset that destroys the
+    /// final response before the peer reads it (nginx's lingering close).
+    Lingering,
+    /// The socket is closed; the slot waits for its last CQE.
+    Closed,
+}
+
+pub(crate) struct Conn {
+    pub fd: RawFd,
+    pub generation: u32,
+    pub phase: Phase,
+    pub decoder: Decoder,
+    /// Whether `decoder` holds pooled buffers (an idle connection holds none).
+    pub has_decode_buffers: bool,
+    pub timers: ConnTimers,
+    pub send: SendQueue,
+    /// Read by the kernel when the timer SQE is submitted. It lives in the
+    /// slot, not on a stack, because the SQE may wait in the backlog; slab
+    /// slots never move (the slab is allocated at full capacity up front).
+    pub timer_spec: Timespec,
+    /// The same for the update SQE, kept apart so a queued timer SQE and a
+    /// queued update never share a timespec.
+    pub update_spec: Timespec,
+    /// SQEs that name this slot and whose final CQE has not arrived. The slot
+    /// (its buffers, its timespecs) is freed only when this is zero.
+    pub inflight: u32,
+    pub recv_armed: bool,
+    /// Input processing stopped because too much output is queued; the recv
+    /// was cancelled and is re-armed when the queue drains.
+    pub paused: bool,
+    /// Stop reading requests; close once the queued responses have left.
+    pub close_after_flush: bool,
+    /// The peer sent EOF: nothing more will arrive.
+    pub peer_eof: bool,
+    /// Set (and counted) once, by the first decision to close.
+    pub close_reason: Option<CloseReason>,
+}
+
+impl Conn {
+    pub fn new(fd: RawFd, generation: u32, decoder: Decoder, timers: ConnTimers) -> Conn {
+        Conn {
+            fd,
+            generation,
+            phase: Phase::Open,
+            decoder,
+            has_decode_buffers: false,
+            timers,
+            send: SendQueue::default(),
+            timer_spec: Timespec::new(),
+            update_spec: Timespec::new(),
+            inflight: 0,
+            recv_armed: false,
+            paused: false,
+            close_after_flush: false,
+            peer_eof: false,
+            close_reason: None,
+        }
+    }
+}
+
+pub(crate) fn timespec_at(t: MonoTime) -> Timespec {
+    let (secs, nanos) = t.secs_nanos();
+    Timespec::new().sec(secs).nsec(nanos)
+}

@@ -1,0 +1,131 @@
+//! Errors from starting the server, with the cause named.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+
+/// Why io_uring cannot be used on this machine.
+#[derive(Debug)]
+pub enum UringUnavailable {
+    /// `kernel.io_uring_disabled` is set (1: only `kernel.io_uring_group` may
+    /// use it; 2: nobody may).
+    DisabledBySysctl { value: u8 },
+    /// `io_uring_setup` was refused with EPERM while the sysctl allows it:
+    /// a seccomp filter (Docker's and many sandboxes' default) blocks it.
+    Seccomp,
+    /// ENOSYS: the kernel was built without io_uring or predates it.
+    NoKernelSupport,
+    /// The kernel has io_uring but lacks something ringwall needs.
+    MissingFeature { feature: &'static str, needs: &'static str },
+    /// Any other setup failure.
+    Setup(io::Error),
+}
+
+impl fmt::Display for UringUnavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UringUnavailable::DisabledBySysctl { value } => write!(
+                f,
+                "io_uring is disabled by sysctl kernel.io_uring_disabled={value}; \
+                 set it to 0 (`sysctl kernel.io_uring_disabled=0`){}",
+                if *value == 1 {
+                    " or run as a member of kernel.io_uring_group"
+                } else {
+                    ""
+                }
+            ),
+            UringUnavailable::Seccomp => write!(
+                f,
+                "io_uring_setup was denied (EPERM) although kernel.io_uring_disabled allows it: \
+                 a seccomp filter blocks io_uring (container runtimes do by default); \
+                 run with a seccomp profile that allows io_uring_setup, io_uring_enter and io_uring_register"
+            ),
+            UringUnavailable::NoKernelSupport => write!(
+                f,
+                "io_uring_setup returned ENOSYS: this kernel has no io_uring \
+                 (built without CONFIG_IO_URING, or older than 5.1); ringwall needs Linux 6.0 or later"
+            ),
+            UringUnavailable::MissingFeature { feature, needs } => {
+                write!(f, "the kernel's io_uring lacks {feature} (needs {needs})")
+            }
+            UringUnavailable::Setup(e) => write!(f, "io_uring setup failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for UringUnavailable {}
+
+impl UringUnavailable {
+    /// Names the cause of a failed `io_uring_setup`.
+    pub(crate) fn diagnose(err: io::Error) -> UringUnavailable {
+        match err.raw_os_error() {
+            Some(libc::ENOSYS) => UringUnavailable::NoKernelSupport,
+            Some(libc::EPERM) | Some(libc::EACCES) => match read_io_uring_disabled() {
+                Some(value) if value > 0 => UringUnavailable::DisabledBySysctl { value },
+                _ => UringUnavailable::Seccomp,
+            },
+            _ => UringUnavailable::Setup(err),
+        }
+    }
+}
+
+fn read_io_uring_disabled() -> Option<u8> {
+    std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Why [`crate::Server::serve`] failed.
+#[derive(Debug)]
+pub enum StartError {
+    /// io_uring cannot be used; the cause says why and what to do.
+    IoUring(UringUnavailable),
+    /// A listener could not be created or bound.
+    Bind { addr: SocketAddr, source: io::Error },
+    /// A worker thread or its resources could not be set up.
+    Worker(io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::IoUring(cause) => write!(f, "io_uring unavailable: {cause}"),
+            StartError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            StartError::Worker(e) => write!(f, "cannot start a worker: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::IoUring(cause) => Some(cause),
+            StartError::Bind { source, .. } => Some(source),
+            StartError::Worker(e) => Some(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enosys_names_missing_kernel_support() {
+        let cause = UringUnavailable::diagnose(io::Error::from_raw_os_error(libc::ENOSYS));
+        assert!(matches!(cause, UringUnavailable::NoKernelSupport));
+        assert!(cause.to_string().contains("ENOSYS"));
+    }
+
+    #[test]
+    fn eperm_names_sysctl_or_seccomp() {
+        let cause = UringUnavailable::diagnose(io::Error::from_raw_os_error(libc::EPERM));
+        let text = cause.to_string();
+        match read_io_uring_disabled() {
+            Some(v) if v > 0 => assert!(text.contains("kernel.io_uring_disabled"), "{text}"),
+            _ => assert!(text.contains("seccomp"), "{text}"),
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Starting workers, and the handle that stops them.
+
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+
+use crossbeam_utils::CachePadded;
+
+use crate::config::{Config, ServerBuilder};
+use crate::conn_cap::ConnCap;
+use crate::error::StartError;
+use crate::handler::Handler;
+use crate::socket;
+use crate::stats::{Stats, WorkerCounters};
+use crate::worker::{Worker, WorkerShared};
+
+/// A configured server, ready to [`serve`](Server::serve).
+#[derive(Debug)]
+pub struct Server {
+    pub(crate) config: Config,
+}
+
+impl Server {
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Binds every address, starts the workers and returns once all are
+    /// accepting. Each worker gets its own `SO_REUSEPORT` listener per
+    /// address; with port 0 the first bind picks the port and the rest share it.
+    pub fn serve<H: Handler>(self, handler: H) -> Result<ServerHandle, StartError> {
+        socket::raise_nofile_limit();
+        let workers = self.config.workers;
+        let mut listeners: Vec<Vec<RawFd>> = vec![Vec::new(); workers];
+        let mut local_addrs = Vec::new();
+        let close_all = |listeners: &Vec<Vec<RawFd>>| {
+            for &fd in listeners.iter().flatten() {
+                socket::close(fd);
+            }
+        };
+        for addr in &self.config.addrs {
+            let mut bound = *addr;
+            for worker_listeners in listeners.iter_mut() {
+                match socket::reuseport_listener(&bound) {
+                    Ok(fd) => {
+                        if bound.port() == 0 {
+                            match socket::local_addr(fd) {
+                                Ok(actual) => bound = actual,
+                                Err(source) => {
+                                    socket::close(fd);
+                                    close_all(&listeners);
+                                    return Err(StartError::Bind { addr: *addr, source });
+                                }
+                            }
+                        }
+                        worker_listeners.push(fd);
+                    }
+                    Err(source) => {
+                        close_all(&listeners);
+                        return Err(StartError::Bind { addr: bound, source });
+                    }
+                }
+            }
+            local_addrs.push(bound);
+        }
+
+        let cap = Arc::new(ConnCap::new(self.config.max_connections));
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let handler = Arc::new(handler);
+        let mut counters = Vec::with_capacity(workers);
+        let mut threads = Vec::with_capacity(workers);
+        let mut wake_fds = Vec::with_capacity(workers);
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<RawFd, StartError>>();
+        for (index, worker_listeners) in listeners.into_iter().enumerate() {
+            let worker_counters = Arc::new(CachePadded::new(WorkerCounters::default()));
+            counters.push(Arc::clone(&worker_counters));
+            let shared = WorkerShared {
+                counters: worker_counters,
+                cap: Arc::clone(&cap),
+                shutdown: Arc::clone(&shutdown),
+            };
+            let config = self.config.clone();
+            let handler = Arc::clone(&handler);
+            let ready = ready_tx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("ringwall-worker-{index}"))
+                .spawn(move || {
+                    let fds = worker_listeners.clone();
+                    match Worker::new(index, config, worker_listeners, handler, shared) {
+                        Ok(worker) => {
+                            let _ = ready.send(Ok(worker.wake_fd()));
+                            worker.run();
+                        }
+                        Err(e) => {
+                            for fd in fds {
+                                socket::close(fd);
+                            }
+                            let _ = ready.send(Err(e));
+                        }
+                    }
+                });
+            match spawned {
+                Ok(thread) => threads.push(thread),
+                Err(e) => {
+                    let _ = ready_tx.send(Err(StartError::Worker(e)));
+                }
+            }
+        }
+        drop(ready_tx);
+        let mut first_error = None;
+        for _ in 0..workers {
+            match ready_rx.recv() {
+                Ok(Ok(fd)) => wake_fds.push(fd),
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(_) => break,
+            }
+        }
+        let handle = ServerHandle {
+            local_addrs,
+            counters,
+            cap,
+            shutdown,
+            wake_fds,
+            threads,
+        };
+        match first_error {
+            Some(e) => {
+                handle.stop();
+                Err(e)
+            }
+            None => Ok(handle),
+        }
+    }
+}
+
+/// A running server. Dropping it shuts the server down gracefully.
+#[derive(Debug)]
+pub struct ServerHandle {
+    local_addrs: Vec<SocketAddr>,
+    counters: Vec<Arc<CachePadded<WorkerCounters>>>,
+    cap: Arc<ConnCap>,
+    shutdown: Arc<AtomicBool>,
+    wake_fds: Vec<RawFd>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    /// The addresses actually bound (port 0 resolved).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// The first bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addrs[0]
+    }
+
+    /// Counters summed over workers.
+    pub fn stats(&self) -> Stats {
+        let mut stats = Stats::default();
+        for c in &self.counters {
+            c.add_to(&mut stats);
+        }
+        stats
+    }
+
+    /// Connections holding a slot right now (the cap's count).
+    pub fn open_connections(&self) -> usize {
+        self.cap.open()
+    }
+
+    /// Graceful shutdown: stop accepting, close idle connections, let
+    /// in-flight requests finish within `shutdown_timeout`, then close the
+    /// rest. Returns the final counters.
+    pub fn shutdown(mut self) -> Stats {
+        self.stop_workers();
+        self.stats()
+    }
+
+    /// Blocks until the workers exit (after a shutdown from elsewhere, or a
+    /// fatal ring error).
+    pub fn wait(mut self) -> Stats {
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        self.stats()
+    }
+
+    fn stop(mut self) {
+        self.stop_workers();
+    }
+
+    fn stop_workers(&mut self) {
+        self.shutdown.store(true, Ordering::Release);
+        for &fd in &self.wake_fds {
+            socket::eventfd_signal(fd);
+        }
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        for fd in self.wake_fds.drain(..) {
+            socket::close(fd);
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.stop_workers();
+    }
+}

@@ -1,0 +1,187 @@
+//! Socket system calls the engine makes outside the ring: listener setup,
+//! per-connection options, and the close sequence.
+
+use std::io;
+use std::mem;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::RawFd;
+
+const LISTEN_BACKLOG: libc::c_int = 4096;
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn set_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    // SAFETY: `value` is a live c_int and its size is passed alongside it.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+fn to_sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
+    let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
+            mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
+            mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
+
+fn from_sockaddr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match storage.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let sin: &libc::sockaddr_in = unsafe { &*(storage as *const libc::sockaddr_storage).cast() };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes()),
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let sin6: &libc::sockaddr_in6 = unsafe { &*(storage as *const libc::sockaddr_storage).cast() };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(sin6.sin6_addr.s6_addr),
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// A listening socket with `SO_REUSEPORT`, so every worker can own one on the
+/// same address and the kernel spreads connections between them.
+pub(crate) fn reuseport_listener(addr: &SocketAddr) -> io::Result<RawFd> {
+    let family = match addr {
+        SocketAddr::V4(_) => libc::AF_INET,
+        SocketAddr::V6(_) => libc::AF_INET6,
+    };
+    // SAFETY: plain socket(2) call; the result is checked.
+    let fd = cvt(unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
+    let setup = || -> io::Result<()> {
+        set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+        set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+        if family == libc::AF_INET6 {
+            set_int_opt(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
+        }
+        let (storage, len) = to_sockaddr(addr);
+        // SAFETY: storage holds a sockaddr of `len` bytes.
+        cvt(unsafe { libc::bind(fd, (&storage as *const libc::sockaddr_storage).cast(), len) })?;
+        // SAFETY: fd is a bound stream socket.
+        cvt(unsafe { libc::listen(fd, LISTEN_BACKLOG) })?;
+        Ok(())
+    };
+    if let Err(e) = setup() {
+        close(fd);
+        return Err(e);
+    }
+    Ok(fd)
+}
+
+pub(crate) fn local_addr(fd: RawFd) -> io::Result<SocketAddr> {
+    // SAFETY: zeroed sockaddr_storage is valid; getsockname writes at most `len` bytes.
+    let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: storage and len are valid for writing.
+    cvt(unsafe { libc::getsockname(fd, (&mut storage as *mut libc::sockaddr_storage).cast(), &mut len) })?;
+    from_sockaddr(&storage).ok_or_else(|| io::Error::other("unknown address family"))
+}
+
+pub(crate) fn peer_addr(fd: RawFd) -> Option<SocketAddr> {
+    // SAFETY: zeroed sockaddr_storage is valid; getpeername writes at most `len` bytes.
+    let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: storage and len are valid for writing.
+    let ret = unsafe { libc::getpeername(fd, (&mut storage as *mut libc::sockaddr_storage).cast(), &mut len) };
+    if ret < 0 {
+        return None;
+    }
+    from_sockaddr(&storage)
+}
+
+/// Options for an accepted connection. TCP_NODELAY: a response is written in
+/// one send, and Nagle would hold back the tail of pipelined answers.
+pub(crate) fn configure_accepted(fd: RawFd) {
+    // Failure only costs latency, never correctness.
+    let _ = set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
+}
+
+/// Sends FIN: the peer reads 0 instead of a reset, and unlike a RST a FIN is
+/// retransmitted until acknowledged (seed 001).
+pub(crate) fn shutdown_write(fd: RawFd) {
+    // SAFETY: fd is a socket this worker owns; errors (ENOTCONN) are harmless.
+    unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+}
+
+pub(crate) fn close(fd: RawFd) {
+    // SAFETY: fd is owned by the caller and not used after this call.
+    unsafe { libc::close(fd) };
+}
+
+/// A non-blocking eventfd: how a shutdown request wakes a worker's ring.
+pub(crate) fn eventfd() -> io::Result<RawFd> {
+    // SAFETY: plain eventfd(2) call; the result is checked.
+    cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })
+}
+
+pub(crate) fn eventfd_signal(fd: RawFd) {
+    let one: u64 = 1;
+    // SAFETY: writes 8 bytes from a live u64 to an eventfd.
+    unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit, as Go's runtime does, so
+/// `max_connections` is not silently capped by a default of 1024.
+pub(crate) fn raise_nofile_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: lim is a valid rlimit to read into and back from.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}

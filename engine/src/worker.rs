@@ -1,0 +1,915 @@
+//! One worker: a thread, its ring, its listeners, its connections.
+//!
+//! ```text
+//!   accept CQE ──► slot + ConnTimers::on_accept ──► Timeout SQE (ABS, CLOCK_MONOTONIC)
+//!   recv CQE ───► Decoder::feed/poll ──► Handler ──► SendQueue ──► send SQE
+//!                     │ transitions                     │
+//!                     ▼                                 ▼
+//!               ConnTimers::on_* ──► plan() ──► submit / update / nothing
+//!   timer CQE ──► on_fire(fresh now) ──► close (SHUT_WR, close) | re-arm
+//! ```
+//!
+//! Everything that reaches the worker arrives as a CQE and goes through
+//! [`Worker::dispatch`], one `match` on the operation tag.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::RawFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_utils::CachePadded;
+use io_uring::types::{Fd, Timespec, TimeoutFlags};
+use io_uring::{cqueue, opcode, squeue, IoUring};
+use ringwall_h1::{encode_continue, encode_error, encode_response, BodyKind, DecodeBuffers, Decoder, EncodeContext, Event, HttpDate};
+use ringwall_timers::{ConnTimers, DeadlineKind, FireOutcome, MonoTime, TimerAction, Timeouts};
+use slab::Slab;
+
+use crate::buf_ring::ProvidedBufRing;
+use crate::clock::{mono_now, unix_secs};
+use crate::config::Config;
+use crate::conn::{timespec_at, Conn, Phase};
+use crate::conn_cap::ConnCap;
+use crate::error::UringUnavailable;
+use crate::handler::{Handler, Request, Response};
+use crate::socket;
+use crate::stats::{CloseReason, WorkerCounters};
+use crate::user_data::{next_generation, OpTag, UserData, NO_SLOT};
+
+/// Provided-buffer group id of every worker's receive ring (one per ring).
+const RECV_BUFFER_GROUP: u16 = 0;
+/// Stop reading a connection's requests while this much output is queued;
+/// bounds memory against a client that pipelines without reading.
+const OUTPUT_HIGH_WATER: usize = 1 << 20;
+/// Idle buffers kept per worker for reuse, so steady traffic allocates nothing.
+const POOLED_BUFFERS: usize = 256;
+/// Pause before re-arming accept after EMFILE and friends.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
+
+/// What the spawning thread shares with a worker.
+pub(crate) struct WorkerShared {
+    pub counters: Arc<CachePadded<WorkerCounters>>,
+    pub cap: Arc<ConnCap>,
+    pub shutdown: Arc<AtomicBool>,
+}
+
+/// The ring plus the backlog that guarantees no SQE is ever dropped.
+struct SqeSink {
+    ring: IoUring,
+    /// SQEs that did not fit even after submitting: pushed, in order, before
+    /// anything new. A timer SQE is never lost (seed 001).
+    backlog: VecDeque<squeue::Entry>,
+}
+
+impl SqeSink {
+    /// Queues `entry`.
+    ///
+    /// # Safety
+    /// Memory the entry points to must stay valid until the kernel is done
+    /// with it (see each call site).
+    unsafe fn push(&mut self, entry: squeue::Entry, counters: &WorkerCounters) {
+        if !self.backlog.is_empty() {
+            self.backlog.push_back(entry);
+            return;
+        }
+        // SAFETY: forwarded from the caller's contract.
+        if unsafe { self.ring.submission().push(&entry) }.is_ok() {
+            return;
+        }
+        // Full: hand what is queued to the kernel to make room and retry.
+        counters.sq_full_retries.incr();
+        let _ = self.ring.submit();
+        // SAFETY: as above.
+        if unsafe { self.ring.submission().push(&entry) }.is_err() {
+            self.backlog.push_back(entry);
+        }
+    }
+
+    /// Moves backlogged SQEs into the ring, in order, as space allows.
+    fn flush_backlog(&mut self, counters: &WorkerCounters) {
+        while let Some(entry) = self.backlog.front() {
+            // SAFETY: every backlogged entry was pushed under `push`'s
+            // contract, whose memory outlives its submission.
+            if unsafe { self.ring.submission().push(entry) }.is_ok() {
+                self.backlog.pop_front();
+                continue;
+            }
+            counters.sq_full_retries.incr();
+            if self.ring.submit().is_err() {
+                // EBUSY: completions must be reaped first; the main loop does.
+                return;
+            }
+            if self.ring.submission().is_full() {
+                return;
+            }
+        }
+    }
+}
+
+pub(crate) struct Worker<H: Handler> {
+    // Field order is drop order: the ring goes first, so the kernel can no
+    // longer touch the buffer ring, the slots or `wake_buf` when they go.
+    sink: SqeSink,
+    recv_buffers: ProvidedBufRing,
+    conns: Slab<Conn>,
+    /// Generation of each slab slot, bumped each time the slot is taken.
+    generations: Vec<u32>,
+    wake_fd: RawFd,
+    wake_buf: Box<u64>,
+    backoff_spec: Box<Timespec>,
+    shutdown_spec: Box<Timespec>,
+    listeners: Vec<RawFd>,
+    handler: Arc<H>,
+    config: Config,
+    timeouts: Timeouts,
+    shared: WorkerShared,
+    date: HttpDate,
+    date_secs: u64,
+    /// CLOCK_MONOTONIC read after each wait; deadlines armed from it. Timer
+    /// fires never use it: they read the clock afresh.
+    now: MonoTime,
+    shutting_down: bool,
+    decode_pool: Vec<DecodeBuffers>,
+    send_pool: Vec<(Vec<u8>, Vec<u8>)>,
+    cqes: Vec<(u64, i32, u32)>,
+}
+
+/// Builds the ring with the best flags the kernel takes, saying so when it
+/// has to fall back.
+fn build_ring(entries: u32, worker: usize) -> Result<IoUring, UringUnavailable> {
+    type Setup = fn(&mut io_uring::Builder);
+    let attempts: [(&str, Setup); 4] = [
+        ("SINGLE_ISSUER|DEFER_TASKRUN|SUBMIT_ALL", |b| {
+            b.setup_single_issuer().setup_defer_taskrun().setup_submit_all();
+        }),
+        ("SINGLE_ISSUER|COOP_TASKRUN|SUBMIT_ALL", |b| {
+            b.setup_single_issuer().setup_coop_taskrun().setup_submit_all();
+        }),
+        ("COOP_TASKRUN", |b| {
+            b.setup_coop_taskrun();
+        }),
+        ("no setup flags", |_| {}),
+    ];
+    let mut last_err = None;
+    for (i, (name, setup)) in attempts.iter().enumerate() {
+        let mut builder = IoUring::builder();
+        builder.setup_cqsize(entries.saturating_mul(4).max(4096));
+        setup(&mut builder);
+        match builder.build(entries) {
+            Ok(ring) => {
+                if i > 0 {
+                    eprintln!(
+                        "ringwall: worker {worker}: the kernel refused {}; running with {name}",
+                        attempts[0].0
+                    );
+                }
+                return Ok(ring);
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last_err = Some(e),
+            Err(e) => return Err(UringUnavailable::diagnose(e)),
+        }
+    }
+    Err(UringUnavailable::diagnose(last_err.unwrap_or_else(|| {
+        io::Error::from_raw_os_error(libc::EINVAL)
+    })))
+}
+
+impl<H: Handler> Worker<H> {
+    /// Sets the worker up on the thread that will run it: under
+    /// SINGLE_ISSUER only the creating thread may submit.
+    pub fn new(
+        index: usize,
+        config: Config,
+        listeners: Vec<RawFd>,
+        handler: Arc<H>,
+        shared: WorkerShared,
+    ) -> Result<Self, crate::StartError> {
+        let ring = build_ring(config.ring_entries, index).map_err(crate::StartError::IoUring)?;
+        let recv_buffers = ProvidedBufRing::new(
+            &ring.submitter(),
+            config.recv_buffers,
+            config.recv_buffer_size,
+            RECV_BUFFER_GROUP,
+        )
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::EINVAL) || e.kind() == io::ErrorKind::InvalidInput {
+                crate::StartError::IoUring(UringUnavailable::MissingFeature {
+                    feature: "provided buffer rings (IORING_REGISTER_PBUF_RING)",
+                    needs: "Linux 5.19 or later",
+                })
+            } else {
+                crate::StartError::Worker(e)
+            }
+        })?;
+        let wake_fd = socket::eventfd().map_err(crate::StartError::Worker)?;
+        let timeouts = Timeouts {
+            header: config.header_timeout,
+            body: config.body_timeout,
+            idle: config.idle_timeout,
+            write: config.write_timeout,
+        };
+        let secs = unix_secs();
+        Ok(Worker {
+            sink: SqeSink {
+                ring,
+                backlog: VecDeque::new(),
+            },
+            recv_buffers,
+            // Full capacity up front: slots never move, so the timespecs in
+            // them stay where queued SQEs point.
+            conns: Slab::with_capacity(config.max_connections),
+            generations: Vec::new(),
+            wake_fd,
+            wake_buf: Box::new(0),
+            backoff_spec: Box::new(Timespec::from(ACCEPT_BACKOFF)),
+            shutdown_spec: Box::new(Timespec::from(config.shutdown_timeout)),
+            listeners,
+            handler,
+            timeouts,
+            config,
+            shared,
+            date: HttpDate::from_unix_secs(secs),
+            date_secs: secs,
+            now: mono_now(),
+            shutting_down: false,
+            decode_pool: Vec::new(),
+            send_pool: Vec::new(),
+            cqes: Vec::with_capacity(1024),
+        })
+    }
+
+    pub fn wake_fd(&self) -> RawFd {
+        self.wake_fd
+    }
+
+    fn counters(&self) -> &WorkerCounters {
+        &self.shared.counters
+    }
+
+    /// # Safety
+    /// As [`SqeSink::push`].
+    unsafe fn push(&mut self, entry: squeue::Entry) {
+        // SAFETY: forwarded.
+        unsafe { self.sink.push(entry, &self.shared.counters) }
+    }
+
+    /// Runs until shutdown has closed every connection.
+    pub fn run(mut self) {
+        for index in 0..self.listeners.len() {
+            self.arm_accept(index);
+        }
+        self.arm_wake();
+        // A shutdown requested before the wake read was armed.
+        if self.shared.shutdown.load(Ordering::Acquire) {
+            self.begin_shutdown();
+        }
+        loop {
+            if self.shutting_down && self.conns.is_empty() {
+                break;
+            }
+            self.sink.flush_backlog(&self.shared.counters);
+            match self.sink.ring.submit_and_wait(1) {
+                Ok(_) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY)) => {}
+                Err(e) => {
+                    eprintln!("ringwall: io_uring_enter failed: {e}; worker stops");
+                    break;
+                }
+            }
+            self.now = mono_now();
+            let secs = unix_secs();
+            if secs != self.date_secs {
+                self.date_secs = secs;
+                self.date = HttpDate::from_unix_secs(secs);
+            }
+            self.cqes.clear();
+            for cqe in self.sink.ring.completion() {
+                self.cqes.push((cqe.user_data(), cqe.result(), cqe.flags()));
+            }
+            for i in 0..self.cqes.len() {
+                let (user_data, result, flags) = self.cqes[i];
+                self.dispatch(user_data, result, flags);
+            }
+        }
+        for &fd in &self.listeners {
+            socket::close(fd);
+        }
+        self.listeners.clear();
+    }
+
+    /// The one place every completion is handled.
+    fn dispatch(&mut self, user_data: u64, result: i32, flags: u32) {
+        let Some(ud) = UserData::decode(user_data) else {
+            self.counters().stale_completions.incr();
+            return;
+        };
+        let more = cqueue::more(flags);
+        match ud.tag {
+            OpTag::Accept => self.on_accept(ud.slot as usize, result, more),
+            OpTag::Wake => self.begin_shutdown(),
+            OpTag::ShutdownTimer => self.close_all(CloseReason::Shutdown),
+            OpTag::AcceptBackoff => {
+                if !self.shutting_down {
+                    self.arm_accept(ud.slot as usize)
+                }
+            }
+            OpTag::Cancel if ud.slot == NO_SLOT => {}
+            OpTag::Recv | OpTag::Send | OpTag::Timer | OpTag::TimerUpdate | OpTag::Cancel => {
+                let key = ud.slot as usize;
+                match self.conns.get(key) {
+                    Some(conn) if conn.generation == ud.generation => {}
+                    _ => {
+                        // Names a slot's previous occupant: drop it.
+                        self.counters().stale_completions.incr();
+                        return;
+                    }
+                }
+                match ud.tag {
+                    OpTag::Recv => self.on_recv(key, result, flags, more),
+                    OpTag::Send => self.on_send(key, result),
+                    OpTag::Timer => self.on_timer(key, result),
+                    // An update that failed (-ENOENT) raced the fire; the
+                    // fire's CQE re-plans, so the result needs no action.
+                    OpTag::TimerUpdate | OpTag::Cancel => self.conns[key].inflight -= 1,
+                    _ => unreachable!("connection tags are matched above"),
+                }
+                self.maybe_free(key);
+            }
+        }
+    }
+
+    // ---- accept ----
+
+    fn arm_accept(&mut self, index: usize) {
+        let entry = opcode::AcceptMulti::new(Fd(self.listeners[index]))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(UserData::new(index as u32, 0, OpTag::Accept).encode());
+        // SAFETY: multishot accept without an address buffer points at no memory.
+        unsafe { self.push(entry) };
+    }
+
+    fn on_accept(&mut self, listener: usize, result: i32, more: bool) {
+        if result < 0 {
+            if result != -libc::ECANCELED {
+                self.counters().accept_errors.incr();
+            }
+            if !more && !self.shutting_down {
+                // EMFILE and friends would fail again at once: back off.
+                let entry = opcode::Timeout::new(&*self.backoff_spec as *const Timespec)
+                    .build()
+                    .user_data(UserData::new(listener as u32, 0, OpTag::AcceptBackoff).encode());
+                // SAFETY: backoff_spec is boxed in the worker and outlives the ring.
+                unsafe { self.push(entry) };
+            }
+            return;
+        }
+        if !more && !self.shutting_down {
+            self.arm_accept(listener);
+        }
+        let fd = result as RawFd;
+        self.counters().accepted.incr();
+        if self.shutting_down {
+            self.counters().count_close(CloseReason::Shutdown);
+            socket::close(fd);
+            return;
+        }
+        // Claim before taking a slot: one CAS, never check-then-add (seed 003).
+        if !self.shared.cap.try_claim() {
+            self.counters().count_close(CloseReason::ConnectionCap);
+            socket::close(fd);
+            return;
+        }
+        socket::configure_accepted(fd);
+        let key = self.conns.vacant_key();
+        if key == self.generations.len() {
+            self.generations.push(0);
+        }
+        let generation = next_generation(self.generations[key]);
+        self.generations[key] = generation;
+        let mut timers = ConnTimers::new(self.timeouts);
+        // The first head must arrive within header_timeout of accept.
+        timers.on_accept(self.now);
+        let conn = Conn::new(fd, generation, Decoder::new(self.config.limits), timers);
+        debug_assert!(self.conns.len() < self.conns.capacity());
+        self.conns.insert(conn);
+        self.counters().open_connections.incr();
+        self.arm_recv(key);
+        self.sync_timer(key);
+    }
+
+    // ---- receive ----
+
+    fn arm_recv(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.recv_armed || conn.phase == Phase::Closed {
+            return;
+        }
+        conn.recv_armed = true;
+        conn.inflight += 1;
+        let entry = opcode::RecvMulti::new(Fd(conn.fd), self.recv_buffers.group)
+            .build()
+            .user_data(UserData::new(key as u32, conn.generation, OpTag::Recv).encode());
+        // SAFETY: the kernel writes into provided buffers, which live in
+        // `recv_buffers` until after the ring is gone.
+        unsafe { self.push(entry) };
+    }
+
+    fn on_recv(&mut self, key: usize, result: i32, flags: u32, more: bool) {
+        if !more {
+            let conn = &mut self.conns[key];
+            conn.recv_armed = false;
+            conn.inflight -= 1;
+        }
+        if result > 0 {
+            let len = result as usize;
+            let Some(bid) = cqueue::buffer_select(flags) else {
+                return;
+            };
+            self.counters().bytes_in.add(len as u64);
+            let conn = &mut self.conns[key];
+            if conn.phase == Phase::Open && !conn.close_after_flush {
+                if !conn.has_decode_buffers {
+                    if let Some(bufs) = self.decode_pool.pop() {
+                        conn.decoder.lend(bufs);
+                    }
+                    conn.has_decode_buffers = true;
+                }
+                conn.timers.on_request_bytes(self.now);
+                conn.decoder.feed(self.recv_buffers.filled(bid, len));
+            }
+            // Copied out (or discarded while lingering): the buffer goes back now.
+            self.recv_buffers.recycle(bid);
+            if self.conns[key].phase == Phase::Open {
+                self.process_input(key);
+            }
+        } else if result == 0 {
+            let conn = &mut self.conns[key];
+            conn.peer_eof = true;
+            match conn.phase {
+                Phase::Open if !conn.send.is_empty() => self.close_after_flush(key, CloseReason::PeerEof),
+                Phase::Open | Phase::Lingering => self.close_now(key, CloseReason::PeerEof),
+                Phase::Closed => {}
+            }
+            return;
+        } else if result == -libc::ENOBUFS || result == -libc::ECANCELED {
+            // ENOBUFS: every provided buffer was in use; re-armed below once
+            // this batch has recycled some. ECANCELED: we paused or closed.
+        } else {
+            self.close_now(key, CloseReason::PeerReset);
+            return;
+        }
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        if !more && conn.phase != Phase::Closed && !conn.paused && !conn.peer_eof {
+            self.arm_recv(key);
+        }
+    }
+
+    /// Drains the decoder's events: deadlines follow the transitions, complete
+    /// requests go to the handler, errors are answered and close.
+    fn process_input(&mut self, key: usize) {
+        loop {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            if conn.phase != Phase::Open || conn.close_after_flush {
+                break;
+            }
+            if conn.send.queued() > OUTPUT_HIGH_WATER {
+                self.pause(key);
+                break;
+            }
+            match conn.decoder.poll() {
+                Ok(None) => break,
+                Ok(Some(Event::HeadStarted)) => conn.timers.on_head_started(self.now),
+                Ok(Some(Event::HeadComplete)) => {
+                    let head = conn.decoder.head().expect("head is set at HeadComplete");
+                    let body_pending = match head.body_kind() {
+                        BodyKind::None => false,
+                        BodyKind::Length(n) => n > 0,
+                        BodyKind::Chunked => true,
+                    };
+                    // RFC 9110 10.1.1: send 100 before reading the body.
+                    if body_pending && head.expect_continue() {
+                        encode_continue(&mut conn.send.pending);
+                    }
+                    conn.timers.on_head_complete(self.now, body_pending);
+                }
+                Ok(Some(Event::BodyData(_))) => {}
+                Ok(Some(Event::RequestComplete)) => {
+                    conn.timers.on_body_complete();
+                    if !self.answer(key) {
+                        self.close_after_flush(key, CloseReason::Completed);
+                    }
+                }
+                Err(err) => {
+                    encode_error(&mut conn.send.pending, &err, &self.date);
+                    self.close_after_flush(key, CloseReason::ProtocolError(err.status()));
+                }
+            }
+        }
+        self.flush_send(key);
+        self.sync_timer(key);
+    }
+
+    /// Runs the handler on the complete request; returns keep-alive.
+    fn answer(&mut self, key: usize) -> bool {
+        let conn = &mut self.conns[key];
+        let head = conn.decoder.head().expect("head is set at RequestComplete");
+        let keep_alive = head.keep_alive() && !self.shutting_down;
+        let version = head.version();
+        let head_request = head.is_head();
+        let request = Request {
+            head,
+            body: conn.decoder.body(),
+            fd: conn.fd,
+        };
+        let mark = conn.send.pending.len();
+        let mut response = Response {
+            out: &mut conn.send.pending,
+            ctx: EncodeContext {
+                date: &self.date,
+                version,
+                keep_alive,
+                head_request,
+            },
+            sent: false,
+        };
+        let handler = &self.handler;
+        let outcome = catch_unwind(AssertUnwindSafe(|| handler.handle(&request, &mut response)));
+        let sent = response.sent && outcome.is_ok();
+        if !sent {
+            // A handler that panicked or wrote nothing: answer 500 and close,
+            // discarding anything half-written.
+            conn.send.pending.truncate(mark);
+            let ctx = EncodeContext {
+                date: &self.date,
+                version,
+                keep_alive: false,
+                head_request,
+            };
+            let _ = encode_response(
+                &mut conn.send.pending,
+                500,
+                &[("Content-Type", b"text/plain")],
+                b"Internal Server Error\n",
+                &ctx,
+            );
+        }
+        self.counters().requests.incr();
+        keep_alive && sent
+    }
+
+    fn pause(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        conn.paused = true;
+        if conn.recv_armed {
+            let target = UserData::new(key as u32, conn.generation, OpTag::Recv).encode();
+            self.cancel(key, target);
+        }
+    }
+
+    // ---- send ----
+
+    fn flush_send(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.phase == Phase::Closed {
+            return;
+        }
+        let Some(bytes) = conn.send.start_send() else {
+            return;
+        };
+        let entry = opcode::Send::new(Fd(conn.fd), bytes.as_ptr(), bytes.len() as u32)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(UserData::new(key as u32, conn.generation, OpTag::Send).encode());
+        conn.inflight += 1;
+        conn.timers.on_send_started(self.now);
+        // SAFETY: the bytes are the send queue's in-flight buffer, which is not
+        // touched until this send's CQE, and the slot is not freed before it.
+        unsafe { self.push(entry) };
+    }
+
+    fn on_send(&mut self, key: usize, result: i32) {
+        let conn = &mut self.conns[key];
+        conn.inflight -= 1;
+        if result < 0 {
+            conn.send.abort_send();
+            if conn.phase != Phase::Closed {
+                self.close_now(key, CloseReason::PeerReset);
+            }
+            return;
+        }
+        conn.send.complete_send(result as usize);
+        self.counters().bytes_out.add(result as u64);
+        let conn = &mut self.conns[key];
+        if conn.phase == Phase::Closed {
+            return;
+        }
+        if !conn.send.is_empty() {
+            self.flush_send(key);
+            self.sync_timer(key);
+            return;
+        }
+        // Everything queued has left.
+        if conn.close_after_flush {
+            if conn.peer_eof {
+                self.close_now(key, CloseReason::Completed);
+            } else {
+                self.start_linger(key);
+            }
+            return;
+        }
+        let idle = conn.decoder.is_idle();
+        conn.timers.on_send_drained(self.now, idle);
+        if conn.paused {
+            conn.paused = false;
+            self.process_input(key);
+            self.arm_recv(key);
+        }
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.phase == Phase::Open && conn.send.is_empty() && conn.decoder.is_idle() {
+            if self.shutting_down {
+                self.close_now(key, CloseReason::Shutdown);
+                return;
+            }
+            self.release_idle_buffers(key);
+        }
+        self.sync_timer(key);
+    }
+
+    /// An idle keep-alive connection gives its buffers to the worker's pool,
+    /// so it holds no buffer memory while it waits.
+    fn release_idle_buffers(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        if conn.has_decode_buffers {
+            if let Some(bufs) = conn.decoder.reclaim() {
+                conn.has_decode_buffers = false;
+                if self.decode_pool.len() < POOLED_BUFFERS {
+                    self.decode_pool.push(bufs);
+                }
+            }
+        }
+        if let Some(bufs) = conn.send.take_buffers() {
+            if self.send_pool.len() < POOLED_BUFFERS {
+                self.send_pool.push(bufs);
+            }
+        }
+    }
+
+    // ---- deadlines ----
+
+    /// Carries out the timer plan: one kernel timer per connection, always
+    /// due at or before the earliest live deadline.
+    fn sync_timer(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.phase == Phase::Closed {
+            return;
+        }
+        match conn.timers.plan() {
+            TimerAction::Nothing => {}
+            TimerAction::Submit(at) => self.submit_timer(key, at),
+            TimerAction::Update(at) => {
+                conn.update_spec = timespec_at(at);
+                conn.inflight += 1;
+                let target = UserData::new(key as u32, conn.generation, OpTag::Timer).encode();
+                let entry = opcode::TimeoutUpdate::new(target, &conn.update_spec as *const Timespec)
+                    .flags(TimeoutFlags::ABS)
+                    .build()
+                    .user_data(UserData::new(key as u32, conn.generation, OpTag::TimerUpdate).encode());
+                self.shared.counters.timer_updates.incr();
+                // SAFETY: update_spec lives in the slot, which never moves and
+                // is not freed while this SQE is counted in `inflight`.
+                unsafe { self.push(entry) };
+            }
+        }
+    }
+
+    fn submit_timer(&mut self, key: usize, at: MonoTime) {
+        let conn = &mut self.conns[key];
+        conn.timer_spec = timespec_at(at);
+        conn.inflight += 1;
+        // ABS on CLOCK_MONOTONIC (the default clock): the kernel fires at the
+        // deadline itself, not "now + relative" measured later.
+        let entry = opcode::Timeout::new(&conn.timer_spec as *const Timespec)
+            .flags(TimeoutFlags::ABS)
+            .build()
+            .user_data(UserData::new(key as u32, conn.generation, OpTag::Timer).encode());
+        self.shared.counters.timer_submits.incr();
+        // SAFETY: timer_spec lives in the slot, which never moves and is not
+        // freed while this SQE is counted in `inflight`.
+        unsafe { self.push(entry) };
+    }
+
+    fn on_timer(&mut self, key: usize, result: i32) {
+        let conn = &mut self.conns[key];
+        conn.inflight -= 1;
+        if conn.phase == Phase::Closed {
+            return;
+        }
+        if result != -libc::ETIME {
+            // Removed or failed: no timer is pending any more.
+            conn.timers.on_timer_gone();
+            self.sync_timer(key);
+            return;
+        }
+        self.shared.counters.timer_fires.incr();
+        // Never a cached `now`: the batch may be old (seed 001).
+        let now = mono_now();
+        match conn.timers.on_fire(now) {
+            FireOutcome::Expired(kind) => {
+                let reason = match kind {
+                    DeadlineKind::Header => CloseReason::HeaderTimeout,
+                    DeadlineKind::Body => CloseReason::BodyTimeout,
+                    DeadlineKind::Idle => CloseReason::IdleTimeout,
+                    DeadlineKind::Write => CloseReason::WriteTimeout,
+                };
+                self.close_now(key, reason);
+            }
+            FireOutcome::Rearm(at) => {
+                self.shared.counters.timer_early_fires.incr();
+                self.submit_timer(key, at);
+            }
+            FireOutcome::Nothing => self.shared.counters.timer_early_fires.incr(),
+        }
+    }
+
+    // ---- close ----
+
+    /// Submits a cancel for the operation `target` names. The cancel is
+    /// counted in the slot's `inflight` like any other SQE that names it.
+    fn cancel(&mut self, key: usize, target: u64) {
+        let conn = &mut self.conns[key];
+        conn.inflight += 1;
+        let entry = opcode::AsyncCancel::new(target)
+            .build()
+            .user_data(UserData::new(key as u32, conn.generation, OpTag::Cancel).encode());
+        // SAFETY: a cancel points at no memory.
+        unsafe { self.push(entry) };
+    }
+
+    fn record_reason(&mut self, key: usize, reason: CloseReason) {
+        let conn = &mut self.conns[key];
+        if conn.close_reason.is_none() {
+            conn.close_reason = Some(reason);
+            self.shared.counters.count_close(reason);
+        }
+    }
+
+    /// Stop reading requests; close when the queued responses have left.
+    fn close_after_flush(&mut self, key: usize, reason: CloseReason) {
+        self.record_reason(key, reason);
+        let conn = &mut self.conns[key];
+        conn.close_after_flush = true;
+        if conn.send.is_empty() {
+            if conn.peer_eof {
+                self.close_now(key, reason);
+            } else {
+                self.start_linger(key);
+            }
+        }
+    }
+
+    /// FIN now, then wait (bounded) for the peer's EOF before closing, so
+    /// unread request bytes do not turn the close into a reset.
+    fn start_linger(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        socket::shutdown_write(conn.fd);
+        conn.phase = Phase::Lingering;
+        // The linger is bounded by the write deadline, armed afresh: the
+        // response has left, only the peer's EOF is awaited.
+        conn.timers.clear_all();
+        conn.timers.arm(DeadlineKind::Write, self.now);
+        if !conn.recv_armed && !conn.peer_eof {
+            conn.paused = false;
+            self.arm_recv(key);
+        }
+        self.sync_timer(key);
+    }
+
+    /// Cancel the connection's operations, `shutdown(SHUT_WR)`, `close`. The
+    /// slot is freed when the last CQE naming it has arrived.
+    fn close_now(&mut self, key: usize, reason: CloseReason) {
+        self.record_reason(key, reason);
+        let conn = &mut self.conns[key];
+        if conn.phase == Phase::Closed {
+            return;
+        }
+        conn.phase = Phase::Closed;
+        let generation = conn.generation;
+        let (recv_armed, timer_pending, send_in_flight) = (
+            conn.recv_armed,
+            conn.timers.pending_timer().is_some(),
+            conn.send.in_flight(),
+        );
+        socket::shutdown_write(conn.fd);
+        socket::close(conn.fd);
+        conn.fd = -1;
+        let slot = key as u32;
+        if recv_armed {
+            self.cancel(key, UserData::new(slot, generation, OpTag::Recv).encode());
+        }
+        if send_in_flight {
+            self.cancel(key, UserData::new(slot, generation, OpTag::Send).encode());
+        }
+        if timer_pending {
+            let conn = &mut self.conns[key];
+            conn.inflight += 1;
+            let entry = opcode::TimeoutRemove::new(UserData::new(slot, generation, OpTag::Timer).encode())
+                .build()
+                .user_data(UserData::new(slot, generation, OpTag::Cancel).encode());
+            // SAFETY: a timeout removal points at no memory.
+            unsafe { self.push(entry) };
+        }
+        self.maybe_free(key);
+    }
+
+    fn maybe_free(&mut self, key: usize) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        if conn.phase != Phase::Closed || conn.inflight > 0 {
+            return;
+        }
+        let mut conn = self.conns.remove(key);
+        self.shared.cap.release();
+        self.counters().open_connections.sub(1);
+        if conn.has_decode_buffers {
+            if let Some(bufs) = conn.decoder.reclaim() {
+                if self.decode_pool.len() < POOLED_BUFFERS {
+                    self.decode_pool.push(bufs);
+                }
+            }
+        }
+        if let Some(bufs) = conn.send.take_buffers() {
+            if self.send_pool.len() < POOLED_BUFFERS {
+                self.send_pool.push(bufs);
+            }
+        }
+    }
+
+    // ---- shutdown ----
+
+    fn arm_wake(&mut self) {
+        let entry = opcode::Read::new(Fd(self.wake_fd), (&mut *self.wake_buf as *mut u64).cast(), 8)
+            .build()
+            .user_data(UserData::worker(OpTag::Wake).encode());
+        // SAFETY: wake_buf is boxed in the worker and outlives the ring.
+        unsafe { self.push(entry) };
+    }
+
+    /// Stop accepting, close idle connections, let in-flight requests finish
+    /// within `shutdown_timeout`.
+    fn begin_shutdown(&mut self) {
+        if self.shutting_down {
+            return;
+        }
+        self.shutting_down = true;
+        for index in 0..self.listeners.len() {
+            let target = UserData::new(index as u32, 0, OpTag::Accept).encode();
+            let entry = opcode::AsyncCancel::new(target)
+                .build()
+                .user_data(UserData::worker(OpTag::Cancel).encode());
+            // SAFETY: a cancel points at no memory.
+            unsafe { self.push(entry) };
+        }
+        // New connects are refused from now on; the accept ops hold their own
+        // reference to the socket until the cancels complete.
+        for fd in self.listeners.drain(..) {
+            socket::close(fd);
+        }
+        let entry = opcode::Timeout::new(&*self.shutdown_spec as *const Timespec)
+            .build()
+            .user_data(UserData::worker(OpTag::ShutdownTimer).encode());
+        // SAFETY: shutdown_spec is boxed in the worker and outlives the ring.
+        unsafe { self.push(entry) };
+        let idle: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.phase == Phase::Open && c.send.is_empty() && c.decoder.is_idle())
+            .map(|(key, _)| key)
+            .collect();
+        for key in idle {
+            self.close_now(key, CloseReason::Shutdown);
+        }
+    }
+
+    fn close_all(&mut self, reason: CloseReason) {
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            self.close_now(key, reason);
+        }
+    }
+}
