@@ -47,7 +47,12 @@ fn mmap_anonymous(len: usize) -> io::Result<*mut u8> {
 impl ProvidedBufRing {
     /// Maps the ring and its buffers and registers them as buffer group
     /// `group`. Fails on kernels before 5.19 (no `IORING_REGISTER_PBUF_RING`).
-    pub fn new(submitter: &Submitter<'_>, entries: u16, buf_size: u32, group: u16) -> io::Result<Self> {
+    pub fn new(
+        submitter: &Submitter<'_>,
+        entries: u16,
+        buf_size: u32,
+        group: u16,
+    ) -> io::Result<Self> {
         let ring_bytes = usize::from(entries) * std::mem::size_of::<BufRingEntry>();
         let buffers_bytes = usize::from(entries) * buf_size as usize;
         let ring = mmap_anonymous(ring_bytes)?.cast::<BufRingEntry>();
@@ -77,10 +82,6 @@ impl ProvidedBufRing {
             this.recycle(bid);
         }
         Ok(this)
-    }
-
-    pub fn buf_size(&self) -> u32 {
-        self.buf_size
     }
 
     /// The first `len` bytes of buffer `bid`, which a recv CQE just filled.

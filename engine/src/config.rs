@@ -145,7 +145,9 @@ impl ServerBuilder {
     /// Checks every setting; a zero or absurd value is an error naming it.
     pub fn build(mut self) -> Result<crate::Server, ConfigError> {
         if self.config.addrs.is_empty() {
-            self.config.addrs.push(SocketAddr::from(([127, 0, 0, 1], 8080)));
+            self.config
+                .addrs
+                .push(SocketAddr::from(([127, 0, 0, 1], 8080)));
         }
         let c = &self.config;
         if c.workers == 0 || c.workers > MAX_WORKERS {

@@ -16,7 +16,10 @@ pub enum UringUnavailable {
     /// ENOSYS: the kernel was built without io_uring or predates it.
     NoKernelSupport,
     /// The kernel has io_uring but lacks something ringwall needs.
-    MissingFeature { feature: &'static str, needs: &'static str },
+    MissingFeature {
+        feature: &'static str,
+        needs: &'static str,
+    },
     /// Any other setup failure.
     Setup(io::Error),
 }

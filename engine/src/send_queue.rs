@@ -127,7 +127,9 @@ mod tests {
         assert!(q.take_buffers().is_none());
         q.start_send();
         q.complete_send(1);
-        let (a, b) = q.take_buffers().expect("empty queue gives its buffers back");
+        let (a, b) = q
+            .take_buffers()
+            .expect("empty queue gives its buffers back");
         assert!(a.is_empty() && b.is_empty());
         assert!(a.capacity() + b.capacity() > 0);
     }

@@ -55,7 +55,10 @@ impl Server {
                                 Err(source) => {
                                     socket::close(fd);
                                     close_all(&listeners);
-                                    return Err(StartError::Bind { addr: *addr, source });
+                                    return Err(StartError::Bind {
+                                        addr: *addr,
+                                        source,
+                                    });
                                 }
                             }
                         }
@@ -63,7 +66,10 @@ impl Server {
                     }
                     Err(source) => {
                         close_all(&listeners);
-                        return Err(StartError::Bind { addr: bound, source });
+                        return Err(StartError::Bind {
+                            addr: bound,
+                            source,
+                        });
                     }
                 }
             }

@@ -21,10 +21,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
-use io_uring::types::{Fd, Timespec, TimeoutFlags};
+use io_uring::types::{Fd, TimeoutFlags, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
-use ringwall_h1::{encode_continue, encode_error, encode_response, BodyKind, DecodeBuffers, Decoder, EncodeContext, Event, HttpDate};
-use ringwall_timers::{ConnTimers, DeadlineKind, FireOutcome, MonoTime, TimerAction, Timeouts};
+use ringwall_h1::{
+    encode_continue, encode_error, encode_response, BodyKind, DecodeBuffers, Decoder,
+    EncodeContext, Event, HttpDate,
+};
+use ringwall_timers::{ConnTimers, DeadlineKind, FireOutcome, MonoTime, Timeouts, TimerAction};
 use slab::Slab;
 
 use crate::buf_ring::ProvidedBufRing;
@@ -142,10 +145,14 @@ fn build_ring(entries: u32, worker: usize) -> Result<IoUring, UringUnavailable> 
     type Setup = fn(&mut io_uring::Builder);
     let attempts: [(&str, Setup); 4] = [
         ("SINGLE_ISSUER|DEFER_TASKRUN|SUBMIT_ALL", |b| {
-            b.setup_single_issuer().setup_defer_taskrun().setup_submit_all();
+            b.setup_single_issuer()
+                .setup_defer_taskrun()
+                .setup_submit_all();
         }),
         ("SINGLE_ISSUER|COOP_TASKRUN|SUBMIT_ALL", |b| {
-            b.setup_single_issuer().setup_coop_taskrun().setup_submit_all();
+            b.setup_single_issuer()
+                .setup_coop_taskrun()
+                .setup_submit_all();
         }),
         ("COOP_TASKRUN", |b| {
             b.setup_coop_taskrun();
@@ -451,7 +458,9 @@ impl<H: Handler> Worker<H> {
             let conn = &mut self.conns[key];
             conn.peer_eof = true;
             match conn.phase {
-                Phase::Open if !conn.send.is_empty() => self.close_after_flush(key, CloseReason::PeerEof),
+                Phase::Open if !conn.send.is_empty() => {
+                    self.close_after_flush(key, CloseReason::PeerEof)
+                }
                 Phase::Open | Phase::Lingering => self.close_now(key, CloseReason::PeerEof),
                 Phase::Closed => {}
             }
@@ -521,6 +530,11 @@ impl<H: Handler> Worker<H> {
     /// Runs the handler on the complete request; returns keep-alive.
     fn answer(&mut self, key: usize) -> bool {
         let conn = &mut self.conns[key];
+        if conn.send.is_empty() && conn.send.pending.capacity() == 0 {
+            if let Some((sending, pending)) = self.send_pool.pop() {
+                conn.send.give_buffers(sending, pending);
+            }
+        }
         let head = conn.decoder.head().expect("head is set at RequestComplete");
         let keep_alive = head.keep_alive() && !self.shutting_down;
         let version = head.version();
@@ -685,10 +699,13 @@ impl<H: Handler> Worker<H> {
                 conn.update_spec = timespec_at(at);
                 conn.inflight += 1;
                 let target = UserData::new(key as u32, conn.generation, OpTag::Timer).encode();
-                let entry = opcode::TimeoutUpdate::new(target, &conn.update_spec as *const Timespec)
-                    .flags(TimeoutFlags::ABS)
-                    .build()
-                    .user_data(UserData::new(key as u32, conn.generation, OpTag::TimerUpdate).encode());
+                let entry =
+                    opcode::TimeoutUpdate::new(target, &conn.update_spec as *const Timespec)
+                        .flags(TimeoutFlags::ABS)
+                        .build()
+                        .user_data(
+                            UserData::new(key as u32, conn.generation, OpTag::TimerUpdate).encode(),
+                        );
                 self.shared.counters.timer_updates.incr();
                 // SAFETY: update_spec lives in the slot, which never moves and
                 // is not freed while this SQE is counted in `inflight`.
@@ -827,9 +844,10 @@ impl<H: Handler> Worker<H> {
         if timer_pending {
             let conn = &mut self.conns[key];
             conn.inflight += 1;
-            let entry = opcode::TimeoutRemove::new(UserData::new(slot, generation, OpTag::Timer).encode())
-                .build()
-                .user_data(UserData::new(slot, generation, OpTag::Cancel).encode());
+            let entry =
+                opcode::TimeoutRemove::new(UserData::new(slot, generation, OpTag::Timer).encode())
+                    .build()
+                    .user_data(UserData::new(slot, generation, OpTag::Cancel).encode());
             // SAFETY: a timeout removal points at no memory.
             unsafe { self.push(entry) };
         }
@@ -863,9 +881,13 @@ impl<H: Handler> Worker<H> {
     // ---- shutdown ----
 
     fn arm_wake(&mut self) {
-        let entry = opcode::Read::new(Fd(self.wake_fd), (&mut *self.wake_buf as *mut u64).cast(), 8)
-            .build()
-            .user_data(UserData::worker(OpTag::Wake).encode());
+        let entry = opcode::Read::new(
+            Fd(self.wake_fd),
+            (&mut *self.wake_buf as *mut u64).cast(),
+            8,
+        )
+        .build()
+        .user_data(UserData::worker(OpTag::Wake).encode());
         // SAFETY: wake_buf is boxed in the worker and outlives the ring.
         unsafe { self.push(entry) };
     }

@@ -14,10 +14,18 @@ use clap::{Args, Parser, Subcommand};
 use ringwall::{Request, Response, Server};
 
 #[derive(Parser)]
-#[command(name = "ringwall", version, about = "io_uring HTTP/1.1 server with kernel-precise deadlines")]
+#[command(
+    name = "ringwall",
+    version,
+    about = "io_uring HTTP/1.1 server with kernel-precise deadlines",
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// `ringwall [options]` is `ringwall serve [options]`.
+    #[command(flatten)]
+    serve: ServeArgs,
 }
 
 #[derive(Subcommand)]
@@ -73,7 +81,11 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" => 1.0,
         "m" => 60.0,
         "h" => 3600.0,
-        _ => return Err(format!("unknown unit `{unit}` in `{text}`: use ms, s, m or h")),
+        _ => {
+            return Err(format!(
+                "unknown unit `{unit}` in `{text}`: use ms, s, m or h"
+            ))
+        }
     };
     Duration::try_from_secs_f64(value * scale).map_err(|e| format!("`{text}`: {e}"))
 }
@@ -131,7 +143,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
-        None => ServeArgs::parse_from(["ringwall"]),
+        None => cli.serve,
     };
     let mut builder = Server::builder()
         .bind(args.addr)
