@@ -6,7 +6,7 @@ use std::time::Duration;
 ///
 /// | kind | starts | ends |
 /// |---|---|---|
-/// | `Header` | accept; or a head left incomplete by the bytes at hand | the head parses |
+/// | `Header` | accept; the first byte after idle; or a head left incomplete by the bytes at hand | the head parses |
 /// | `Body` | the head parses and a body is announced | the body is complete |
 /// | `Idle` | the send queue drains on a keep-alive connection with no request in progress | the next request's first byte |
 /// | `Write` | a response starts to send | the send queue is empty |

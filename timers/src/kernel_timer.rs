@@ -16,6 +16,12 @@
 //! | the timer's `-ETIME`, `Rearm(t)` submitted, then the old update's `-ENOENT` | ignores it | the update named the old timer; the new one is untouched |
 //! | the timer's `-ECANCELED` (or any error but `-ETIME`) | `on_timer_gone()`, then `plan()` | no timer is in flight; `plan` submits a fresh one |
 //!
+//! One ordering is relied on: the kernel consumes SQEs in ring order, so an
+//! update pushed before a re-armed timer's `IORING_OP_TIMEOUT` reaches the
+//! old timer (or finds none) and never the new one, although both timers
+//! carry the same `user_data`. Push timer SQEs in the order `plan` and
+//! `on_fire` hand them out, and never with `IOSQE_ASYNC`.
+//!
 //! So the update operation's own CQE never changes the model: the engine
 //! ignores it whatever its result. In particular it must **not** call
 //! `on_timer_gone` for it: by then a re-armed timer may be in flight, and

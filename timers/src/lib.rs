@@ -33,7 +33,9 @@
 //! - a deadline, once armed, does not move until it is cleared (drip bytes
 //!   never extend it);
 //! - an idle keep-alive connection is judged by the idle deadline only, never
-//!   the header deadline;
+//!   the header deadline; the next request's first byte ends idle and starts
+//!   its header deadline;
+//! - a head that arrives whole never reaches the kernel timer;
 //! - one kernel timer per connection, always due at or before the earliest
 //!   live deadline; an earlier deadline updates it, a later or cleared one
 //!   leaves it to fire early and be re-armed;

@@ -13,13 +13,24 @@ impl ConnTimers {
         self.arm(DeadlineKind::Header, now);
     }
 
-    /// Request bytes arrived: the connection is no longer idle, so the idle
-    /// deadline ends (the first byte of the next request).
+    /// Request bytes arrived. On an idle keep-alive connection they are the
+    /// first bytes of the next request: the idle deadline ends and that
+    /// request's header deadline starts (DESIGN.md's table), whatever the
+    /// decoder makes of them. Otherwise nothing changes: an armed header
+    /// deadline is never extended by drip bytes, and body bytes start nothing.
     ///
-    /// The header deadline is deliberately left alone: drip bytes never
-    /// extend it. `now` is unused today.
-    pub fn on_request_bytes(&mut self, _now: MonoTime) {
-        self.clear(DeadlineKind::Idle);
+    /// Starting the header deadline here, not only in
+    /// [`on_head_started`](Self::on_head_started), leaves no gap for bytes
+    /// that do not start a head as the decoder sees it (RFC 9112 2.2 lets a
+    /// server skip empty lines before a request-line): an idle connection fed
+    /// one CRLF at a time still meets a deadline. A head that arrives whole
+    /// still never reaches the kernel timer: it arms and clears the header
+    /// deadline within one recv, before the engine calls `plan()`.
+    pub fn on_request_bytes(&mut self, now: MonoTime) {
+        if self.deadline(DeadlineKind::Idle).is_some() {
+            self.clear(DeadlineKind::Idle);
+            self.arm(DeadlineKind::Header, now);
+        }
     }
 
     /// A head is still incomplete after the bytes at hand were parsed,
