@@ -20,7 +20,8 @@
 //! update pushed before a re-armed timer's `IORING_OP_TIMEOUT` reaches the
 //! old timer (or finds none) and never the new one, although both timers
 //! carry the same `user_data`. Push timer SQEs in the order `plan` and
-//! `on_fire` hand them out, and never with `IOSQE_ASYNC`.
+//! `on_fire` hand them out (a backlog for a full SQ must stay first in,
+//! first out), and never with `IOSQE_ASYNC`.
 //!
 //! So the update operation's own CQE never changes the model: the engine
 //! ignores it whatever its result. In particular it must **not** call
