@@ -54,6 +54,7 @@ pub struct Config {
     pub ring_entries: u32,
     pub recv_buffers: u16,
     pub recv_buffer_size: u32,
+    pub recv_multishot: bool,
 }
 
 /// Builds a [`crate::Server`]; every setting has a documented default.
@@ -80,6 +81,7 @@ impl Default for ServerBuilder {
                 ring_entries: DEFAULT_RING_ENTRIES,
                 recv_buffers: DEFAULT_RECV_BUFFERS,
                 recv_buffer_size: DEFAULT_RECV_BUFFER_SIZE,
+                recv_multishot: true,
             },
         }
     }
@@ -139,6 +141,15 @@ impl ServerBuilder {
     pub fn recv_buffers(mut self, count: u16, size: u32) -> Self {
         self.config.recv_buffers = count;
         self.config.recv_buffer_size = size;
+        self
+    }
+
+    /// Multishot recv (default, Linux 6.0+) or single-shot recv re-armed
+    /// after each completion. A worker whose kernel rejects multishot recv
+    /// switches to single-shot by itself; this forces it (for tests, or a
+    /// kernel that misbehaves).
+    pub fn recv_multishot(mut self, enabled: bool) -> Self {
+        self.config.recv_multishot = enabled;
         self
     }
 

@@ -134,6 +134,8 @@ pub(crate) struct Worker<H: Handler> {
     /// fires never use it: they read the clock afresh.
     now: MonoTime,
     shutting_down: bool,
+    /// Multishot recv (Linux 6.0+), or single-shot recv re-armed per CQE.
+    recv_multishot: bool,
     decode_pool: Vec<DecodeBuffers>,
     send_pool: Vec<(Vec<u8>, Vec<u8>)>,
     cqes: Vec<(u64, i32, u32)>,
@@ -218,6 +220,7 @@ impl<H: Handler> Worker<H> {
             write: config.write_timeout,
         };
         let secs = unix_secs();
+        let recv_multishot = config.recv_multishot;
         Ok(Worker {
             sink: SqeSink {
                 ring,
@@ -241,6 +244,7 @@ impl<H: Handler> Worker<H> {
             date_secs: secs,
             now: mono_now(),
             shutting_down: false,
+            recv_multishot,
             decode_pool: Vec::new(),
             send_pool: Vec::new(),
             cqes: Vec::with_capacity(1024),
@@ -418,9 +422,21 @@ impl<H: Handler> Worker<H> {
         }
         conn.recv_armed = true;
         conn.inflight += 1;
-        let entry = opcode::RecvMulti::new(Fd(conn.fd), self.recv_buffers.group)
+        let entry = if self.recv_multishot {
+            opcode::RecvMulti::new(Fd(conn.fd), self.recv_buffers.group).build()
+        } else {
+            // Single-shot recv that still picks a provided buffer, so an idle
+            // connection holds no buffer on this path either.
+            opcode::Recv::new(
+                Fd(conn.fd),
+                std::ptr::null_mut(),
+                self.config.recv_buffer_size,
+            )
+            .buf_group(self.recv_buffers.group)
             .build()
-            .user_data(UserData::new(key as u32, conn.generation, OpTag::Recv).encode());
+            .flags(squeue::Flags::BUFFER_SELECT)
+        }
+        .user_data(UserData::new(key as u32, conn.generation, OpTag::Recv).encode());
         // SAFETY: the kernel writes into provided buffers, which live in
         // `recv_buffers` until after the ring is gone.
         unsafe { self.push(entry) };
@@ -465,6 +481,10 @@ impl<H: Handler> Worker<H> {
                 Phase::Closed => {}
             }
             return;
+        } else if result == -libc::EINVAL && self.recv_multishot {
+            // Kernels before 6.0 reject multishot recv: fall back for good.
+            eprintln!("ringwall: the kernel rejects multishot recv; using single-shot recv");
+            self.recv_multishot = false;
         } else if result == -libc::ENOBUFS || result == -libc::ECANCELED {
             // ENOBUFS: every provided buffer was in use; re-armed below once
             // this batch has recycled some. ECANCELED: we paused or closed.
