@@ -1,0 +1,3 @@
+module ringwall-bench/go-peer
+
+go 1.19

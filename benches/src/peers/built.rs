@@ -1,0 +1,79 @@
+//! The two peers built by this workspace: `ringwall serve` and this crate's
+//! `hyper-peer`. Both are found next to the running bench executable (or
+//! through `$RINGWALL_BIN` / `$HYPER_PEER_BIN`).
+
+use std::net::SocketAddr;
+use std::process::Command;
+
+use super::deadlines::format_duration;
+use super::process::{sibling_binary, ServerProcess};
+use super::scratch::Scratch;
+use super::{PeerConfig, StartError};
+
+/// `ringwall serve` with the four deadlines and the connection cap.
+pub(super) fn start_ringwall(
+    config: &PeerConfig,
+    addr: SocketAddr,
+) -> Result<(ServerProcess, Scratch), StartError> {
+    let binary = sibling_binary("RINGWALL_BIN", "ringwall").map_err(|e| StartError::Missing {
+        reason: format!("{e}: build it: cargo build --release -p ringwall"),
+    })?;
+    let d = &config.deadlines;
+    let mut command = Command::new(binary);
+    command
+        .arg("serve")
+        .arg("--addr")
+        .arg(addr.to_string())
+        .arg("--workers")
+        .arg(config.workers.to_string())
+        .arg("--header-timeout")
+        .arg(format_duration(d.header))
+        .arg("--body-timeout")
+        .arg(format_duration(d.body))
+        .arg("--idle-timeout")
+        .arg(format_duration(d.idle))
+        .arg("--write-timeout")
+        .arg(format_duration(d.write))
+        .arg("--max-connections")
+        .arg(config.max_connections.to_string());
+    spawn_in_scratch("ringwall", command)
+}
+
+/// hyper 1.x on tokio (`src/bin/hyper_peer.rs`). hyper has no idle timeout
+/// of its own: its `header_read_timeout` also bounds the keep-alive wait, so
+/// `idle` is not passed.
+pub(super) fn start_hyper(
+    config: &PeerConfig,
+    addr: SocketAddr,
+) -> Result<(ServerProcess, Scratch), StartError> {
+    let binary =
+        sibling_binary("HYPER_PEER_BIN", "hyper-peer").map_err(|e| StartError::Missing {
+            reason: format!(
+                "{e}: build it: cargo build --release -p ringwall-bench --bin hyper-peer"
+            ),
+        })?;
+    let d = &config.deadlines;
+    let mut command = Command::new(binary);
+    command
+        .arg("--addr")
+        .arg(addr.to_string())
+        .arg("--workers")
+        .arg(config.workers.to_string())
+        .arg("--header-timeout")
+        .arg(format_duration(d.header))
+        .arg("--body-timeout")
+        .arg(format_duration(d.body))
+        .arg("--write-timeout")
+        .arg(format_duration(d.write));
+    spawn_in_scratch("hyper", command)
+}
+
+fn spawn_in_scratch(label: &str, command: Command) -> Result<(ServerProcess, Scratch), StartError> {
+    let failed = |what: &str, e: std::io::Error| StartError::Failed {
+        reason: format!("{what}: {e}"),
+    };
+    let scratch = Scratch::new(label).map_err(|e| failed("temp dir", e))?;
+    let process = ServerProcess::spawn(command, &scratch.path().join("server.log"))
+        .map_err(|e| failed("spawn", e))?;
+    Ok((process, scratch))
+}

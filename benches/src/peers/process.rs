@@ -1,0 +1,244 @@
+//! Starting a server process, waiting until it serves, and stopping it.
+//!
+//! Every process started here is remembered by PID and stopped by that PID
+//! (SIGTERM, then SIGKILL after a grace period) with a `waitpid`, so nothing
+//! is left running and no other process on the machine is touched.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::procfs;
+
+/// How long a server gets to start serving before it counts as failed.
+pub const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long a server gets to exit after SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// A running server process, stopped on drop.
+#[derive(Debug)]
+pub struct ServerProcess {
+    child: Child,
+    log: PathBuf,
+}
+
+impl ServerProcess {
+    /// Spawns `command` with stdout and stderr going to `log`.
+    pub fn spawn(mut command: Command, log: &Path) -> io::Result<ServerProcess> {
+        let out = File::create(log)?;
+        let err = out.try_clone()?;
+        command.stdin(Stdio::null()).stdout(out).stderr(err);
+        let child = command.spawn()?;
+        Ok(ServerProcess {
+            child,
+            log: log.to_path_buf(),
+        })
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// The last lines the server wrote, for error messages.
+    pub fn log_tail(&self) -> String {
+        log_tail(&self.log)
+    }
+
+    /// Waits until `addr` answers `GET /` with `200` and `Hello, World!`.
+    /// A server that exits first, or never answers, is an error that carries
+    /// the tail of its log.
+    pub fn wait_ready(&mut self, addr: SocketAddr, timeout: Duration) -> Result<(), String> {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("exited with {status}: {}", self.log_tail()));
+            }
+            if probe_hello(addr).is_ok() {
+                return Ok(());
+            }
+            if start.elapsed() > timeout {
+                return Err(format!(
+                    "not serving on {addr} after {timeout:?}: {}",
+                    self.log_tail()
+                ));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, wait, SIGKILL if it is still there, and reap it. Descendants
+    /// (nginx workers) that outlive their parent are killed by their PIDs.
+    pub fn stop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        let pid = self.pid();
+        let descendants: Vec<i32> = procfs::process_tree(pid).into_iter().skip(1).collect();
+        signal(pid, libc::SIGTERM);
+        let start = Instant::now();
+        while start.elapsed() < STOP_GRACE {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        if !matches!(self.child.try_wait(), Ok(Some(_))) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        for d in descendants {
+            if procfs::read_stat(d).is_ok() {
+                signal(d, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn signal(pid: i32, sig: i32) {
+    // SAFETY: kill(2) takes plain integers; `pid` is a process this module
+    // started (or its descendant), never 0 or -1.
+    if pid > 0 {
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(8)..].join(" | ");
+    if tail.is_empty() {
+        "(no output)".to_string()
+    } else {
+        tail
+    }
+}
+
+/// One `GET /` on a fresh connection; Ok if the answer is `200` with body
+/// `Hello, World!`.
+pub fn probe_hello(addr: SocketAddr) -> io::Result<()> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
+    s.set_read_timeout(Some(Duration::from_secs(1)))?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: peer\r\nConnection: close\r\n\r\n")?;
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer)?;
+    if answer.starts_with(b"HTTP/1.1 200") && answer.ends_with(b"Hello, World!") {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unexpected answer: {:?}", String::from_utf8_lossy(&answer)),
+        ))
+    }
+}
+
+/// A loopback address with a port that was free a moment ago.
+pub fn free_loopback_addr() -> io::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    listener.local_addr()
+}
+
+/// Raises this process's soft `RLIMIT_NOFILE` to `want` (and the hard limit
+/// too, where we are allowed to). Servers started afterwards inherit it.
+/// Returns the soft limit now in force.
+pub fn raise_nofile_limit(want: u64) -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit for the duration of the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if lim.rlim_cur >= want {
+        return Ok(lim.rlim_cur);
+    }
+    if lim.rlim_max < want {
+        let raised = libc::rlimit {
+            rlim_cur: want,
+            rlim_max: want,
+        };
+        // SAFETY: `raised` is a valid rlimit; failure (no CAP_SYS_RESOURCE) is
+        // handled by falling back to the current hard limit below.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return Ok(want);
+        }
+    }
+    let soft = libc::rlimit {
+        rlim_cur: want.min(lim.rlim_max),
+        rlim_max: lim.rlim_max,
+    };
+    // SAFETY: as above; the soft limit does not exceed the hard limit.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &soft) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(soft.rlim_cur)
+}
+
+/// Finds an executable named `name` on `$PATH` or in `extra` directories
+/// (`/usr/sbin` is often missing from an unprivileged `$PATH`).
+pub fn find_executable(name: &str, extra: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(extra.iter().map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+}
+
+pub fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Where a binary built by this workspace lives: `$ENV_VAR` if set, else
+/// next to the running executable (or one level up, for test executables
+/// that live in `target/<profile>/deps/`).
+pub fn sibling_binary(env_var: &str, name: &str) -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os(env_var) {
+        let path = PathBuf::from(path);
+        return if is_executable(&path) {
+            Ok(path)
+        } else {
+            Err(format!(
+                "${env_var}={} is not an executable",
+                path.display()
+            ))
+        };
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let dir = exe.parent().ok_or("current_exe has no directory")?;
+    let candidates = [Some(dir.join(name)), dir.parent().map(|d| d.join(name))];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|c| is_executable(c))
+        .ok_or_else(|| format!("no `{name}` next to {} (nor ${env_var})", exe.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nofile_limit_is_at_least_what_is_asked_or_the_hard_limit() {
+        let got = raise_nofile_limit(1024).expect("getrlimit works");
+        assert!(got >= 1024);
+    }
+
+    #[test]
+    fn sh_is_found_on_path() {
+        assert!(find_executable("sh", &["/bin"]).is_some());
+        assert!(find_executable("no-such-binary-ringwall", &[]).is_none());
+    }
+}

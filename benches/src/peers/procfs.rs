@@ -1,0 +1,185 @@
+//! Server CPU time and resident memory, read from `/proc`.
+//!
+//! A server is a process tree: nginx is a master and its workers, the others
+//! one process with threads (whose times `/proc/PID/stat` already sums). CPU
+//! time is `utime + stime` (proc(5) fields 14 and 15, in clock ticks); memory
+//! is `VmRSS` from `/proc/PID/status`. Both are summed over the tree.
+
+use std::fs;
+use std::io;
+use std::time::Duration;
+
+/// The fields of one `/proc/PID/stat` line that the runners use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcStat {
+    pub pid: i32,
+    pub ppid: i32,
+    /// User-mode time, in clock ticks.
+    pub utime: u64,
+    /// Kernel-mode time, in clock ticks.
+    pub stime: u64,
+}
+
+/// Parses a `/proc/PID/stat` line.
+///
+/// The second field is the command name in parentheses and may itself hold
+/// spaces and `)`, so the fields after it are counted from the LAST `)`.
+pub fn parse_stat(line: &str) -> Option<ProcStat> {
+    let open = line.find('(')?;
+    let close = line.rfind(')')?;
+    let pid = line[..open].trim().parse().ok()?;
+    // After the name: field 3 (state) is index 0 here.
+    let rest: Vec<&str> = line[close + 1..].split_whitespace().collect();
+    let field = |n: usize| rest.get(n - 3).copied();
+    Some(ProcStat {
+        pid,
+        ppid: field(4)?.parse().ok()?,
+        utime: field(14)?.parse().ok()?,
+        stime: field(15)?.parse().ok()?,
+    })
+}
+
+/// `VmRSS` from a `/proc/PID/status` document, in bytes.
+pub fn parse_vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let mut words = line["VmRSS:".len()..].split_whitespace();
+    let value: u64 = words.next()?.parse().ok()?;
+    match words.next() {
+        Some("kB") => Some(value * 1024),
+        _ => None,
+    }
+}
+
+/// Reads and parses `/proc/PID/stat`.
+pub fn read_stat(pid: i32) -> io::Result<ProcStat> {
+    let line = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_stat(&line).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unreadable /proc/{pid}/stat: {line}"),
+        )
+    })
+}
+
+/// `pid` and all its descendants that are alive now.
+pub fn process_tree(pid: i32) -> Vec<i32> {
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(children(parent));
+        i += 1;
+    }
+    tree
+}
+
+/// The children of `pid`: from `/proc/PID/task/*/children` where the kernel
+/// has it (CONFIG_PROC_CHILDREN), otherwise by scanning `/proc` for the ppid.
+fn children(pid: i32) -> Vec<i32> {
+    if let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) {
+        let mut found = Vec::new();
+        let mut supported = false;
+        for task in tasks.flatten() {
+            if let Ok(list) = fs::read_to_string(task.path().join("children")) {
+                supported = true;
+                found.extend(
+                    list.split_whitespace()
+                        .filter_map(|w| w.parse::<i32>().ok()),
+                );
+            }
+        }
+        if supported {
+            return found;
+        }
+    }
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&p| read_stat(p).is_ok_and(|s| s.ppid == pid))
+        .collect()
+}
+
+/// Clock ticks per second for the `utime`/`stime` fields.
+fn clock_ticks_per_sec() -> u64 {
+    // SAFETY: sysconf reads a constant of the C library; no memory is passed.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as u64
+    } else {
+        100
+    }
+}
+
+/// CPU time (user + system) used so far by `pid` and its live descendants.
+pub fn tree_cpu_time(pid: i32) -> io::Result<Duration> {
+    let mut ticks = 0;
+    for p in process_tree(pid) {
+        match read_stat(p) {
+            Ok(s) => ticks += s.utime + s.stime,
+            // A descendant that exited between listing and reading.
+            Err(_) if p != pid => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let hz = clock_ticks_per_sec();
+    Ok(Duration::from_nanos(ticks * (1_000_000_000 / hz)))
+}
+
+/// Resident memory of `pid` and its live descendants, in bytes. Pages shared
+/// between nginx's master and workers are counted once per process; the
+/// runners only use differences, where that cancels out.
+pub fn tree_rss(pid: i32) -> io::Result<u64> {
+    let mut total = 0;
+    for p in process_tree(pid) {
+        match fs::read_to_string(format!("/proc/{p}/status")) {
+            Ok(status) => total += parse_vm_rss(&status).unwrap_or(0),
+            Err(_) if p != pid => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A real line from an nginx worker, with a command name holding a space
+    // and a parenthesis to show why fields are counted from the last `)`.
+    const STAT: &str = "4242 (nginx: wor) ker) S 4241 4241 4241 0 -1 4194624 1234 0 0 0 \
+                        377 58 0 0 20 0 1 0 123456 12345678 2345 18446744073709551615 1 1 0 0 \
+                        0 0 0 16781312 0 0 0 0 17 1 0 0 0 0 0";
+
+    #[test]
+    fn stat_line_yields_pid_ppid_and_cpu_ticks() {
+        let s = parse_stat(STAT).expect("parses");
+        assert_eq!(s.pid, 4242);
+        assert_eq!(s.ppid, 4241);
+        assert_eq!(s.utime, 377);
+        assert_eq!(s.stime, 58);
+    }
+
+    #[test]
+    fn truncated_stat_line_is_rejected() {
+        assert_eq!(parse_stat("4242 (nginx) S 4241 4241"), None);
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn vm_rss_is_read_in_bytes() {
+        let status = "Name:\tnginx\nVmPeak:\t  10000 kB\nVmRSS:\t    5120 kB\nThreads:\t1\n";
+        assert_eq!(parse_vm_rss(status), Some(5120 * 1024));
+        assert_eq!(parse_vm_rss("Name:\tkthreadd\n"), None);
+    }
+
+    #[test]
+    fn own_process_has_cpu_time_and_rss() {
+        let me = std::process::id() as i32;
+        assert_eq!(read_stat(me).expect("own stat").pid, me);
+        assert!(tree_rss(me).expect("own rss") > 0);
+        assert!(tree_cpu_time(me).is_ok());
+    }
+}
