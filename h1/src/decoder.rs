@@ -1,0 +1,333 @@
+//! The request decoder: bytes in, events out, one request at a time.
+
+use std::mem;
+
+use httparse::Header;
+
+use crate::chunked::ChunkedDecoder;
+use crate::error::DecodeError;
+use crate::framing::BodyKind;
+use crate::head::{analyze, FieldSpan, HeadInfo, RequestHead};
+use crate::head_reader::HeadReader;
+use crate::limits::Limits;
+
+/// What [`Decoder::poll`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Event {
+    /// A head has begun and is still incomplete after every byte at hand
+    /// was parsed: the moment to arm a header deadline. Reported once per
+    /// head. A head that arrives whole reports none; a partial pipelined
+    /// head left behind a complete request reports it when polled after
+    /// that request's `RequestComplete`.
+    HeadStarted,
+    /// The head is complete and valid; [`Decoder::head`] is `Some` now.
+    HeadComplete,
+    /// This many decoded body bytes were appended to [`Decoder::body`].
+    BodyData(usize),
+    /// The request is complete: `head()` and `body()` hold all of it until
+    /// the next `poll()`, which drops it and moves to the next request.
+    RequestComplete,
+}
+
+/// The decoder's memory, handed out while a connection idles so that an
+/// idle connection holds none, and lent back (from a pool) before the next
+/// bytes are fed. Capacity is kept across the round trip.
+#[derive(Debug, Default)]
+pub struct DecodeBuffers {
+    /// Bytes fed and not yet consumed, plus the current head.
+    input: Vec<u8>,
+    /// The current request's decoded body.
+    body: Vec<u8>,
+    /// Positions of the current head's header fields.
+    fields: Vec<FieldSpan>,
+    /// httparse's header slots, empty between parses.
+    scratch: Vec<Header<'static>>,
+}
+
+impl DecodeBuffers {
+    fn clear(&mut self) {
+        self.input.clear();
+        self.body.clear();
+        self.fields.clear();
+        self.scratch.clear();
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    /// Reading a head; `started` once HeadStarted was reported.
+    Head {
+        started: bool,
+    },
+    /// Reading a Content-Length body (zero for no body).
+    Length {
+        remaining: u64,
+    },
+    Chunked,
+    /// RequestComplete was reported; the next poll drops the request.
+    Complete,
+    /// Every poll returns this error.
+    Failed(DecodeError),
+}
+
+/// A sans-IO HTTP/1.1 request decoder for one connection.
+///
+/// Feed it what the socket delivers and poll it until it returns
+/// `Ok(None)`:
+///
+/// ```
+/// use ringwall_h1::{Decoder, Event, Limits};
+///
+/// let mut d = Decoder::new(Limits::default());
+/// d.feed(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi");
+/// assert_eq!(d.poll(), Ok(Some(Event::HeadComplete)));
+/// assert_eq!(d.head().unwrap().path(), "/echo");
+/// assert_eq!(d.poll(), Ok(Some(Event::BodyData(2))));
+/// assert_eq!(d.poll(), Ok(Some(Event::RequestComplete)));
+/// assert_eq!(d.body(), b"hi");
+/// assert_eq!(d.poll(), Ok(None));
+/// assert!(d.is_idle());
+/// ```
+#[derive(Debug)]
+pub struct Decoder {
+    limits: Limits,
+    bufs: DecodeBuffers,
+    /// The current head's first byte in `bufs.input`.
+    head_start: usize,
+    /// The first byte of `bufs.input` not consumed yet. While a head is
+    /// being read it equals `head_start`; afterwards it moves through the
+    /// body.
+    pos: usize,
+    state: State,
+    reader: HeadReader,
+    /// The current head, from HeadComplete until the request is dropped.
+    info: Option<HeadInfo>,
+    chunked: ChunkedDecoder,
+}
+
+impl Decoder {
+    /// A decoder that has allocated nothing yet.
+    ///
+    /// `limits` should have passed [`Limits::validate`]; the decoder does
+    /// not panic on invalid limits, but a zero limit rejects every request.
+    #[must_use]
+    pub fn new(limits: Limits) -> Decoder {
+        Decoder {
+            limits,
+            bufs: DecodeBuffers::default(),
+            head_start: 0,
+            pos: 0,
+            state: State::Head { started: false },
+            reader: HeadReader::new(),
+            info: None,
+            chunked: ChunkedDecoder::new(&limits),
+        }
+    }
+
+    #[must_use]
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Appends bytes from the peer. Poll afterwards: the decoder only
+    /// bounds what it holds when it is polled. Bytes fed after an error are
+    /// dropped.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        if matches!(self.state, State::Failed(_)) {
+            return;
+        }
+        self.compact();
+        self.bufs.input.extend_from_slice(bytes);
+    }
+
+    /// The next event; `Ok(None)` when more bytes are needed.
+    ///
+    /// On `Err`, answer with [`DecodeError::status`] and close: the rest of
+    /// the stream cannot be framed. Every later poll returns the same error.
+    pub fn poll(&mut self) -> Result<Option<Event>, DecodeError> {
+        if let State::Failed(e) = self.state {
+            return Err(e);
+        }
+        let r = self.step();
+        if let Err(e) = r {
+            self.state = State::Failed(e);
+            self.info = None;
+        }
+        r
+    }
+
+    /// The current request's head, from HeadComplete until the poll after
+    /// RequestComplete.
+    #[must_use]
+    pub fn head(&self) -> Option<RequestHead<'_>> {
+        let info = self.info.as_ref()?;
+        let bytes = &self.bufs.input[self.head_start..self.head_start + info.layout.len];
+        Some(RequestHead::new(bytes, info, &self.bufs.fields))
+    }
+
+    /// The body decoded so far; all of it at RequestComplete.
+    #[must_use]
+    pub fn body(&self) -> &[u8] {
+        &self.bufs.body
+    }
+
+    /// Bytes fed and not consumed yet (a partial head counts).
+    #[must_use]
+    pub fn buffered(&self) -> usize {
+        self.bufs.input.len() - self.pos
+    }
+
+    /// No request in progress and nothing buffered: the connection waits for
+    /// the next request (keep-alive). A request that was completed and not
+    /// yet dropped by a poll counts as finished.
+    #[must_use]
+    pub fn is_idle(&self) -> bool {
+        matches!(self.state, State::Head { .. } | State::Complete) && self.buffered() == 0
+    }
+
+    /// Hands the buffers out (cleared, capacity kept) when idle, so the
+    /// idle connection holds no memory. A completed request still held is
+    /// dropped. `None` when not idle.
+    pub fn reclaim(&mut self) -> Option<DecodeBuffers> {
+        if !self.is_idle() {
+            return None;
+        }
+        self.next_request();
+        let mut bufs = mem::take(&mut self.bufs);
+        bufs.clear();
+        self.head_start = 0;
+        self.pos = 0;
+        Some(bufs)
+    }
+
+    /// Gives the decoder (pooled) buffers to use; meant for before the next
+    /// feed after [`reclaim`](Self::reclaim). Anything the decoder holds is
+    /// carried over, so lending is always safe.
+    pub fn lend(&mut self, mut bufs: DecodeBuffers) {
+        bufs.clear();
+        bufs.input.extend_from_slice(&self.bufs.input);
+        bufs.body.extend_from_slice(&self.bufs.body);
+        bufs.fields.extend_from_slice(&self.bufs.fields);
+        if bufs.scratch.capacity() < self.bufs.scratch.capacity() {
+            mem::swap(&mut bufs.scratch, &mut self.bufs.scratch);
+        }
+        self.bufs = bufs;
+    }
+
+    fn step(&mut self) -> Result<Option<Event>, DecodeError> {
+        if self.state == State::Complete {
+            self.next_request();
+        }
+        match self.state {
+            State::Head { started } => self.poll_head(started),
+            State::Length { remaining } => Ok(self.poll_length(remaining)),
+            State::Chunked => self.poll_chunked(),
+            State::Complete | State::Failed(_) => unreachable!("handled above and in poll"),
+        }
+    }
+
+    fn poll_head(&mut self, started: bool) -> Result<Option<Event>, DecodeError> {
+        let DecodeBuffers {
+            input,
+            fields,
+            scratch,
+            ..
+        } = &mut self.bufs;
+        let head = &input[self.head_start..];
+        let Some(layout) = self.reader.poll(head, &self.limits, scratch, fields)? else {
+            if !started && !head.is_empty() {
+                self.state = State::Head { started: true };
+                return Ok(Some(Event::HeadStarted));
+            }
+            return Ok(None);
+        };
+        let head_len = layout.len;
+        let info = analyze(&head[..head_len], layout, fields, &self.limits)?;
+        self.pos = self.head_start + head_len;
+        self.state = match info.body_kind() {
+            BodyKind::None => State::Length { remaining: 0 },
+            BodyKind::Length(n) => State::Length { remaining: n },
+            BodyKind::Chunked => {
+                self.chunked = ChunkedDecoder::new(&self.limits);
+                State::Chunked
+            }
+        };
+        self.info = Some(info);
+        Ok(Some(Event::HeadComplete))
+    }
+
+    fn poll_length(&mut self, remaining: u64) -> Option<Event> {
+        if remaining == 0 {
+            self.state = State::Complete;
+            return Some(Event::RequestComplete);
+        }
+        let available = self.bufs.input.len() - self.pos;
+        let take = available.min(usize::try_from(remaining).unwrap_or(usize::MAX));
+        if take == 0 {
+            return None;
+        }
+        self.bufs
+            .body
+            .extend_from_slice(&self.bufs.input[self.pos..self.pos + take]);
+        self.pos += take;
+        self.state = State::Length {
+            remaining: remaining - take as u64,
+        };
+        Some(Event::BodyData(take))
+    }
+
+    fn poll_chunked(&mut self) -> Result<Option<Event>, DecodeError> {
+        if self.chunked.is_done() {
+            self.state = State::Complete;
+            return Ok(Some(Event::RequestComplete));
+        }
+        let progress = self
+            .chunked
+            .decode(&self.bufs.input[self.pos..], &mut self.bufs.body)?;
+        self.pos += progress.consumed;
+        if progress.appended > 0 {
+            return Ok(Some(Event::BodyData(progress.appended)));
+        }
+        if progress.done {
+            self.state = State::Complete;
+            return Ok(Some(Event::RequestComplete));
+        }
+        Ok(None)
+    }
+
+    /// Drops the finished request and starts reading the next head.
+    fn next_request(&mut self) {
+        self.info = None;
+        self.bufs.body.clear();
+        self.bufs.fields.clear();
+        self.head_start = self.pos;
+        if self.pos == self.bufs.input.len() {
+            self.bufs.input.clear();
+            self.head_start = 0;
+            self.pos = 0;
+        }
+        self.state = State::Head { started: false };
+        self.reader = HeadReader::new();
+    }
+
+    /// Drops consumed bytes before new ones are appended, keeping the
+    /// current head (if any) at the buffer's start. Offsets in the head are
+    /// relative to its start, so moving it is free of bookkeeping.
+    fn compact(&mut self) {
+        let input = &mut self.bufs.input;
+        let head_len = self.info.as_ref().map_or(0, |i| i.layout.len);
+        let head_end = self.head_start + head_len;
+        let removable = self.head_start + (self.pos - head_end);
+        if removable == 0 {
+            return;
+        }
+        if self.head_start > 0 {
+            input.copy_within(self.head_start..head_end, 0);
+        }
+        input.copy_within(self.pos.., head_len);
+        let len = input.len();
+        input.truncate(len - removable);
+        self.head_start = 0;
+        self.pos = head_len;
+    }
+}

@@ -1,0 +1,283 @@
+//! Writes responses: status line, headers, framing, body.
+//!
+//! The encoder owns the framing headers (Content-Length, Transfer-Encoding,
+//! Connection) and Date, so a response always carries exactly one framing
+//! and a Date (RFC 9110 6.6.1), whatever the handler does. Everything is
+//! appended to a caller's `Vec<u8>`, which a connection reuses: with enough
+//! capacity, encoding allocates nothing.
+
+use crate::date::HttpDate;
+use crate::error::{DecodeError, EncodeError};
+use crate::head::Version;
+use crate::status::status_reason;
+use crate::token::{is_field_value_byte, is_token};
+
+/// What the encoder needs to know about the request being answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncodeContext<'d> {
+    /// The current `Date` value.
+    pub date: &'d HttpDate,
+    /// The request's version: an HTTP/1.0 client needs keep-alive spelled
+    /// out and cannot read chunked.
+    pub version: Version,
+    /// Keep the connection open after this response; `false` writes
+    /// `Connection: close` (and the caller closes after sending).
+    pub keep_alive: bool,
+    /// The request was HEAD: headers as for GET, no body.
+    pub head_request: bool,
+}
+
+impl EncodeContext<'_> {
+    /// Whether the connection stays open after a streamed response started
+    /// with [`encode_chunked_head`]: an HTTP/1.0 client's streamed body ends
+    /// when the connection closes.
+    #[must_use]
+    pub fn stream_keeps_alive(&self) -> bool {
+        self.keep_alive && self.version == Version::Http11
+    }
+}
+
+/// Header names the encoder writes itself.
+const RESERVED: [&str; 4] = ["Content-Length", "Transfer-Encoding", "Connection", "Date"];
+
+/// RFC 9110 6.4.1: 1xx, 204 and 304 responses end at their header section.
+fn has_body(status: u16) -> bool {
+    !(100..200).contains(&status) && status != 204 && status != 304
+}
+
+/// Writes a complete response with a `Content-Length` body.
+///
+/// Writes the status line (always `HTTP/1.1`: RFC 9110 6.2, a server sends
+/// its own highest version), the caller's headers, `Date`, `Content-Length`
+/// (not for 1xx/204/304, RFC 9110 8.6), `Connection: close` when
+/// `!keep_alive`, `Connection: keep-alive` for a keep-alive HTTP/1.0 client
+/// (RFC 9112 C.2.2), the empty line and the body. For a HEAD request the
+/// body is left out but Content-Length still gives its length (RFC 9110
+/// 9.3.2). A 1xx response gets no Connection header: the final response
+/// that follows decides.
+///
+/// On error `out` is left as it was.
+pub fn encode_response(
+    out: &mut Vec<u8>,
+    status: u16,
+    headers: &[(&str, &[u8])],
+    body: &[u8],
+    ctx: &EncodeContext<'_>,
+) -> Result<(), EncodeError> {
+    check_status(status)?;
+    if !has_body(status) && !body.is_empty() {
+        return Err(EncodeError::BodyNotAllowed(status));
+    }
+    check_headers(headers)?;
+    write_head_start(out, status, headers, ctx.date);
+    if has_body(status) {
+        out.extend_from_slice(b"Content-Length: ");
+        write_decimal(out, body.len() as u64);
+        out.extend_from_slice(b"\r\n");
+    }
+    if status >= 200 {
+        write_connection(out, ctx.version, ctx.keep_alive);
+    }
+    out.extend_from_slice(b"\r\n");
+    if has_body(status) && !ctx.head_request {
+        out.extend_from_slice(body);
+    }
+    Ok(())
+}
+
+/// Writes the head of a response whose body is streamed.
+///
+/// For an HTTP/1.1 client: `Transfer-Encoding: chunked`, then send the body
+/// with [`encode_chunk`] and end it with [`encode_last_chunk`].
+///
+/// An HTTP/1.0 client cannot read chunked (RFC 9112 6.1), so the body is
+/// delimited by closing the connection (RFC 9112 6.3 rule 8): the head gets
+/// `Connection: close` and no Transfer-Encoding, the body bytes are sent as
+/// they are, and the connection is closed after them.
+/// [`encode_stream_data`] and [`encode_stream_end`] pick the right framing,
+/// and [`EncodeContext::stream_keeps_alive`] tells whether to close.
+///
+/// For a HEAD request the head is the same (RFC 9110 9.3.2) and no body
+/// follows. A status that has no body (1xx, 204, 304) is an error.
+pub fn encode_chunked_head(
+    out: &mut Vec<u8>,
+    status: u16,
+    headers: &[(&str, &[u8])],
+    ctx: &EncodeContext<'_>,
+) -> Result<(), EncodeError> {
+    check_status(status)?;
+    if !has_body(status) {
+        return Err(EncodeError::BodyNotAllowed(status));
+    }
+    check_headers(headers)?;
+    write_head_start(out, status, headers, ctx.date);
+    match ctx.version {
+        Version::Http11 => {
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+            write_connection(out, Version::Http11, ctx.keep_alive);
+        }
+        Version::Http10 => write_connection(out, Version::Http10, false),
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(())
+}
+
+/// Writes one chunk (RFC 9112 7.1). Empty data writes nothing: a
+/// zero-size chunk would end the body.
+pub fn encode_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    if data.is_empty() {
+        return;
+    }
+    write_hex(out, data.len() as u64);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Ends a chunked body: the last chunk and an empty trailer section.
+pub fn encode_last_chunk(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"0\r\n\r\n");
+}
+
+/// A piece of a streamed body in the framing [`encode_chunked_head`] chose:
+/// a chunk for HTTP/1.1, the bytes as they are for HTTP/1.0, nothing for a
+/// HEAD request.
+pub fn encode_stream_data(out: &mut Vec<u8>, ctx: &EncodeContext<'_>, data: &[u8]) {
+    match (ctx.head_request, ctx.version) {
+        (true, _) => {}
+        (false, Version::Http11) => encode_chunk(out, data),
+        (false, Version::Http10) => out.extend_from_slice(data),
+    }
+}
+
+/// Ends a streamed body: the last chunk for HTTP/1.1; nothing for HTTP/1.0
+/// (closing the connection ends it) or a HEAD request.
+pub fn encode_stream_end(out: &mut Vec<u8>, ctx: &EncodeContext<'_>) {
+    if !ctx.head_request && ctx.version == Version::Http11 {
+        encode_last_chunk(out);
+    }
+}
+
+/// `HTTP/1.1 100 Continue`: the client may send the body it announced with
+/// `Expect: 100-continue` (RFC 9110 10.1.1, 15.2.1).
+pub fn encode_continue(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+}
+
+/// The answer to a rejected request: its status, a short text body, and
+/// `Connection: close`, since the stream cannot be framed any further.
+pub fn encode_error(out: &mut Vec<u8>, err: &DecodeError, date: &HttpDate) {
+    let reason = err.reason().as_bytes();
+    write_head_start(out, err.status(), &[], date);
+    out.extend_from_slice(b"Content-Type: text/plain\r\nContent-Length: ");
+    write_decimal(out, reason.len() as u64 + 1);
+    out.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
+    out.extend_from_slice(reason);
+    out.extend_from_slice(b"\n");
+}
+
+fn check_status(status: u16) -> Result<(), EncodeError> {
+    if (100..=599).contains(&status) {
+        Ok(())
+    } else {
+        Err(EncodeError::InvalidStatus(status))
+    }
+}
+
+/// Every check happens before the first byte is written, so a failure
+/// leaves `out` untouched.
+fn check_headers(headers: &[(&str, &[u8])]) -> Result<(), EncodeError> {
+    for (index, (name, value)) in headers.iter().enumerate() {
+        if !is_token(name.as_bytes()) {
+            return Err(EncodeError::InvalidHeaderName { index });
+        }
+        if let Some(reserved) = RESERVED.iter().find(|r| r.eq_ignore_ascii_case(name)) {
+            return Err(EncodeError::ReservedHeader {
+                index,
+                name: reserved,
+            });
+        }
+        if !value.iter().all(|&b| is_field_value_byte(b)) {
+            return Err(EncodeError::InvalidHeaderValue { index });
+        }
+    }
+    Ok(())
+}
+
+/// Status line, the caller's headers, Date.
+fn write_head_start(out: &mut Vec<u8>, status: u16, headers: &[(&str, &[u8])], date: &HttpDate) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    write_decimal(out, u64::from(status));
+    out.push(b' ');
+    out.extend_from_slice(status_reason(status).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"Date: ");
+    out.extend_from_slice(date.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+fn write_connection(out: &mut Vec<u8>, version: Version, keep_alive: bool) {
+    match (keep_alive, version) {
+        (false, _) => out.extend_from_slice(b"Connection: close\r\n"),
+        (true, Version::Http10) => out.extend_from_slice(b"Connection: keep-alive\r\n"),
+        // RFC 9112 9.3: persistence is HTTP/1.1's default.
+        (true, Version::Http11) => {}
+    }
+}
+
+fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+fn write_hex(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 16];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b"0123456789abcdef"[(n % 16) as usize];
+        n /= 16;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_and_hex_digits() {
+        let mut out = Vec::new();
+        write_decimal(&mut out, 0);
+        out.push(b' ');
+        write_decimal(&mut out, u64::MAX);
+        out.push(b' ');
+        write_hex(&mut out, 0);
+        out.push(b' ');
+        write_hex(&mut out, 0x1a2b);
+        out.push(b' ');
+        write_hex(&mut out, u64::MAX);
+        assert_eq!(
+            out,
+            b"0 18446744073709551615 0 1a2b ffffffffffffffff".to_vec()
+        );
+    }
+}

@@ -1,0 +1,328 @@
+//! A parsed request head: where its parts are, what it means for the
+//! connection, and the checks a head must pass before its body is read.
+
+use std::ops::Range;
+
+use crate::error::DecodeError;
+use crate::framing::{body_kind, BodyKind};
+use crate::limits::Limits;
+use crate::token::list_elements;
+
+/// The protocol version of a request. Anything else is rejected (505).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Version {
+    Http10,
+    Http11,
+}
+
+/// Where a header's name and value are, relative to the head's first byte.
+/// Offsets rather than slices: nothing borrows the input across feeds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FieldSpan {
+    pub(crate) name: Range<usize>,
+    pub(crate) value: Range<usize>,
+}
+
+/// Where the request line's parts are, from the parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HeadLayout {
+    /// Bytes from the head's first byte through its empty line.
+    pub(crate) len: usize,
+    pub(crate) method: Range<usize>,
+    pub(crate) target: Range<usize>,
+    pub(crate) version: Version,
+}
+
+/// A head that passed every check, and what it means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HeadInfo {
+    pub(crate) layout: HeadLayout,
+    /// `None` for an absolute-form target without a path: RFC 9110 4.2.3
+    /// says an empty path means "/".
+    path: Option<Range<usize>>,
+    query: Option<Range<usize>>,
+    keep_alive: bool,
+    expect_continue: bool,
+    body_kind: BodyKind,
+}
+
+impl HeadInfo {
+    pub(crate) fn body_kind(&self) -> BodyKind {
+        self.body_kind
+    }
+}
+
+/// Checks a complete head and works out its meaning. `head` is the head's
+/// bytes, `fields` its header positions.
+pub(crate) fn analyze(
+    head: &[u8],
+    layout: HeadLayout,
+    fields: &[FieldSpan],
+    limits: &Limits,
+) -> Result<HeadInfo, DecodeError> {
+    let values = |name: &'static str| {
+        fields
+            .iter()
+            .filter(move |f| head[f.name.clone()].eq_ignore_ascii_case(name.as_bytes()))
+            .map(|f| &head[f.value.clone()])
+    };
+    let method = &head[layout.method.clone()];
+    let target = &head[layout.target.clone()];
+    let (path, query) = target_parts(method, target, layout.target.start)?;
+
+    // RFC 9112 3.2: "A server MUST respond with a 400 (Bad Request) status
+    // code to any HTTP/1.1 request message that lacks a Host header field and
+    // to any request message that contains more than one Host header field
+    // line or a Host header field with an invalid field value."
+    let mut hosts = values("host");
+    match (hosts.next(), hosts.next()) {
+        (_, Some(_)) => return Err(DecodeError::DuplicateHost),
+        (None, None) if layout.version == Version::Http11 => return Err(DecodeError::MissingHost),
+        (Some(host), None) if !is_valid_host(host) => return Err(DecodeError::InvalidHost),
+        _ => {}
+    }
+
+    let body_kind = body_kind(
+        layout.version,
+        values("content-length"),
+        values("transfer-encoding"),
+        limits,
+    )?;
+
+    // RFC 9112 9.3: HTTP/1.1 persists unless "close" is a connection
+    // option; HTTP/1.0 persists only with "keep-alive" (RFC 9112 C.2.2).
+    // Connection is a list of tokens (RFC 9110 7.6.1), over any number of
+    // lines.
+    let has_option = |option: &str| {
+        values("connection")
+            .flat_map(list_elements)
+            .any(|o| o.eq_ignore_ascii_case(option.as_bytes()))
+    };
+    let keep_alive =
+        !has_option("close") && (layout.version == Version::Http11 || has_option("keep-alive"));
+
+    // RFC 9110 10.1.1: "A server that receives a 100-continue expectation
+    // in an HTTP/1.0 request MUST ignore that expectation." Other
+    // expectations are ignored too (the MAY-417 is not taken).
+    let expect_continue = layout.version == Version::Http11
+        && values("expect")
+            .flat_map(list_elements)
+            .any(|e| e.eq_ignore_ascii_case(b"100-continue"));
+
+    Ok(HeadInfo {
+        layout,
+        path,
+        query,
+        keep_alive,
+        expect_continue,
+        body_kind,
+    })
+}
+
+type TargetParts = (Option<Range<usize>>, Option<Range<usize>>);
+
+/// Splits the target into path and query after checking its form
+/// (RFC 9112 3.2). `at` is the target's offset in the head.
+fn target_parts(method: &[u8], target: &[u8], at: usize) -> Result<TargetParts, DecodeError> {
+    let abs = |r: Range<usize>| r.start + at..r.end + at;
+    if method == b"CONNECT" {
+        // RFC 9112 3.2.3: authority-form, only for CONNECT.
+        if !is_valid_host(target) {
+            return Err(DecodeError::InvalidTarget);
+        }
+        return Ok((Some(abs(0..target.len())), None));
+    }
+    if target == b"*" {
+        // RFC 9112 3.2.4: asterisk-form, only for a server-wide OPTIONS.
+        if method != b"OPTIONS" {
+            return Err(DecodeError::InvalidTarget);
+        }
+        return Ok((Some(abs(0..1)), None));
+    }
+    let path_start = if target.starts_with(b"/") {
+        // RFC 9112 3.2.1: origin-form.
+        0
+    } else {
+        // RFC 9112 3.2.2: absolute-form, scheme "://" authority path.
+        let scheme_len = target
+            .iter()
+            .position(|&b| b == b':')
+            .ok_or(DecodeError::InvalidTarget)?;
+        let scheme = &target[..scheme_len];
+        let scheme_ok = scheme.first().is_some_and(u8::is_ascii_alphabetic)
+            && scheme
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+        if !scheme_ok || !target[scheme_len..].starts_with(b"://") {
+            return Err(DecodeError::InvalidTarget);
+        }
+        let authority_start = scheme_len + 3;
+        target[authority_start..]
+            .iter()
+            .position(|&b| matches!(b, b'/' | b'?' | b'#'))
+            .map_or(target.len(), |i| authority_start + i)
+    };
+    // A client does not send a fragment (RFC 9110 4.2.5); if one arrives it
+    // belongs to neither path nor query.
+    let end = target
+        .iter()
+        .position(|&b| b == b'#')
+        .unwrap_or(target.len());
+    let (path_end, query) = match target[path_start..end].iter().position(|&b| b == b'?') {
+        Some(q) => (path_start + q, Some(abs(path_start + q + 1..end))),
+        None => (end, None),
+    };
+    let path = (path_end > path_start).then(|| abs(path_start..path_end));
+    Ok((path, query))
+}
+
+/// RFC 9110 7.2: `Host = uri-host [ ":" port ]`, where uri-host is an
+/// IP-literal, an IPv4 address or a reg-name (RFC 3986 3.2.2). This accepts
+/// their alphabet (unreserved, pct-encoded, sub-delims, ":" and brackets);
+/// that keeps out whitespace, "/", "@" and control bytes, which is what makes
+/// a Host value dangerous when echoed into URLs and logs. An empty value is
+/// valid (RFC 9110 7.2: a target URI without authority).
+fn is_valid_host(v: &[u8]) -> bool {
+    v.iter().all(|&b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'['
+                    | b']'
+            )
+    })
+}
+
+/// A complete request head, borrowed from the decoder.
+///
+/// Valid from [`Event::HeadComplete`](crate::Event::HeadComplete) until the
+/// `poll` after [`Event::RequestComplete`](crate::Event::RequestComplete).
+#[derive(Clone, Copy)]
+pub struct RequestHead<'a> {
+    bytes: &'a [u8],
+    info: &'a HeadInfo,
+    fields: &'a [FieldSpan],
+}
+
+impl<'a> RequestHead<'a> {
+    pub(crate) fn new(bytes: &'a [u8], info: &'a HeadInfo, fields: &'a [FieldSpan]) -> Self {
+        RequestHead {
+            bytes,
+            info,
+            fields,
+        }
+    }
+
+    /// httparse checked these parts are tokens or UTF-8 before they were
+    /// recorded, so the conversion cannot fail; "" is never returned.
+    fn str_at(&self, r: Range<usize>) -> &'a str {
+        std::str::from_utf8(&self.bytes[r]).unwrap_or("")
+    }
+
+    /// The method, case-sensitive (RFC 9110 9.1).
+    #[must_use]
+    pub fn method(&self) -> &'a str {
+        self.str_at(self.info.layout.method.clone())
+    }
+
+    /// The request-target as sent.
+    #[must_use]
+    pub fn target(&self) -> &'a str {
+        self.str_at(self.info.layout.target.clone())
+    }
+
+    /// The path: for origin-form the target before `?`; for absolute-form
+    /// the path part of the URI ("/" when it has none); "*" for
+    /// asterisk-form; the authority for CONNECT's authority-form.
+    #[must_use]
+    pub fn path(&self) -> &'a str {
+        match &self.info.path {
+            Some(r) => self.str_at(r.clone()),
+            None => "/",
+        }
+    }
+
+    /// The query after `?`, without it; `None` when there is no `?`.
+    #[must_use]
+    pub fn query(&self) -> Option<&'a str> {
+        self.info.query.clone().map(|r| self.str_at(r))
+    }
+
+    #[must_use]
+    pub fn version(&self) -> Version {
+        self.info.layout.version
+    }
+
+    /// The header lines in order, values without surrounding whitespace.
+    pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
+        let bytes = self.bytes;
+        self.fields.iter().map(move |f| {
+            (
+                std::str::from_utf8(&bytes[f.name.clone()]).unwrap_or(""),
+                &bytes[f.value.clone()],
+            )
+        })
+    }
+
+    /// The first header named `name`, compared ASCII case-insensitively
+    /// (RFC 9110 5.1).
+    #[must_use]
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.headers()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// Whether the connection may carry another request after this one.
+    #[must_use]
+    pub fn keep_alive(&self) -> bool {
+        self.info.keep_alive
+    }
+
+    /// HTTP/1.1 `Expect: 100-continue`: send 100 before reading the body.
+    #[must_use]
+    pub fn expect_continue(&self) -> bool {
+        self.info.expect_continue
+    }
+
+    /// Method HEAD: the response carries the headers of a GET but no body
+    /// (RFC 9110 9.3.2).
+    #[must_use]
+    pub fn is_head(&self) -> bool {
+        self.method() == "HEAD"
+    }
+
+    /// How the request body is framed.
+    #[must_use]
+    pub fn body_kind(&self) -> BodyKind {
+        self.info.body_kind
+    }
+}
+
+impl std::fmt::Debug for RequestHead<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestHead")
+            .field("method", &self.method())
+            .field("target", &self.target())
+            .field("version", &self.version())
+            .field("headers", &self.fields.len())
+            .field("body_kind", &self.body_kind())
+            .finish()
+    }
+}

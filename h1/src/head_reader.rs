@@ -1,0 +1,309 @@
+//! Finds where a request head ends and parses it with httparse, looking at
+//! each byte a bounded number of times however the head is split.
+//!
+//! A head that arrives whole is parsed once by httparse. A head that arrives
+//! in pieces is checked as it grows: the request line by
+//! [`RequestLineScanner`], then each complete header line by
+//! `httparse::parse_headers` on the new lines only. When the empty line that
+//! ends the head arrives, httparse parses the whole head once more to record
+//! where every field is.
+//!
+//! Errors are reported at positions fixed by the byte stream, never by how
+//! it was split: inside the request line at the offending byte, in the
+//! header section at the end of the offending line, and at `max_head_bytes`
+//! when the head has not ended by then. Feeding a stream whole or in pieces
+//! therefore ends in the same outcome (the `split_invariance` tests pin it).
+
+use std::ops::Range;
+
+use httparse::{Header, Status, EMPTY_HEADER};
+
+use crate::error::DecodeError;
+use crate::head::{FieldSpan, HeadLayout, Version};
+use crate::limits::Limits;
+use crate::request_line::{LineScan, RequestLineScanner};
+use crate::token::{is_field_value_byte, is_token};
+
+/// Progress through one head. All offsets are relative to the head's first
+/// byte, so the decoder may move the head within its buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HeadReader {
+    line: RequestLineScanner,
+    /// The request line has ended; header lines start at `lines_end`.
+    line_done: bool,
+    /// Offset just past the last header line known to be valid.
+    lines_end: usize,
+    /// Bytes below this offset contain no LF after `lines_end`.
+    searched: usize,
+    /// Valid header lines before `lines_end`.
+    headers_seen: usize,
+    /// No byte of this head has been looked at yet.
+    fresh: bool,
+}
+
+impl HeadReader {
+    pub(crate) const fn new() -> HeadReader {
+        HeadReader {
+            line: RequestLineScanner::new(),
+            line_done: false,
+            lines_end: 0,
+            searched: 0,
+            headers_seen: 0,
+            fresh: true,
+        }
+    }
+
+    /// Looks at the head bytes at hand. `head` starts at the head's first
+    /// byte and may run past its end (pipelined requests). On success,
+    /// `fields` holds the header positions.
+    pub(crate) fn poll(
+        &mut self,
+        head: &[u8],
+        limits: &Limits,
+        scratch: &mut Vec<Header<'static>>,
+        fields: &mut Vec<FieldSpan>,
+    ) -> Result<Option<HeadLayout>, DecodeError> {
+        // Nothing past max_head_bytes is ever parsed: a head that has not
+        // ended within it is 431 (RFC 6585 5), whatever follows.
+        let window = &head[..head.len().min(limits.max_head_bytes)];
+        if window.is_empty() {
+            return Ok(None);
+        }
+        if self.fresh {
+            self.fresh = false;
+            // Fast path: most heads arrive whole, so try one full parse.
+            // Only its success is used; a partial or failed parse falls
+            // through to the incremental checks, which report errors at
+            // split-independent positions.
+            if let Ok(Some(layout)) = parse_head(window, limits, scratch, fields) {
+                return check_target(layout, limits, fields).map(Some);
+            }
+        }
+        if !self.line_done {
+            match self.line.advance(window, limits.max_target_bytes)? {
+                LineScan::NeedMore => return self.partial(window, limits),
+                LineScan::Done { end } => {
+                    self.line_done = true;
+                    self.lines_end = end;
+                    self.searched = end;
+                }
+            }
+        }
+        if let Some(i) = window[self.searched..].iter().rposition(|&b| b == b'\n') {
+            let last_lf = self.searched + i;
+            let lines = &window[self.lines_end..=last_lf];
+            let slots = limits.max_headers - self.headers_seen;
+            let parsed = with_slots(scratch, slots, |slots| {
+                httparse::parse_headers(lines, slots).map(|s| match s {
+                    Status::Complete((n, _)) => Some(n),
+                    Status::Partial => None,
+                })
+            });
+            match parsed {
+                Ok(Some(n)) => {
+                    let head = &window[..self.lines_end + n];
+                    return match parse_head(head, limits, scratch, fields) {
+                        Ok(Some(layout)) if layout.len == head.len() => {
+                            check_target(layout, limits, fields).map(Some)
+                        }
+                        Ok(_) => Err(DecodeError::InvalidRequestLine),
+                        Err(e) => Err(request_error(e, head)),
+                    };
+                }
+                Ok(None) => {
+                    // Every LF ends exactly one valid line: values hold no LF.
+                    self.headers_seen += lines.iter().filter(|&&b| b == b'\n').count();
+                    self.lines_end = last_lf + 1;
+                }
+                Err(e) => return Err(field_line_error(e, lines)),
+            }
+        }
+        self.searched = window.len();
+        self.partial(window, limits)
+    }
+
+    fn partial(&self, window: &[u8], limits: &Limits) -> Result<Option<HeadLayout>, DecodeError> {
+        if window.len() >= limits.max_head_bytes {
+            Err(DecodeError::HeadTooLarge)
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+/// Lends `scratch` as `n` empty httparse header slots borrowing from any
+/// buffer, and takes it back cleared, keeping its allocation.
+///
+/// A `Vec<Header<'static>>` cannot hold headers that borrow the input, and
+/// `unsafe` is forbidden here. Collecting an emptied `vec::IntoIter` through
+/// `map` into a type of the same size and alignment reuses the allocation
+/// (std's in-place collect), so this converts the lifetime for free. The
+/// `no_alloc` test pins that it stays free.
+fn with_slots<'b, R>(
+    scratch: &mut Vec<Header<'static>>,
+    n: usize,
+    f: impl FnOnce(&mut [Header<'b>]) -> R,
+) -> R {
+    fn recycle<'x, 'y>(mut v: Vec<Header<'x>>) -> Vec<Header<'y>> {
+        v.clear();
+        v.into_iter().map(|_| EMPTY_HEADER).collect()
+    }
+    let mut slots = recycle(std::mem::take(scratch));
+    slots.resize(n, EMPTY_HEADER);
+    let r = f(&mut slots);
+    *scratch = recycle(slots);
+    r
+}
+
+/// Parses `buf` with httparse; when it holds a complete head, records
+/// where its parts are (`fields` gets the header positions).
+fn parse_head(
+    buf: &[u8],
+    limits: &Limits,
+    scratch: &mut Vec<Header<'static>>,
+    fields: &mut Vec<FieldSpan>,
+) -> Result<Option<HeadLayout>, httparse::Error> {
+    let base = buf.as_ptr() as usize;
+    let span = |s: &[u8]| -> Range<usize> {
+        let start = s.as_ptr() as usize - base;
+        start..start + s.len()
+    };
+    with_slots(scratch, limits.max_headers, |slots| {
+        let mut req = httparse::Request::new(slots);
+        let Status::Complete(len) = req.parse(buf)? else {
+            return Ok(None);
+        };
+        let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
+            return Ok(None);
+        };
+        fields.clear();
+        fields.extend(req.headers.iter().map(|h| FieldSpan {
+            name: span(h.name.as_bytes()),
+            value: span(h.value),
+        }));
+        Ok(Some(HeadLayout {
+            len,
+            method: span(method.as_bytes()),
+            target: span(target.as_bytes()),
+            version: if minor == 0 {
+                Version::Http10
+            } else {
+                Version::Http11
+            },
+        }))
+    })
+}
+
+/// RFC 9112 3: a target over the limit is 414. The request-line scanner
+/// catches it early on a head that arrives in pieces; a head parsed whole is
+/// checked here.
+fn check_target(
+    layout: HeadLayout,
+    limits: &Limits,
+    fields: &mut Vec<FieldSpan>,
+) -> Result<HeadLayout, DecodeError> {
+    if layout.target.len() > limits.max_target_bytes {
+        fields.clear();
+        return Err(DecodeError::TargetTooLong);
+    }
+    Ok(layout)
+}
+
+/// Maps an httparse error on a complete head. The request line and every
+/// header line have passed the incremental checks by now (unless the fast
+/// path found the head whole, in which case there is no error), so what is
+/// left is the target's UTF-8 check; the rest is mapped for completeness.
+fn request_error(e: httparse::Error, head: &[u8]) -> DecodeError {
+    match e {
+        httparse::Error::Token => DecodeError::InvalidTarget,
+        httparse::Error::Version => DecodeError::InvalidVersion,
+        httparse::Error::TooManyHeaders => DecodeError::TooManyHeaders,
+        other => field_line_error(other, head),
+    }
+}
+
+/// Names the rule a header line broke. `lines` is a run of header lines;
+/// the first one httparse rejects on its own is the culprit, so the variant
+/// does not depend on how many lines were checked together.
+fn field_line_error(e: httparse::Error, lines: &[u8]) -> DecodeError {
+    if e == httparse::Error::TooManyHeaders {
+        return DecodeError::TooManyHeaders;
+    }
+    for line in lines.split_inclusive(|&b| b == b'\n') {
+        let mut one = [EMPTY_HEADER; 1];
+        if httparse::parse_headers(line, &mut one).is_err() {
+            return classify_line(line).unwrap_or(match e {
+                httparse::Error::HeaderValue => DecodeError::InvalidHeaderValue,
+                httparse::Error::NewLine => DecodeError::BareCarriageReturn,
+                _ => DecodeError::InvalidHeaderName,
+            });
+        }
+    }
+    DecodeError::InvalidHeaderName
+}
+
+/// Which rule a header line that httparse rejected breaks.
+fn classify_line(line: &[u8]) -> Option<DecodeError> {
+    // RFC 9112 5.2: obs-fold is a line starting with SP or HTAB.
+    if matches!(line.first(), Some(b' ' | b'\t')) {
+        return Some(DecodeError::ObsFold);
+    }
+    let body = line.strip_suffix(b"\n").unwrap_or(line);
+    let body = body.strip_suffix(b"\r").unwrap_or(body);
+    // RFC 9112 2.2: a CR anywhere but right before LF is a bare CR.
+    if body.contains(&b'\r') {
+        return Some(DecodeError::BareCarriageReturn);
+    }
+    let colon = body.iter().position(|&b| b == b':')?;
+    let name = &body[..colon];
+    let trimmed = crate::token::trim_ows(name);
+    if !name.is_empty() && matches!(name.last(), Some(b' ' | b'\t')) && is_token(trimmed) {
+        // RFC 9112 5.1: "No whitespace is allowed between the field name
+        // and colon ... a server MUST reject ... with 400".
+        return Some(DecodeError::WhitespaceBeforeColon);
+    }
+    if !is_token(name) {
+        return Some(DecodeError::InvalidHeaderName);
+    }
+    if !body[colon + 1..].iter().all(|&b| is_field_value_byte(b)) {
+        return Some(DecodeError::InvalidHeaderValue);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recycled_scratch_keeps_its_allocation() {
+        let mut scratch: Vec<Header<'static>> = Vec::new();
+        with_slots(&mut scratch, 64, |s| assert_eq!(s.len(), 64));
+        assert!(scratch.is_empty());
+        let cap = scratch.capacity();
+        assert!(cap >= 64);
+        with_slots(&mut scratch, 64, |_| {});
+        assert_eq!(scratch.capacity(), cap);
+    }
+
+    #[test]
+    fn classify_names_each_header_rule() {
+        assert_eq!(classify_line(b" folded\r\n"), Some(DecodeError::ObsFold));
+        assert_eq!(
+            classify_line(b"Host : x\r\n"),
+            Some(DecodeError::WhitespaceBeforeColon)
+        );
+        assert_eq!(
+            classify_line(b"A: b\rc\r\n"),
+            Some(DecodeError::BareCarriageReturn)
+        );
+        assert_eq!(
+            classify_line(b"A: b\0c\r\n"),
+            Some(DecodeError::InvalidHeaderValue)
+        );
+        assert_eq!(
+            classify_line(b"A(: b\r\n"),
+            Some(DecodeError::InvalidHeaderName)
+        );
+    }
+}

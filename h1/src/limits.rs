@@ -1,0 +1,198 @@
+//! The bounds a request must stay within, and their validation.
+
+use std::fmt;
+
+/// Upper bounds on what one request may make the decoder hold.
+///
+/// Every bound is checked as the bytes arrive, so a connection never holds
+/// more than about `max_head_bytes` of an unfinished head, whatever the peer
+/// sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of the request head: request line, header lines, the empty line
+    /// (and any empty lines before the request line). Over it: 431.
+    ///
+    /// Default 16 KiB: twice nginx's 8 KiB `large_client_header_buffers`
+    /// line size, well below Go's 1 MiB `DefaultMaxHeaderBytes` (which
+    /// allows a slowloris peer to pin a megabyte per connection).
+    pub max_head_bytes: usize,
+    /// Header lines in one head. Over it: 431.
+    ///
+    /// Default 100: hyper's default (`DEFAULT_MAX_HEADERS`); browsers send
+    /// about 10-20.
+    pub max_headers: usize,
+    /// Bytes of the request-target. Over it: 414.
+    ///
+    /// Default 8 KiB: nginx's `large_client_header_buffers 4 8k` caps a
+    /// request line at 8 KiB, and RFC 9112 3 asks for at least 8000 octets.
+    pub max_target_bytes: usize,
+    /// Decoded body bytes (Content-Length or the sum of chunk sizes).
+    /// Over it: 413.
+    ///
+    /// Default 1 MiB: nginx's `client_max_body_size 1m`. The decoder buffers
+    /// the whole body, so this is also the body memory per connection.
+    pub max_body_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_head_bytes: 16 * 1024,
+            max_headers: 100,
+            max_target_bytes: 8 * 1024,
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl Limits {
+    /// Checks that the limits can all be reached and none is zero.
+    pub fn validate(&self) -> Result<(), LimitsError> {
+        let zero = [
+            ("max_head_bytes", self.max_head_bytes == 0),
+            ("max_headers", self.max_headers == 0),
+            ("max_target_bytes", self.max_target_bytes == 0),
+            ("max_body_bytes", self.max_body_bytes == 0),
+        ];
+        if let Some((field, _)) = zero.iter().find(|(_, is_zero)| *is_zero) {
+            return Err(LimitsError::Zero { field });
+        }
+        // The target is part of the head: a larger target limit could never
+        // be the one that fires.
+        if self.max_target_bytes > self.max_head_bytes {
+            return Err(LimitsError::TargetLongerThanHead {
+                max_target_bytes: self.max_target_bytes,
+                max_head_bytes: self.max_head_bytes,
+            });
+        }
+        // The shortest header line, "a:" LF, is three bytes. More headers
+        // than fit in the head can never be reached, and the decoder keeps a
+        // parse slot per allowed header.
+        if self.max_headers > self.max_head_bytes / 3 {
+            return Err(LimitsError::HeadersCannotFit {
+                max_headers: self.max_headers,
+                max_head_bytes: self.max_head_bytes,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Why a [`Limits`] value cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitsError {
+    /// A limit is zero: no request could pass it.
+    Zero { field: &'static str },
+    /// `max_target_bytes` exceeds `max_head_bytes`.
+    TargetLongerThanHead {
+        max_target_bytes: usize,
+        max_head_bytes: usize,
+    },
+    /// `max_headers` header lines of at least three bytes do not fit in
+    /// `max_head_bytes`.
+    HeadersCannotFit {
+        max_headers: usize,
+        max_head_bytes: usize,
+    },
+}
+
+impl fmt::Display for LimitsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LimitsError::Zero { field } => write!(f, "{field} must be greater than zero"),
+            LimitsError::TargetLongerThanHead {
+                max_target_bytes,
+                max_head_bytes,
+            } => write!(
+                f,
+                "max_target_bytes ({max_target_bytes}) exceeds max_head_bytes ({max_head_bytes}), \
+                 which contains the target"
+            ),
+            LimitsError::HeadersCannotFit {
+                max_headers,
+                max_head_bytes,
+            } => write!(
+                f,
+                "max_headers ({max_headers}) cannot fit in max_head_bytes ({max_head_bytes}): \
+                 a header line takes at least 3 bytes"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for LimitsError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_limits_are_valid() {
+        assert_eq!(Limits::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn zero_limits_are_rejected() {
+        let d = Limits::default();
+        let cases = [
+            (
+                Limits {
+                    max_head_bytes: 0,
+                    ..d
+                },
+                "max_head_bytes",
+            ),
+            (
+                Limits {
+                    max_headers: 0,
+                    ..d
+                },
+                "max_headers",
+            ),
+            (
+                Limits {
+                    max_target_bytes: 0,
+                    ..d
+                },
+                "max_target_bytes",
+            ),
+            (
+                Limits {
+                    max_body_bytes: 0,
+                    ..d
+                },
+                "max_body_bytes",
+            ),
+        ];
+        for (limits, field) in cases {
+            assert_eq!(limits.validate(), Err(LimitsError::Zero { field }));
+        }
+    }
+
+    #[test]
+    fn target_limit_above_head_limit_is_rejected() {
+        let l = Limits {
+            max_head_bytes: 100,
+            max_target_bytes: 101,
+            max_headers: 10,
+            ..Limits::default()
+        };
+        let err = l.validate().unwrap_err();
+        assert!(matches!(err, LimitsError::TargetLongerThanHead { .. }));
+        assert!(err.to_string().contains("max_target_bytes (101)"));
+    }
+
+    #[test]
+    fn more_headers_than_fit_in_the_head_is_rejected() {
+        let l = Limits {
+            max_head_bytes: 300,
+            max_target_bytes: 100,
+            max_headers: 101,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            l.validate(),
+            Err(LimitsError::HeadersCannotFit { .. })
+        ));
+    }
+}

@@ -1,0 +1,98 @@
+//! Byte classes of the HTTP grammar, and the comma-separated list rule.
+//!
+//! The tables mirror the ones httparse uses, so that a byte the incremental
+//! scanners here reject is a byte httparse would reject as well: the scanners
+//! only report errors earlier, never different ones.
+
+/// RFC 9110 5.6.2:
+///
+/// ```text
+/// token = 1*tchar
+/// tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
+///         "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA
+/// ```
+pub(crate) fn is_tchar(b: u8) -> bool {
+    matches!(b,
+        b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9'
+        | b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+'
+        | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~')
+}
+
+/// `token` (RFC 9110 5.6.2): one or more tchar.
+pub(crate) fn is_token(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&b| is_tchar(b))
+}
+
+/// A byte httparse accepts inside a request-target: any visible byte or
+/// obs-text, i.e. everything above SP except DEL. The target grammar of
+/// RFC 9112 3.2 is stricter; the form check in `head.rs` covers the part of
+/// it that matters for routing.
+pub(crate) fn is_target_byte(b: u8) -> bool {
+    b > b' ' && b != 0x7F
+}
+
+/// RFC 9110 5.5:
+///
+/// ```text
+/// field-value = *field-content
+/// field-vchar = VCHAR / obs-text
+/// ```
+///
+/// plus SP and HTAB inside the value. Every other control byte (NUL, bare
+/// CR, LF, DEL ...) is forbidden: it is how response splitting and request
+/// smuggling payloads get through lenient parsers.
+pub(crate) fn is_field_value_byte(b: u8) -> bool {
+    b == b'\t' || (b >= b' ' && b != 0x7F)
+}
+
+/// Optional whitespace (RFC 9110 5.6.3): `OWS = *( SP / HTAB )`.
+pub(crate) fn trim_ows(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// The elements of a comma-separated list (RFC 9110 5.6.1), OWS trimmed.
+///
+/// Empty elements are skipped: "a recipient MUST parse and ignore a
+/// reasonable number of empty list elements".
+pub(crate) fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(trim_ows)
+        .filter(|e| !e.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_elements_trim_ows_and_skip_empty_elements() {
+        let v: Vec<&[u8]> = list_elements(b" a ,, \tb\t,").collect();
+        assert_eq!(v, vec![&b"a"[..], &b"b"[..]]);
+    }
+
+    #[test]
+    fn tchar_excludes_delimiters() {
+        for b in b"\"(),/:;<=>?@[\\]{} \t".iter() {
+            assert!(!is_tchar(*b), "{}", *b as char);
+        }
+        assert!(is_token(b"X-Custom_1.2~"));
+        assert!(!is_token(b""));
+    }
+
+    #[test]
+    fn field_values_allow_htab_and_obs_text_but_no_other_control() {
+        assert!(is_field_value_byte(b'\t'));
+        assert!(is_field_value_byte(0x80));
+        assert!(is_field_value_byte(0xFF));
+        for b in (0u8..0x20).filter(|&b| b != b'\t').chain([0x7F]) {
+            assert!(!is_field_value_byte(b), "{b:#x}");
+        }
+    }
+}
