@@ -1,2 +1,3 @@
 //! Placeholder.
 pub mod peers;
+pub mod runners;

@@ -1,0 +1,8 @@
+//! The benchmark runners behind `ringwall-bench deadline`, `throughput` and
+//! `memory`: each starts ringwall and its peers ([`crate::peers`]), drives
+//! them with the same client settings in the same run, and prints one table
+//! with ratios against ringwall.
+
+pub mod summary;
+pub mod svg;
+pub mod table;
