@@ -3,6 +3,9 @@
 //! them with the same client settings in the same run, and prints one table
 //! with ratios against ringwall.
 
+pub mod lineup;
+pub mod memory;
+pub mod output;
 pub mod summary;
 pub mod svg;
 pub mod table;
