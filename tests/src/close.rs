@@ -1,0 +1,155 @@
+//! How and when the server closed a connection, seen from the client.
+
+use std::io::{self, Read};
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+/// How a connection ended, as `read()` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseKind {
+    /// `read()` returned 0: the server sent FIN.
+    Fin,
+    /// `read()` failed with ECONNRESET: the server sent RST.
+    Reset,
+    /// Nothing ended the connection within the time allowed.
+    StillOpen,
+}
+
+/// The end of a connection.
+#[derive(Clone, Debug)]
+pub struct Closed {
+    pub kind: CloseKind,
+    /// When `read()` reported the close (or gave up, for `StillOpen`).
+    pub at: Instant,
+    /// Bytes that arrived before the close (a late response, a 408).
+    pub data: Vec<u8>,
+}
+
+/// Reads until the server closes `stream` or `within` passes, keeping any
+/// bytes that arrive first. Changes the stream's read timeout.
+pub fn wait_for_close(stream: &mut TcpStream, within: Duration) -> Closed {
+    let end = Instant::now() + within;
+    let mut data = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            return Closed {
+                kind: CloseKind::StillOpen,
+                at: now,
+                data,
+            };
+        }
+        // A zero timeout would mean "block forever".
+        let left = (end - now).max(Duration::from_millis(1));
+        stream
+            .set_read_timeout(Some(left))
+            .expect("set_read_timeout on a live socket");
+        let result = stream.read(&mut buf);
+        let at = Instant::now();
+        match result {
+            Ok(0) => {
+                return Closed {
+                    kind: CloseKind::Fin,
+                    at,
+                    data,
+                }
+            }
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+            Err(e) if is_reset(&e) => {
+                return Closed {
+                    kind: CloseKind::Reset,
+                    at,
+                    data,
+                }
+            }
+            Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("read failed with neither EOF nor a reset: {e}"),
+        }
+    }
+}
+
+pub(crate) fn is_reset(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
+    )
+}
+
+pub(crate) fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// What one of many watched connections saw.
+#[derive(Clone, Debug, Default)]
+pub struct Watched {
+    pub closed: Option<(Instant, CloseKind)>,
+    /// Bytes received (and consumed) while watching.
+    pub bytes: usize,
+}
+
+/// Watches `streams` for `window` on one `poll` loop and reports which the
+/// server closed, how and when, and how many bytes each received. The
+/// streams are left non-blocking.
+pub fn watch_for_closes(streams: &[TcpStream], window: Duration) -> Vec<Watched> {
+    let end = Instant::now() + window;
+    let mut watched = vec![Watched::default(); streams.len()];
+    for s in streams {
+        s.set_nonblocking(true).expect("set O_NONBLOCK");
+    }
+    let mut buf = [0u8; 16 * 1024];
+    let mut pollfds = Vec::with_capacity(streams.len());
+    let mut polled = Vec::with_capacity(streams.len());
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            return watched;
+        }
+        pollfds.clear();
+        polled.clear();
+        for (i, s) in streams.iter().enumerate() {
+            if watched[i].closed.is_none() {
+                pollfds.push(libc::pollfd {
+                    fd: s.as_raw_fd(),
+                    events: libc::POLLIN | libc::POLLRDHUP,
+                    revents: 0,
+                });
+                polled.push(i);
+            }
+        }
+        if pollfds.is_empty() {
+            return watched;
+        }
+        let timeout_ms = (end - now).as_micros().div_ceil(1000) as libc::c_int;
+        // SAFETY: `pollfds` is a live array of `len` pollfd entries.
+        let ready = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as _, timeout_ms) };
+        let at = Instant::now();
+        if ready <= 0 {
+            continue;
+        }
+        for (pfd, &i) in pollfds.iter().zip(&polled) {
+            if pfd.revents == 0 {
+                continue;
+            }
+            for _ in 0..64 {
+                match (&streams[i]).read(&mut buf) {
+                    Ok(0) => {
+                        watched[i].closed = Some((at, CloseKind::Fin));
+                        break;
+                    }
+                    Ok(n) => watched[i].bytes += n,
+                    Err(e) if is_reset(&e) => {
+                        watched[i].closed = Some((at, CloseKind::Reset));
+                        break;
+                    }
+                    Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => break,
+                    Err(e) => panic!("read on watched connection #{i} failed: {e}"),
+                }
+            }
+        }
+    }
+}

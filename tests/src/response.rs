@@ -1,0 +1,365 @@
+//! A strict HTTP/1.1 response parser: just enough to check byte for byte
+//! what the server put on the wire.
+//!
+//! Strict on purpose: every response must be framed by `Content-Length` or
+//! chunked (DESIGN.md), lines end in CRLF, and the status line is
+//! `HTTP-version SP 3DIGIT SP reason` (RFC 9112 section 4). A server that
+//! slips is reported, not tolerated.
+
+/// Heads larger than this are a runaway, not a response.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// One response as received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    pub version: String,
+    pub status: u16,
+    pub reason: String,
+    /// Header fields in arrival order, values with surrounding OWS removed.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The body with any chunked framing removed.
+    pub body: Vec<u8>,
+    /// Every byte of the response exactly as it arrived.
+    pub raw: Vec<u8>,
+}
+
+impl Response {
+    /// The first field named `name` (ASCII case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// The first field named `name`, as text (lossy).
+    pub fn header_str(&self, name: &str) -> Option<String> {
+        self.header(name)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+
+    /// How many fields are named `name`.
+    pub fn header_count(&self, name: &str) -> usize {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .count()
+    }
+
+    /// Whether a `Connection` field lists `token`.
+    pub fn connection_has(&self, token: &str) -> bool {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
+            .flat_map(|(_, v)| v.split(|&b| b == b','))
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    }
+
+    /// The raw bytes with the `Date` value replaced by `*`: two answers to the
+    /// same request must then be identical, byte for byte.
+    pub fn raw_without_date(&self) -> Vec<u8> {
+        let head_end = find(&self.raw, b"\r\n\r\n").expect("a parsed response has a head") + 4;
+        let mut out = Vec::with_capacity(self.raw.len());
+        for line in split_crlf(&self.raw[..head_end - 4]) {
+            if line.len() >= 5 && line[..5].eq_ignore_ascii_case(b"date:") {
+                out.extend_from_slice(b"Date: *");
+            } else {
+                out.extend_from_slice(line);
+            }
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&self.raw[head_end..]);
+        out
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// RFC 9110 5.6.2: tchar.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Parses one response from the front of `buf`.
+///
+/// `Ok(None)`: incomplete, read more. `Ok(Some((response, consumed)))`: a
+/// whole response occupying `buf[..consumed]`. `Err`: the bytes are not a
+/// well-formed, well-framed HTTP/1.1 response. `head_request`: the request
+/// was HEAD, so no body follows whatever the headers say.
+pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<(Response, usize)>, String> {
+    let Some(head_len) = find(buf, b"\r\n\r\n") else {
+        if buf.len() > MAX_HEAD {
+            return Err(format!("no end of head in {} bytes", buf.len()));
+        }
+        // Catch garbage early rather than waiting for a head that never ends.
+        let prefix = &buf[..buf.len().min(5)];
+        if !b"HTTP/".starts_with(prefix) {
+            return Err(format!(
+                "not a status line: {:?}",
+                lossy(&buf[..buf.len().min(64)])
+            ));
+        }
+        return Ok(None);
+    };
+    let head = &buf[..head_len];
+    let mut lines = split_crlf(head);
+    let status_line = lines.next().unwrap_or_default();
+    let (version, status, reason) = parse_status_line(status_line)?;
+    let mut headers = Vec::new();
+    for line in lines {
+        if line.iter().any(|&b| b == b'\r' || b == b'\n') {
+            return Err(format!("bare CR or LF in the head: {:?}", lossy(line)));
+        }
+        let colon = line
+            .iter()
+            .position(|&b| b == b':')
+            .ok_or_else(|| format!("header line without colon: {:?}", lossy(line)))?;
+        let name = &line[..colon];
+        if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
+            return Err(format!("bad header name: {:?}", lossy(line)));
+        }
+        let value = line[colon + 1..].trim_ascii();
+        if value.contains(&0) {
+            return Err(format!("NUL in header value: {:?}", lossy(line)));
+        }
+        headers.push((lossy(name), value.to_vec()));
+    }
+    let body_start = head_len + 4;
+    let mut response = Response {
+        version,
+        status,
+        reason,
+        headers,
+        body: Vec::new(),
+        raw: Vec::new(),
+    };
+    let lengths: Vec<&[u8]> = response
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .map(|(_, v)| v.as_slice())
+        .collect();
+    let chunked = response.header_count("transfer-encoding") > 0;
+    if chunked && !lengths.is_empty() {
+        return Err("response has both Content-Length and Transfer-Encoding".into());
+    }
+    if lengths.len() > 1 {
+        return Err(format!(
+            "response has {} Content-Length fields",
+            lengths.len()
+        ));
+    }
+    let informational = (100..200).contains(&status);
+    if informational && (chunked || !lengths.is_empty()) {
+        return Err(format!("a {status} response carries body framing"));
+    }
+    let bodiless = informational || status == 204 || status == 304;
+    if !bodiless && !chunked && lengths.is_empty() {
+        return Err(format!(
+            "a {status} response with neither Content-Length nor chunked framing"
+        ));
+    }
+    let end = if bodiless || head_request {
+        body_start
+    } else if chunked {
+        let te = response.header("transfer-encoding").unwrap_or_default();
+        if !te.eq_ignore_ascii_case(b"chunked") {
+            return Err(format!("unexpected Transfer-Encoding: {:?}", lossy(te)));
+        }
+        match decode_chunked(&buf[body_start..])? {
+            None => return Ok(None),
+            Some((body, used)) => {
+                response.body = body;
+                body_start + used
+            }
+        }
+    } else {
+        let text = std::str::from_utf8(lengths[0]).map_err(|_| "non-ASCII Content-Length")?;
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("malformed Content-Length: {text:?}"));
+        }
+        let n: usize = text
+            .parse()
+            .map_err(|_| format!("Content-Length overflow: {text}"))?;
+        if buf.len() < body_start + n {
+            return Ok(None);
+        }
+        response.body = buf[body_start..body_start + n].to_vec();
+        body_start + n
+    };
+    response.raw = buf[..end].to_vec();
+    Ok(Some((response, end)))
+}
+
+fn parse_status_line(line: &[u8]) -> Result<(String, u16, String), String> {
+    let bad = || format!("malformed status line: {:?}", lossy(line));
+    if line.len() < 13 || !line.starts_with(b"HTTP/1.") || line[8] != b' ' || line[12] != b' ' {
+        return Err(bad());
+    }
+    if !line[7].is_ascii_digit() || !line[9..12].iter().all(u8::is_ascii_digit) {
+        return Err(bad());
+    }
+    let status = std::str::from_utf8(&line[9..12])
+        .map_err(|_| bad())?
+        .parse()
+        .map_err(|_| bad())?;
+    Ok((lossy(&line[..8]), status, lossy(&line[13..])))
+}
+
+/// Decodes a chunked body (RFC 9112 section 7.1). `Ok(None)`: incomplete.
+fn decode_chunked(buf: &[u8]) -> Result<Option<(Vec<u8>, usize)>, String> {
+    let mut body = Vec::new();
+    let mut at = 0;
+    loop {
+        let Some(line_len) = find(&buf[at..], b"\r\n") else {
+            return Ok(None);
+        };
+        let line = &buf[at..at + line_len];
+        let size_text = line.split(|&b| b == b';').next().unwrap_or_default();
+        let size_text = std::str::from_utf8(size_text).map_err(|_| "non-ASCII chunk size")?;
+        let size = usize::from_str_radix(size_text.trim_end(), 16)
+            .map_err(|_| format!("bad chunk size {size_text:?}"))?;
+        at += line_len + 2;
+        if size == 0 {
+            // Trailer section, then the empty line.
+            loop {
+                let Some(line_len) = find(&buf[at..], b"\r\n") else {
+                    return Ok(None);
+                };
+                at += line_len + 2;
+                if line_len == 0 {
+                    return Ok(Some((body, at)));
+                }
+            }
+        }
+        if buf.len() < at + size + 2 {
+            return Ok(None);
+        }
+        body.extend_from_slice(&buf[at..at + size]);
+        if &buf[at + size..at + size + 2] != b"\r\n" {
+            return Err("chunk data not followed by CRLF".into());
+        }
+        at += size + 2;
+    }
+}
+
+/// The lines of a head, split on CRLF only, so a bare CR or LF stays inside
+/// a line where it can be caught.
+fn split_crlf(head: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(head);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        match find(text, b"\r\n") {
+            Some(i) => {
+                rest = Some(&text[i + 2..]);
+                Some(&text[..i])
+            }
+            None => {
+                rest = None;
+                Some(text)
+            }
+        }
+    })
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// RFC 9110 5.6.7: `Sun, 06 Nov 1994 08:49:37 GMT`, the only form a server
+/// may generate.
+pub fn is_imf_fixdate(value: &[u8]) -> bool {
+    const DAYS: [&[u8]; 7] = [b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun"];
+    const MONTHS: [&[u8]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    let digits = |r: std::ops::Range<usize>| value[r].iter().all(u8::is_ascii_digit);
+    value.len() == 29
+        && DAYS.contains(&&value[0..3])
+        && &value[3..5] == b", "
+        && digits(5..7)
+        && value[7] == b' '
+        && MONTHS.contains(&&value[8..11])
+        && value[11] == b' '
+        && digits(12..16)
+        && value[16] == b' '
+        && digits(17..19)
+        && value[19] == b':'
+        && digits(20..22)
+        && value[22] == b':'
+        && digits(23..25)
+        && &value[25..] == b" GMT"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DATE: &str = "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n";
+
+    #[test]
+    fn content_length_response_parses_and_reports_its_length() {
+        let raw = format!("HTTP/1.1 200 OK\r\n{DATE}Content-Length: 5\r\n\r\nhelloHTTP/1.1");
+        let (r, used) = parse_response(raw.as_bytes(), false).unwrap().unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, b"hello");
+        assert_eq!(used, raw.len() - "HTTP/1.1".len());
+        assert!(is_imf_fixdate(r.header("date").unwrap()));
+    }
+
+    #[test]
+    fn incomplete_body_asks_for_more() {
+        let raw = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel";
+        assert_eq!(parse_response(raw.as_bytes(), false), Ok(None));
+        assert_eq!(parse_response(b"HTTP/1.1 200", false), Ok(None));
+    }
+
+    #[test]
+    fn head_response_has_no_body_to_read() {
+        let raw = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n";
+        let (r, used) = parse_response(raw.as_bytes(), true).unwrap().unwrap();
+        assert!(r.body.is_empty());
+        assert_eq!(used, raw.len());
+    }
+
+    #[test]
+    fn chunked_response_is_decoded() {
+        let raw = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n1\r\n!\r\n0\r\nT: v\r\n\r\n";
+        let (r, used) = parse_response(raw.as_bytes(), false).unwrap().unwrap();
+        assert_eq!(r.body, b"hello!");
+        assert_eq!(used, raw.len());
+    }
+
+    #[test]
+    fn unframed_and_malformed_responses_are_errors() {
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\n\r\n", false).is_err());
+        assert!(parse_response(b"HTTP/1.1 200OK\r\nContent-Length: 0\r\n\r\n", false).is_err());
+        assert!(parse_response(b"Hello, World!", false).is_err());
+        assert!(parse_response(b"HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n", false).is_err());
+        let both = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert!(parse_response(both, false).is_err());
+    }
+
+    #[test]
+    fn date_is_masked_for_comparison() {
+        let a = format!("HTTP/1.1 200 OK\r\n{DATE}Content-Length: 0\r\n\r\n");
+        let b =
+            "HTTP/1.1 200 OK\r\nDate: Mon, 07 Nov 1994 08:49:37 GMT\r\nContent-Length: 0\r\n\r\n";
+        let a = parse_response(a.as_bytes(), false).unwrap().unwrap().0;
+        let b = parse_response(b.as_bytes(), false).unwrap().unwrap().0;
+        assert_ne!(a.raw, b.raw);
+        assert_eq!(a.raw_without_date(), b.raw_without_date());
+    }
+
+    #[test]
+    fn imf_fixdate_rejects_other_forms() {
+        assert!(is_imf_fixdate(b"Sun, 06 Nov 1994 08:49:37 GMT"));
+        assert!(!is_imf_fixdate(b"Sunday, 06-Nov-94 08:49:37 GMT"));
+        assert!(!is_imf_fixdate(b"Sun Nov  6 08:49:37 1994"));
+        assert!(!is_imf_fixdate(b"Sun, 06 Nov 1994 08:49:37 UTC"));
+    }
+}

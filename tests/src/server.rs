@@ -1,0 +1,69 @@
+//! Starting a server for one test, and skipping when io_uring is unavailable.
+
+use std::net::SocketAddr;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use ringwall::{Handler, Server, ServerBuilder, ServerHandle, StartError};
+
+use crate::fd_limit::raise_fd_limit;
+
+/// A builder for a test server: port 0 on loopback, two workers, and
+/// timeouts long enough that only the ones a test sets can fire.
+pub fn builder() -> ServerBuilder {
+    let any_port: SocketAddr = ([127, 0, 0, 1], 0).into();
+    Server::builder()
+        .bind(any_port)
+        .workers(2)
+        .header_timeout(Duration::from_secs(10))
+        .body_timeout(Duration::from_secs(10))
+        .idle_timeout(Duration::from_secs(10))
+        .write_timeout(Duration::from_secs(10))
+        .shutdown_timeout(Duration::from_secs(5))
+}
+
+/// Starts the server, or returns `None` after printing why when the kernel
+/// offers no io_uring (sysctl, seccomp, old kernel): the test then skips
+/// visibly instead of passing silently. Any other start failure panics.
+///
+/// ```ignore
+/// let Some(server) = start_or_skip(builder(), app) else { return };
+/// ```
+pub fn start_or_skip<H: Handler>(builder: ServerBuilder, handler: H) -> Option<ServerHandle> {
+    raise_fd_limit();
+    let server = builder.build().expect("the test's configuration is valid");
+    match server.serve(handler) {
+        Ok(handle) => Some(handle),
+        Err(StartError::IoUring(cause)) => {
+            eprintln!("SKIPPED: io_uring is unavailable on this machine: {cause}");
+            None
+        }
+        Err(e) => panic!("the server failed to start: {e}"),
+    }
+}
+
+/// Serialises the tests of one test binary that hold hundreds of sockets or
+/// measure deadlines to the millisecond, so that on a two-core machine they
+/// do not starve each other. A test that panicked while holding it does not
+/// poison the others.
+pub fn heavy_test_lock() -> MutexGuard<'static, ()> {
+    static HEAVY: Mutex<()> = Mutex::new(());
+    HEAVY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Polls `condition` every few milliseconds until it holds or `within` has
+/// passed; returns whether it held.
+pub fn wait_until(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + within;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}

@@ -1,0 +1,237 @@
+//! Deadlines enforced by the kernel timer, measured from the client: header
+//! (slowloris), body, keep-alive idle and write (DESIGN.md "Deadlines").
+//!
+//! Bounds: a close may not come before the deadline (beyond `EARLY_SLACK`
+//! of clock granularity, measured from just before `connect`, so the server
+//! cannot have started its clock earlier), nor later than `LATE_SLACK` after
+//! it. Tests here take `heavy_test_lock` so they are measured one at a time.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use ringwall_tests::{
+    app, builder, connect_with_rcvbuf, drip_heads, heavy_test_lock, start_or_skip, wait_until,
+    Client, CloseKind, DeadlineCheck,
+};
+
+const EARLY_SLACK: Duration = Duration::from_millis(5);
+const LATE_SLACK: Duration = Duration::from_millis(500);
+
+#[track_caller]
+fn assert_closed_within(
+    what: &str,
+    closed_at: Instant,
+    earliest_start: Instant,
+    latest_start: Instant,
+    deadline: Duration,
+) {
+    let earliest = closed_at.saturating_duration_since(earliest_start);
+    let latest = closed_at.saturating_duration_since(latest_start);
+    assert!(
+        earliest + EARLY_SLACK >= deadline,
+        "{what}: closed early, {earliest:?} after the deadline started (deadline {deadline:?})"
+    );
+    assert!(
+        latest <= deadline + LATE_SLACK,
+        "{what}: closed late, {latest:?} after the deadline started (deadline {deadline:?})"
+    );
+}
+
+#[test]
+fn slowloris_connections_are_closed_at_the_header_deadline() {
+    let _heavy = heavy_test_lock();
+    let header = Duration::from_secs(1);
+    let Some(server) = start_or_skip(builder().header_timeout(header), app) else {
+        return;
+    };
+    let outcomes = drip_heads(
+        server.local_addr(),
+        300,
+        Duration::from_millis(100),
+        header + Duration::from_secs(2),
+    );
+    let check = DeadlineCheck::of(&outcomes, header, EARLY_SLACK, LATE_SLACK);
+    eprintln!("slowloris: {}", check.summary());
+    assert!(check.early.is_empty(), "{}", check.summary());
+    assert!(check.late.is_empty(), "{}", check.summary());
+    assert_eq!(check.never_closed, 0, "{}", check.summary());
+    // Every connection kept dripping until its close: the drip did not extend
+    // the deadline (arm-if-unarmed).
+    assert!(
+        outcomes.iter().all(|o| o.bytes_sent >= 5),
+        "{}",
+        check.summary()
+    );
+    let stats = server.stats();
+    assert_eq!(stats.closes.header_timeout, 300, "{stats}");
+    assert_eq!(stats.requests, 0, "{stats}");
+}
+
+#[test]
+fn slowloris_close_is_a_fin_not_a_reset() {
+    let _heavy = heavy_test_lock();
+    let header = Duration::from_millis(500);
+    let Some(server) = start_or_skip(builder().header_timeout(header), app) else {
+        return;
+    };
+    let before = Instant::now();
+    let mut client = Client::connect(server.local_addr());
+    let connected = Instant::now();
+    client.send(b"GET / HTTP/1.1\r\nHost: t\r\nX-Partial: ");
+    let closed = client.wait_for_close(header + Duration::from_secs(2));
+    assert_eq!(closed.kind, CloseKind::Fin, "{closed:?}");
+    assert_closed_within("partial head", closed.at, before, connected, header);
+    assert_eq!(server.stats().closes.header_timeout, 1);
+}
+
+#[test]
+fn silent_connection_is_closed_at_the_header_deadline() {
+    let _heavy = heavy_test_lock();
+    let header = Duration::from_millis(500);
+    let Some(server) = start_or_skip(builder().header_timeout(header), app) else {
+        return;
+    };
+    let before = Instant::now();
+    let mut client = Client::connect(server.local_addr());
+    let connected = Instant::now();
+    let closed = client.wait_for_close(header + Duration::from_secs(2));
+    assert_eq!(closed.kind, CloseKind::Fin, "{closed:?}");
+    assert!(closed.data.is_empty(), "{closed:?}");
+    assert_closed_within("silent connection", closed.at, before, connected, header);
+    assert_eq!(server.stats().closes.header_timeout, 1);
+}
+
+#[test]
+fn idle_keep_alive_outlives_header_timeout_and_closes_at_idle_timeout() {
+    let _heavy = heavy_test_lock();
+    let idle = Duration::from_secs(1);
+    let config = builder()
+        .header_timeout(Duration::from_millis(300))
+        .idle_timeout(idle);
+    let Some(server) = start_or_skip(config, app) else {
+        return;
+    };
+    let mut client = Client::connect(server.local_addr());
+    let sent = Instant::now();
+    let r = client.request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    let answered = Instant::now();
+    assert_eq!(r.status, 200);
+    // Well past the header timeout: an idle connection has no header deadline.
+    let closed = client.wait_for_close(idle + Duration::from_secs(2));
+    assert_eq!(closed.kind, CloseKind::Fin, "{closed:?}");
+    assert_closed_within("idle keep-alive", closed.at, sent, answered, idle);
+    let stats = server.stats();
+    assert_eq!(stats.closes.idle_timeout, 1, "{stats}");
+    assert_eq!(stats.closes.header_timeout, 0, "{stats}");
+}
+
+#[test]
+fn header_deadline_of_second_request_starts_at_its_first_byte() {
+    let _heavy = heavy_test_lock();
+    let header = Duration::from_millis(400);
+    let config = builder()
+        .header_timeout(header)
+        .idle_timeout(Duration::from_secs(5));
+    let Some(server) = start_or_skip(config, app) else {
+        return;
+    };
+    let mut client = Client::connect(server.local_addr());
+    assert_eq!(
+        client.request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").status,
+        200
+    );
+    // Idle longer than the header timeout: no deadline may carry over.
+    assert!(client.stays_silent_for(Duration::from_millis(600)));
+    let before = Instant::now();
+    client.send(b"GET / HTTP/1.1\r\nHo");
+    let sent = Instant::now();
+    let closed = client.wait_for_close(header + Duration::from_secs(2));
+    assert_eq!(closed.kind, CloseKind::Fin, "{closed:?}");
+    assert_closed_within("second request's head", closed.at, before, sent, header);
+    let stats = server.stats();
+    assert_eq!(stats.closes.header_timeout, 1, "{stats}");
+    assert_eq!(stats.closes.idle_timeout, 0, "{stats}");
+}
+
+#[test]
+fn slow_body_is_closed_at_body_timeout() {
+    let _heavy = heavy_test_lock();
+    let body = Duration::from_secs(1);
+    let config = builder()
+        .header_timeout(Duration::from_millis(300))
+        .body_timeout(body);
+    let Some(server) = start_or_skip(config, app) else {
+        return;
+    };
+    let mut client = Client::connect(server.local_addr());
+    let before = Instant::now();
+    client.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n");
+    let head_sent = Instant::now();
+    // Drip the body, one byte every 100 ms: it would take 10 s to finish.
+    let mut closed = None;
+    for _ in 0..30 {
+        let closed_now = client.wait_for_close(Duration::from_millis(100));
+        if closed_now.kind != CloseKind::StillOpen {
+            closed = Some(closed_now);
+            break;
+        }
+        let _ = client.stream.write(b"b");
+    }
+    let closed = closed.expect("the slow body was never closed");
+    // A 408 before the close is allowed (DESIGN.md), nothing else is.
+    assert!(
+        closed.data.is_empty() || closed.data.starts_with(b"HTTP/1.1 408 "),
+        "{:?}",
+        String::from_utf8_lossy(&closed.data)
+    );
+    assert_closed_within("slow body", closed.at, before, head_sent, body);
+    let stats = server.stats();
+    assert_eq!(stats.closes.body_timeout, 1, "{stats}");
+    assert_eq!(stats.closes.header_timeout, 0, "{stats}");
+    assert_eq!(stats.requests, 0, "{stats}");
+}
+
+#[test]
+fn client_that_never_reads_large_response_is_closed_at_write_timeout() {
+    let _heavy = heavy_test_lock();
+    let write = Duration::from_secs(1);
+    let Some(server) = start_or_skip(builder().write_timeout(write), app) else {
+        return;
+    };
+    let mut stream =
+        connect_with_rcvbuf(server.local_addr(), 4096).expect("connect with a small SO_RCVBUF");
+    let before = Instant::now();
+    stream
+        .write_all(b"GET /bytes/67108864 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("send the request");
+    let sent = Instant::now();
+    // Never read; the server's view of the close is its counters.
+    let mut closed_at = None;
+    wait_until(write + Duration::from_secs(2), || {
+        let stats = server.stats();
+        if stats.closes.write_timeout >= 1 && closed_at.is_none() {
+            closed_at = Some(Instant::now());
+        }
+        closed_at.is_some() && server.open_connections() == 0
+    });
+    let stats = server.stats();
+    let closed_at = closed_at.unwrap_or_else(|| panic!("no write timeout: {stats}"));
+    assert_closed_within("unread response", closed_at, before, sent, write);
+    assert_eq!(stats.closes.write_timeout, 1, "{stats}");
+    assert_eq!(server.open_connections(), 0, "{stats}");
+    // What is left in flight drains, then the connection ends: the client
+    // never gets the 64 MiB the handler produced.
+    let mut client = Client::from_stream(stream);
+    let closed = client.wait_for_close(Duration::from_secs(5));
+    assert_ne!(
+        closed.kind,
+        CloseKind::StillOpen,
+        "{} bytes",
+        closed.data.len()
+    );
+    assert!(
+        closed.data.len() < 64 << 20,
+        "all {} bytes arrived after the write timeout",
+        closed.data.len()
+    );
+}
