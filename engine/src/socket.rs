@@ -172,6 +172,16 @@ pub(crate) fn shutdown_write(fd: RawFd) {
     unsafe { libc::shutdown(fd, libc::SHUT_WR) };
 }
 
+/// Stops a listening socket at once. Closing the fd is not enough: an
+/// in-flight multishot accept holds its own reference, and a ring torn down
+/// later keeps the socket listening, so connects would still complete and be
+/// reset afterwards. `shutdown` on a listener moves it out of LISTEN now.
+pub(crate) fn stop_listening(fd: RawFd) {
+    // SAFETY: fd is a listening socket this worker owns.
+    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+    close(fd);
+}
+
 pub(crate) fn close(fd: RawFd) {
     // SAFETY: fd is owned by the caller and not used after this call.
     unsafe { libc::close(fd) };

@@ -304,10 +304,9 @@ impl<H: Handler> Worker<H> {
                 self.dispatch(user_data, result, flags);
             }
         }
-        for &fd in &self.listeners {
-            socket::close(fd);
+        for fd in self.listeners.drain(..) {
+            socket::stop_listening(fd);
         }
-        self.listeners.clear();
     }
 
     /// The one place every completion is handled.
@@ -930,7 +929,7 @@ impl<H: Handler> Worker<H> {
         // New connects are refused from now on; the accept ops hold their own
         // reference to the socket until the cancels complete.
         for fd in self.listeners.drain(..) {
-            socket::close(fd);
+            socket::stop_listening(fd);
         }
         let entry = opcode::Timeout::new(&*self.shutdown_spec as *const Timespec)
             .build()
