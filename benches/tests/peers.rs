@@ -153,3 +153,11 @@ fn go_peer_serves_the_same_app_where_installed() {
         check_and_stop(peer);
     }
 }
+
+#[test]
+fn ringwall_serves_the_same_app_where_built() {
+    // `cargo build -p ringwall` (same profile and target dir) or $RINGWALL_BIN.
+    if let Some(peer) = start_or_skip(ServerKind::Ringwall) {
+        check_and_stop(peer);
+    }
+}

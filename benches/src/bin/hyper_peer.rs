@@ -215,7 +215,10 @@ async fn serve(args: Args) -> io::Result<()> {
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(args.header_timeout)
-        .keep_alive(true);
+        .keep_alive(true)
+        // One write for the answers to a pipelined batch, as hyper's own
+        // benchmark configurations do.
+        .pipeline_flush(true);
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(accepted) => accepted,

@@ -30,7 +30,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use deadlines::{format_duration, parse_duration, Deadlines};
-pub use process::{probe_hello, raise_nofile_limit};
+pub use process::{find_executable, probe_hello, raise_nofile_limit};
 
 use process::{free_loopback_addr, ServerProcess, START_TIMEOUT};
 use scratch::Scratch;
