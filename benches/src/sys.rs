@@ -1,0 +1,427 @@
+//! The few Linux calls std does not expose: epoll, `CLOCK_MONOTONIC` in
+//! nanoseconds, `RLIMIT_NOFILE`, and a nonblocking connect whose socket
+//! options (`SO_RCVBUF`, `TCP_NODELAY`) are set before the handshake.
+//!
+//! Everything else goes through `std::net::TcpStream` (reads, writes with
+//! `MSG_NOSIGNAL`, `take_error`), so the `unsafe` stays in this file.
+
+use std::io;
+use std::mem;
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Nanoseconds on `CLOCK_MONOTONIC`: the clock io_uring's absolute timeouts
+/// use, so a close seen here compares with the server's deadline directly.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    debug_assert_eq!(rc, 0);
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns the new soft
+/// limit. Thousands of attack sockets do not fit under the usual 1024.
+pub fn raise_nofile_limit() -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: `lim` is a valid rlimit with cur <= max.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(lim.rlim_cur)
+}
+
+/// Fails early, with the numbers, when `needed` descriptors cannot be open at
+/// once even after raising the limit.
+pub fn ensure_fd_capacity(needed: usize) -> io::Result<()> {
+    let limit = raise_nofile_limit()?;
+    // Leave room for stdio, epoll descriptors and the test harness.
+    if needed as u64 + 64 > limit {
+        return Err(io::Error::other(format!(
+            "{needed} sockets need more descriptors than RLIMIT_NOFILE allows ({limit}); \
+             raise the hard limit (ulimit -Hn) or use fewer connections"
+        )));
+    }
+    Ok(())
+}
+
+/// Options applied to a socket before `connect`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SocketOpts {
+    /// `SO_RCVBUF` in bytes. Must be set before the handshake: the window
+    /// scale is negotiated in the SYN.
+    pub recv_buffer: Option<usize>,
+    /// `TCP_NODELAY`: a drip byte or a small request leaves at once.
+    pub nodelay: bool,
+}
+
+/// Whether a nonblocking connect finished inside the call (loopback usually
+/// does) or is still in progress (wait for writability, then `take_error`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Connect {
+    Done,
+    InProgress,
+}
+
+/// Opens a nonblocking TCP socket, applies `opts` and starts connecting.
+pub fn connect_nonblocking(addr: SocketAddr, opts: SocketOpts) -> io::Result<(TcpStream, Connect)> {
+    let domain = match addr {
+        SocketAddr::V4(_) => libc::AF_INET,
+        SocketAddr::V6(_) => libc::AF_INET6,
+    };
+    // SAFETY: plain syscall; the result is checked before use.
+    let fd = unsafe {
+        libc::socket(
+            domain,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh socket that nothing else owns.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    if let Some(bytes) = opts.recv_buffer {
+        set_int_opt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, bytes as libc::c_int)?;
+    }
+    if opts.nodelay {
+        set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
+    }
+    let (storage, len) = sockaddr(addr);
+    // SAFETY: `storage` holds a sockaddr of `len` bytes for the socket's family.
+    let rc = unsafe {
+        libc::connect(
+            fd,
+            &storage as *const libc::sockaddr_storage as *const libc::sockaddr,
+            len,
+        )
+    };
+    let state = if rc == 0 {
+        Connect::Done
+    } else {
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EINPROGRESS) {
+            Connect::InProgress
+        } else {
+            return Err(err);
+        }
+    };
+    Ok((TcpStream::from(owned), state))
+}
+
+fn set_int_opt(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: `value` is a c_int that outlives the call; its size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            &value as *const libc::c_int as *const libc::c_void,
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Closes with an RST instead of a FIN (`SO_LINGER` 0), so closing thousands
+/// of attack sockets leaves no `TIME_WAIT` behind on the client.
+pub fn set_linger_zero(stream: &TcpStream) -> io::Result<()> {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: `linger` outlives the call; its size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &linger as *const libc::linger as *const libc::c_void,
+            mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            unsafe {
+                (&mut storage as *mut libc::sockaddr_storage as *mut libc::sockaddr_in).write(sin)
+            };
+            mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            unsafe {
+                (&mut storage as *mut libc::sockaddr_storage as *mut libc::sockaddr_in6).write(sin6)
+            };
+            mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
+
+/// Readiness bits as epoll reports them.
+#[derive(Clone, Copy, Debug)]
+pub struct Ready(u32);
+
+impl Ready {
+    pub fn readable(self) -> bool {
+        self.0 & libc::EPOLLIN as u32 != 0
+    }
+    pub fn writable(self) -> bool {
+        self.0 & libc::EPOLLOUT as u32 != 0
+    }
+    /// The peer's FIN arrived (`EPOLLRDHUP`), even with unread data queued
+    /// before it, or the connection is gone (`EPOLLHUP`).
+    pub fn read_closed(self) -> bool {
+        self.0 & (libc::EPOLLRDHUP | libc::EPOLLHUP) as u32 != 0
+    }
+    /// A pending socket error, e.g. an RST (`EPOLLERR`).
+    pub fn error(self) -> bool {
+        self.0 & libc::EPOLLERR as u32 != 0
+    }
+}
+
+/// What a registration waits for. Read interest always includes `EPOLLRDHUP`
+/// so a FIN is seen the moment it arrives, not when the data before it has
+/// been read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interest {
+    Read,
+    ReadWrite,
+    /// Only the peer's FIN (`EPOLLRDHUP`) and errors: for a socket whose
+    /// data is read on a schedule, so queued data does not wake the loop.
+    CloseOnly,
+}
+
+impl Interest {
+    fn bits(self) -> u32 {
+        let read = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
+        match self {
+            Interest::Read => read,
+            Interest::ReadWrite => read | libc::EPOLLOUT as u32,
+            Interest::CloseOnly => libc::EPOLLRDHUP as u32,
+        }
+    }
+}
+
+/// A level-triggered epoll instance.
+pub struct Epoll {
+    fd: OwnedFd,
+}
+
+/// Cleared once the kernel answers `ENOSYS` to `epoll_pwait2` (before 5.11);
+/// the fallback rounds timeouts up to whole milliseconds.
+static PWAIT2_AVAILABLE: AtomicBool = AtomicBool::new(true);
+
+impl Epoll {
+    pub fn new() -> io::Result<Epoll> {
+        // SAFETY: plain syscall; the result is checked.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+        Ok(Epoll {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    pub fn add(&self, fd: RawFd, token: u64, interest: Interest) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, token, interest)
+    }
+
+    pub fn modify(&self, fd: RawFd, token: u64, interest: Interest) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd, token, interest)
+    }
+
+    pub fn delete(&self, fd: RawFd) -> io::Result<()> {
+        // SAFETY: a null event is allowed for EPOLL_CTL_DEL since Linux 2.6.9.
+        let rc = unsafe {
+            libc::epoll_ctl(
+                self.fd.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                fd,
+                std::ptr::null_mut(),
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    fn ctl(&self, op: libc::c_int, fd: RawFd, token: u64, interest: Interest) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: interest.bits(),
+            u64: token,
+        };
+        // SAFETY: `ev` is a valid epoll_event for the duration of the call.
+        let rc = unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut ev) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits for readiness; `None` waits without limit. Uses `epoll_pwait2`
+    /// for a nanosecond timeout where the kernel has it. Returns the number of
+    /// events now in `events`; `EINTR` is reported as zero events.
+    pub fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
+        events.len = 0;
+        let cap = events.buf.len() as libc::c_int;
+        let ptr = events.buf.as_mut_ptr();
+        let mut rc = -1;
+        let mut tried_pwait2 = false;
+        if let Some(t) = timeout {
+            if PWAIT2_AVAILABLE.load(Ordering::Relaxed) {
+                let ts = libc::timespec {
+                    tv_sec: t.as_secs() as libc::time_t,
+                    tv_nsec: t.subsec_nanos() as libc::c_long,
+                };
+                // SAFETY: `ptr` points to `cap` writable epoll_events; `ts` outlives the
+                // call; a null sigmask means "do not change the mask".
+                rc = unsafe {
+                    libc::syscall(
+                        libc::SYS_epoll_pwait2,
+                        self.fd.as_raw_fd(),
+                        ptr,
+                        cap,
+                        &ts as *const libc::timespec,
+                        std::ptr::null::<libc::sigset_t>(),
+                        0usize,
+                    )
+                } as libc::c_int;
+                tried_pwait2 = true;
+                if rc < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+                    PWAIT2_AVAILABLE.store(false, Ordering::Relaxed);
+                    tried_pwait2 = false;
+                }
+            }
+        }
+        if !tried_pwait2 {
+            let ms = match timeout {
+                None => -1,
+                // Round up: waking before the drip is due would only spin.
+                Some(t) => t.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int,
+            };
+            // SAFETY: `ptr` points to `cap` writable epoll_events.
+            rc = unsafe { libc::epoll_wait(self.fd.as_raw_fd(), ptr, cap, ms) };
+        }
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                return Ok(0);
+            }
+            return Err(err);
+        }
+        events.len = rc as usize;
+        Ok(events.len)
+    }
+}
+
+/// A reusable buffer of epoll events.
+pub struct Events {
+    buf: Vec<libc::epoll_event>,
+    len: usize,
+}
+
+impl Events {
+    pub fn with_capacity(n: usize) -> Events {
+        Events {
+            buf: vec![libc::epoll_event { events: 0, u64: 0 }; n.max(1)],
+            len: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The `i`th event of the last wait: its token and readiness.
+    pub fn get(&self, i: usize) -> (u64, Ready) {
+        // Copy out of the packed struct: no reference to a packed field.
+        let ev = self.buf[i];
+        let token = ev.u64;
+        let bits = ev.events;
+        (token, Ready(bits))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monotonic_clock_moves_forward() {
+        let a = monotonic_ns();
+        std::thread::sleep(Duration::from_millis(2));
+        let b = monotonic_ns();
+        assert!(b >= a + 2_000_000, "{a} -> {b}");
+    }
+
+    #[test]
+    fn epoll_timeout_is_not_cut_short() {
+        let ep = Epoll::new().unwrap();
+        let mut events = Events::with_capacity(4);
+        let start = monotonic_ns();
+        let n = ep
+            .wait(&mut events, Some(Duration::from_micros(1500)))
+            .unwrap();
+        assert_eq!(n, 0);
+        assert!(monotonic_ns() - start >= 1_400_000);
+    }
+}
