@@ -235,3 +235,125 @@ fn client_that_never_reads_large_response_is_closed_at_write_timeout() {
         closed.data.len()
     );
 }
+
+#[test]
+fn partial_pipelined_request_starts_header_deadline() {
+    let _heavy = heavy_test_lock();
+    let header = Duration::from_millis(500);
+    let config = builder()
+        .header_timeout(header)
+        .idle_timeout(Duration::from_secs(5));
+    let Some(server) = start_or_skip(config, app) else {
+        return;
+    };
+    let mut client = Client::connect(server.local_addr());
+    let before = Instant::now();
+    // A whole request and the start of the next, in one write: the leftover
+    // is a started head, not an idle connection.
+    client.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGET /next HTTP/1.1\r\nHo");
+    let sent = Instant::now();
+    assert_eq!(client.read_response().status, 200);
+    let closed = client.wait_for_close(header + Duration::from_secs(2));
+    assert_eq!(closed.kind, CloseKind::Fin, "{closed:?}");
+    assert_closed_within("leftover partial head", closed.at, before, sent, header);
+    let stats = server.stats();
+    assert_eq!(stats.closes.header_timeout, 1, "{stats}");
+    assert_eq!(stats.requests, 1, "{stats}");
+}
+
+#[test]
+fn each_request_restarts_the_idle_deadline() {
+    let _heavy = heavy_test_lock();
+    let idle = Duration::from_millis(600);
+    let config = builder()
+        .header_timeout(Duration::from_millis(300))
+        .idle_timeout(idle);
+    let Some(server) = start_or_skip(config, app) else {
+        return;
+    };
+    let mut client = Client::connect(server.local_addr());
+    let mut sent = Instant::now();
+    let mut answered = sent;
+    // Three requests 400 ms apart: 1.2 s in all, twice the idle timeout.
+    for i in 0..3 {
+        if i > 0 {
+            assert!(
+                client.stays_silent_for(Duration::from_millis(400)),
+                "closed after an idle gap shorter than the idle timeout (request {i})"
+            );
+        }
+        sent = Instant::now();
+        let r = client.request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        answered = Instant::now();
+        assert_eq!(r.status, 200, "request {i}: {r:?}");
+    }
+    let closed = client.wait_for_close(idle + Duration::from_secs(2));
+    assert_eq!(closed.kind, CloseKind::Fin, "{closed:?}");
+    assert_closed_within(
+        "idle after the third request",
+        closed.at,
+        sent,
+        answered,
+        idle,
+    );
+    let stats = server.stats();
+    assert_eq!(stats.closes.idle_timeout, 1, "{stats}");
+    assert_eq!(stats.requests, 3, "{stats}");
+}
+
+/// The accept-time timer is due at the 5 s header deadline; the 500 ms idle
+/// deadline is earlier, so the pending kernel timer must be moved forward
+/// (`IORING_OP_TIMEOUT_REMOVE` with the update flag), not left to fire late.
+#[test]
+fn idle_deadline_shorter_than_header_timeout_updates_the_timer() {
+    let _heavy = heavy_test_lock();
+    let idle = Duration::from_millis(500);
+    let config = builder()
+        .header_timeout(Duration::from_secs(5))
+        .idle_timeout(idle);
+    let Some(server) = start_or_skip(config, app) else {
+        return;
+    };
+    let mut client = Client::connect(server.local_addr());
+    let sent = Instant::now();
+    assert_eq!(
+        client.request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").status,
+        200
+    );
+    let answered = Instant::now();
+    let closed = client.wait_for_close(idle + Duration::from_secs(2));
+    assert_eq!(closed.kind, CloseKind::Fin, "{closed:?}");
+    assert_closed_within("idle keep-alive", closed.at, sent, answered, idle);
+    let stats = server.stats();
+    assert_eq!(stats.closes.idle_timeout, 1, "{stats}");
+    assert!(stats.timer_updates >= 1, "{stats}");
+}
+
+/// As above for the body deadline: 500 ms, earlier than the pending 5 s
+/// header timer.
+#[test]
+fn body_deadline_shorter_than_header_timeout_updates_the_timer() {
+    let _heavy = heavy_test_lock();
+    let body = Duration::from_millis(500);
+    let config = builder()
+        .header_timeout(Duration::from_secs(5))
+        .body_timeout(body);
+    let Some(server) = start_or_skip(config, app) else {
+        return;
+    };
+    let mut client = Client::connect(server.local_addr());
+    let before = Instant::now();
+    client.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc");
+    let sent = Instant::now();
+    let closed = client.wait_for_close(body + Duration::from_secs(2));
+    assert_ne!(closed.kind, CloseKind::StillOpen, "{closed:?}");
+    assert!(
+        closed.data.is_empty() || closed.data.starts_with(b"HTTP/1.1 408 "),
+        "{:?}",
+        String::from_utf8_lossy(&closed.data)
+    );
+    assert_closed_within("stalled body", closed.at, before, sent, body);
+    let stats = server.stats();
+    assert_eq!(stats.closes.body_timeout, 1, "{stats}");
+    assert!(stats.timer_updates >= 1, "{stats}");
+}

@@ -394,3 +394,66 @@ fn handler_without_response_answers_500() {
 fn handler_panic_after_send_answers_only_500() {
     assert_500_then_close("/send-then-panic");
 }
+
+/// DESIGN.md: a head that arrives whole never touches the timer, and a
+/// deadline later than the pending timer leaves it alone. With every other
+/// timeout longer than the header timeout, a hundred keep-alive requests
+/// cost no timer SQE beyond the one armed at accept.
+#[test]
+fn keep_alive_requests_with_whole_heads_submit_no_timer_sqes() {
+    let config = builder()
+        .header_timeout(Duration::from_secs(5))
+        .idle_timeout(Duration::from_secs(10))
+        .body_timeout(Duration::from_secs(10))
+        .write_timeout(Duration::from_secs(10));
+    let Some(server) = start_or_skip(config, app) else {
+        return;
+    };
+    let mut client = Client::connect(server.local_addr());
+    for i in 0..100 {
+        let r = client.request(GET);
+        assert_eq!(r.status, 200, "request {i}");
+    }
+    let stats = server.stats();
+    assert_eq!(stats.requests, 100, "{stats}");
+    assert_eq!(stats.timer_submits, 1, "{stats}");
+    assert_eq!(stats.timer_updates, 0, "{stats}");
+}
+
+/// One 1 KiB provided receive buffer per worker: concurrent uploads keep
+/// running the ring dry (ENOBUFS), and every multishot recv that ends that
+/// way must be re-armed without losing or reordering a byte.
+#[test]
+fn tiny_receive_buffer_ring_loses_no_bytes() {
+    let _heavy = heavy_test_lock();
+    let config = builder().recv_buffers(1, 1024);
+    let Some(server) = start_or_skip(config, app) else {
+        return;
+    };
+    let addr = server.local_addr();
+    const CLIENTS: usize = 16;
+    const BODY: usize = 200_000;
+    let uploads: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let body: Vec<u8> = (0..BODY).map(|i| (i * 7 + c) as u8).collect();
+                let mut client = Client::connect(addr);
+                for round in 0..2 {
+                    let mut request = format!(
+                        "PUT /upload/{c}/{round} HTTP/1.1\r\nHost: t\r\nContent-Length: {BODY}\r\n\r\n"
+                    )
+                    .into_bytes();
+                    request.extend_from_slice(&body);
+                    let r = client.request(&request);
+                    assert_eq!(r.status, 200, "client {c} round {round}");
+                    assert!(r.body == body, "client {c} round {round}: echo differs");
+                }
+            })
+        })
+        .collect();
+    for upload in uploads {
+        upload.join().expect("an upload failed");
+    }
+    let stats = server.stats();
+    assert_eq!(stats.requests, (CLIENTS * 2) as u64, "{stats}");
+}

@@ -349,3 +349,76 @@ fn handler_sees_method_target_headers_body_and_peer() {
     );
     assert_eq!(text, expected);
 }
+
+/// A client that pipelines far more output than the server buffers per
+/// connection (it pauses reading past its high-water mark) and reads only
+/// later still gets every response, complete and in order.
+#[test]
+fn pipelined_output_beyond_high_water_is_answered_in_order() {
+    let Some(server) = start_or_skip(builder(), app) else {
+        return;
+    };
+    const COUNT: usize = 24;
+    let batch: Vec<u8> = (0..COUNT)
+        .flat_map(|i| {
+            format!(
+                "GET /bytes/{} HTTP/1.1\r\nHost: test\r\n\r\n",
+                (1 << 20) + i
+            )
+            .into_bytes()
+        })
+        .collect();
+    let mut client = Client::connect(server.local_addr());
+    client.send(&batch);
+    // Let the server fill its queue and the socket buffers, then read.
+    std::thread::sleep(Duration::from_millis(200));
+    for i in 0..COUNT {
+        let r = client.read_response();
+        assert_eq!(r.status, 200, "response {i}");
+        assert_eq!(r.body.len(), (1 << 20) + i, "response {i} is another's");
+        assert!(r.body.iter().all(|&b| b == b'x'), "response {i} corrupted");
+    }
+    assert!(client.stays_silent_for(Duration::from_millis(100)));
+    assert_hello(&client.request(GET));
+}
+
+/// RFC 9110 10.1.1: an HTTP/1.0 client does not know 100 Continue; the
+/// expectation is ignored and the first bytes are the final response.
+#[test]
+fn expect_100_continue_from_http10_is_ignored() {
+    let Some(server) = start_or_skip(builder(), app) else {
+        return;
+    };
+    let mut client = Client::connect(server.local_addr());
+    client.send(b"POST /old HTTP/1.0\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    assert!(
+        client.stays_silent_for(Duration::from_millis(200)),
+        "something was sent to an HTTP/1.0 client before its body"
+    );
+    client.send(b"hello");
+    let r = client.read_response();
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"hello"[..]), "{r:?}");
+}
+
+/// A client that half-closes (FIN) right after its requests still gets every
+/// response, then the server's FIN.
+#[test]
+fn client_half_close_after_requests_still_gets_the_responses() {
+    let Some(server) = start_or_skip(builder(), app) else {
+        return;
+    };
+    let mut client = Client::connect(server.local_addr());
+    let mut batch = GET.to_vec();
+    batch.extend_from_slice(&post("/last", b"bye"));
+    client.send(&batch);
+    client
+        .stream
+        .shutdown(std::net::Shutdown::Write)
+        .expect("half-close");
+    assert_hello(&client.read_response());
+    let r = client.read_response();
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"bye"[..]), "{r:?}");
+    let closed = client.wait_for_close(Duration::from_secs(2));
+    assert_eq!(closed.kind, CloseKind::Fin, "{closed:?}");
+    assert!(closed.data.is_empty(), "{closed:?}");
+}

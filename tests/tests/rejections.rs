@@ -239,3 +239,54 @@ fn requests_at_the_limits_are_served() {
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(server.stats().closes.protocol_error, 0);
 }
+
+/// A body announced over the limit is refused before the client sends it:
+/// 413 instead of 100 Continue.
+#[test]
+fn expect_100_continue_with_oversized_body_gets_413_without_100() {
+    let Some(server) = start_or_skip(builder().limits(LIMITS), app) else {
+        return;
+    };
+    let mut client = Client::connect(server.local_addr());
+    client.send(
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n",
+    );
+    let r = client.read_response();
+    assert_eq!(r.status, 413, "{r:?}");
+    let closed = client.wait_for_close(Duration::from_secs(2));
+    assert_eq!(closed.kind, CloseKind::Fin, "{closed:?}");
+}
+
+/// Requests pipelined before a bad one are answered in order; the bad one
+/// gets its status and nothing after it is read.
+#[test]
+fn pipelined_requests_before_a_bad_one_are_answered_then_400() {
+    let Some(server) = start_or_skip(builder().limits(LIMITS), app) else {
+        return;
+    };
+    let mut client = Client::connect(server.local_addr());
+    client.send(
+        b"GET /1 HTTP/1.1\r\nHost: t\r\n\r\n\
+          POST /2 HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\ntwo\
+          GET /3 HTTP/1.1\r\nHost: t\r\nX-Bad : space\r\n\r\n\
+          GET /4 HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
+    let first = client.read_response();
+    assert_eq!(
+        (first.status, first.body.as_slice()),
+        (200, &b"Hello, World!"[..])
+    );
+    let second = client.read_response();
+    assert_eq!((second.status, second.body.as_slice()), (200, &b"two"[..]));
+    let third = client.read_response();
+    assert_eq!(third.status, 400, "{third:?}");
+    assert!(third.connection_has("close"), "{third:?}");
+    let closed = client.wait_for_close(Duration::from_secs(2));
+    assert_eq!(closed.kind, CloseKind::Fin, "{closed:?}");
+    assert!(
+        closed.data.is_empty(),
+        "a request after the bad one was answered: {:?}",
+        String::from_utf8_lossy(&closed.data)
+    );
+    assert_eq!(server.stats().requests, 2);
+}
