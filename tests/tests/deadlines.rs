@@ -357,3 +357,33 @@ fn body_deadline_shorter_than_header_timeout_updates_the_timer() {
     assert_eq!(stats.closes.body_timeout, 1, "{stats}");
     assert!(stats.timer_updates >= 1, "{stats}");
 }
+
+/// After a rejection the server sends FIN and reads until the peer's EOF
+/// (so the response is not destroyed by a reset), but a peer that never
+/// closes must not hold the slot: the linger ends at the write timeout.
+#[test]
+fn lingering_after_rejection_is_bounded_by_write_timeout() {
+    let _heavy = heavy_test_lock();
+    let write = Duration::from_millis(500);
+    let Some(server) = start_or_skip(builder().write_timeout(write), app) else {
+        return;
+    };
+    let mut client = Client::connect(server.local_addr());
+    let before = Instant::now();
+    client.send(b"GET / HTTP/1.1\r\n\r\n");
+    let r = client.read_response();
+    let answered = Instant::now();
+    assert_eq!(r.status, 400, "{r:?}");
+    // The client keeps its side open and silent.
+    let mut freed_at = None;
+    wait_until(write + Duration::from_secs(2), || {
+        if server.open_connections() == 0 {
+            freed_at = Some(Instant::now());
+        }
+        freed_at.is_some()
+    });
+    let freed_at = freed_at
+        .unwrap_or_else(|| panic!("the lingering slot was never freed: {}", server.stats()));
+    assert_closed_within("lingering close", freed_at, before, answered, write);
+    drop(client);
+}

@@ -140,15 +140,32 @@ fn connection_cap_holds_under_connect_burst() {
     };
     let addr = server.local_addr();
     // Every connection starts a request and holds it open (head unfinished),
-    // so a served connection keeps its slot for the whole test.
-    let mut streams: Vec<TcpStream> = Vec::with_capacity(BURST);
-    for i in 0..BURST {
-        let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect #{i}: {e}"));
-        s.set_nodelay(true).expect("TCP_NODELAY");
-        // A write can fail if the server already closed this one (over the cap).
-        let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n");
-        streams.push(s);
-    }
+    // so a served connection keeps its slot for the whole test. Four threads
+    // connect at once, so both workers race for the cap.
+    const THREADS: usize = 4;
+    let go = Arc::new(std::sync::Barrier::new(THREADS));
+    let connectors: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let go = Arc::clone(&go);
+            std::thread::spawn(move || {
+                go.wait();
+                (0..BURST / THREADS)
+                    .map(|i| {
+                        let mut s = TcpStream::connect(addr)
+                            .unwrap_or_else(|e| panic!("connect {t}/{i}: {e}"));
+                        s.set_nodelay(true).expect("TCP_NODELAY");
+                        // Fails if the server already closed this one (over the cap).
+                        let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n");
+                        s
+                    })
+                    .collect::<Vec<TcpStream>>()
+            })
+        })
+        .collect();
+    let streams: Vec<TcpStream> = connectors
+        .into_iter()
+        .flat_map(|c| c.join().expect("a connect thread panicked"))
+        .collect();
     assert!(
         wait_until(Duration::from_secs(5), || server.stats().accepted
             == BURST as u64),

@@ -290,3 +290,34 @@ fn pipelined_requests_before_a_bad_one_are_answered_then_400() {
     );
     assert_eq!(server.stats().requests, 2);
 }
+
+/// A rejected request whose body keeps arriving: the server must keep reading
+/// (and discarding) after its response, or closing with unread bytes turns
+/// into a reset that can destroy the 413 before the client reads it.
+#[test]
+fn rejection_with_unread_body_still_reaches_the_client() {
+    let Some(server) = start_or_skip(builder().limits(LIMITS), app) else {
+        return;
+    };
+    const BODY: usize = 300_000;
+    let mut client = Client::connect(server.local_addr());
+    let mut writer = client.stream.try_clone().expect("clone the stream");
+    let upload = std::thread::spawn(move || {
+        use std::io::Write;
+        let head = format!("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: {BODY}\r\n\r\n");
+        let _ = writer.write_all(head.as_bytes());
+        // Keep sending the body in pieces while the 413 is on its way.
+        for _ in 0..BODY / 10_000 {
+            if writer.write_all(&[b'b'; 10_000]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let _ = writer.shutdown(std::net::Shutdown::Write);
+    });
+    let r = client.read_response();
+    assert_eq!(r.status, 413, "{r:?}");
+    let closed = client.wait_for_close(Duration::from_secs(3));
+    assert_eq!(closed.kind, CloseKind::Fin, "{closed:?}");
+    upload.join().expect("the upload thread panicked");
+}
