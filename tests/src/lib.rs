@@ -28,5 +28,5 @@ pub use client::{connect_with_rcvbuf, set_linger_zero, Client};
 pub use close::{wait_for_close, watch_for_closes, CloseKind, Closed, Watched};
 pub use drip::{drip_heads, DeadlineCheck, DripOutcome};
 pub use fd_limit::raise_fd_limit;
-pub use response::{is_imf_fixdate, parse_response, Response};
+pub use response::{imf_fixdate_unix_secs, is_imf_fixdate, parse_response, Response};
 pub use server::{builder, heavy_test_lock, start_or_skip, wait_until};

@@ -295,6 +295,35 @@ pub fn is_imf_fixdate(value: &[u8]) -> bool {
         && &value[25..] == b" GMT"
 }
 
+/// The Unix time an IMF-fixdate names, or `None` if it is not one.
+pub fn imf_fixdate_unix_secs(value: &[u8]) -> Option<u64> {
+    const MONTHS: [&[u8]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    if !is_imf_fixdate(value) {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> i64 {
+        value[r]
+            .iter()
+            .fold(0, |n, &d| n * 10 + i64::from(d - b'0'))
+    };
+    let day = num(5..7);
+    let month = MONTHS.iter().position(|m| *m == &value[8..11])? as i64 + 1;
+    let year = num(12..16);
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + num(17..19) * 3600 + num(20..22) * 60 + num(23..25);
+    u64::try_from(secs).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,6 +382,22 @@ mod tests {
         let b = parse_response(b.as_bytes(), false).unwrap().unwrap().0;
         assert_ne!(a.raw, b.raw);
         assert_eq!(a.raw_without_date(), b.raw_without_date());
+    }
+
+    #[test]
+    fn imf_fixdate_converts_to_unix_time() {
+        assert_eq!(
+            imf_fixdate_unix_secs(b"Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(
+            imf_fixdate_unix_secs(b"Thu, 01 Jan 1970 00:00:00 GMT"),
+            Some(0)
+        );
+        assert_eq!(
+            imf_fixdate_unix_secs(b"Tue, 29 Feb 2028 23:59:59 GMT"),
+            Some(1_835_481_599)
+        );
     }
 
     #[test]

@@ -474,3 +474,68 @@ fn tiny_receive_buffer_ring_loses_no_bytes() {
     let stats = server.stats();
     assert_eq!(stats.requests, (CLIENTS * 2) as u64, "{stats}");
 }
+
+/// Buffers move between connections (idle connections hand theirs to a
+/// per-worker pool): under concurrent keep-alive, pipelined and reconnecting
+/// clients, every response must still be exactly its own request's.
+#[test]
+fn concurrent_clients_get_their_own_responses() {
+    let _heavy = heavy_test_lock();
+    let Some(server) = start_or_skip(builder(), app) else {
+        return;
+    };
+    let addr = server.local_addr();
+    const CLIENTS: usize = 8;
+    const BATCHES: usize = 40;
+    const PIPELINE: usize = 4;
+    let workers: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let mut client = Client::connect(addr);
+                for b in 0..BATCHES {
+                    if b % 10 == 9 {
+                        // A fresh connection takes pooled buffers.
+                        client = Client::connect(addr);
+                    }
+                    let mut batch = Vec::new();
+                    let mut expected = Vec::new();
+                    for p in 0..PIPELINE {
+                        let n = (c * 7919 + b * 104_729 + p * 31) % 5000;
+                        if p % 2 == 0 {
+                            let body: Vec<u8> =
+                                format!("<client {c} batch {b} request {p}>").repeat(n % 50 + 1).into_bytes();
+                            batch.extend_from_slice(
+                                format!("POST /{c}/{b}/{p} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n", body.len())
+                                    .as_bytes(),
+                            );
+                            batch.extend_from_slice(&body);
+                            expected.push(body);
+                        } else {
+                            batch.extend_from_slice(
+                                format!("GET /bytes/{n} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes(),
+                            );
+                            expected.push(vec![b'x'; n]);
+                        }
+                    }
+                    client.send(&batch);
+                    for (p, body) in expected.iter().enumerate() {
+                        let r = client.read_response();
+                        assert_eq!(r.status, 200, "client {c} batch {b} request {p}");
+                        assert!(
+                            r.body == *body,
+                            "client {c} batch {b} request {p}: got {:?}",
+                            String::from_utf8_lossy(&r.body[..r.body.len().min(80)])
+                        );
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("a client saw a wrong response");
+    }
+    assert_eq!(
+        server.stats().requests,
+        (CLIENTS * BATCHES * PIPELINE) as u64
+    );
+}

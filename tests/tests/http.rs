@@ -422,3 +422,38 @@ fn client_half_close_after_requests_still_gets_the_responses() {
     assert_eq!(closed.kind, CloseKind::Fin, "{closed:?}");
     assert!(closed.data.is_empty(), "{closed:?}");
 }
+
+/// The Date header is the current time (RFC 9110 6.6.1), refreshed as the
+/// clock moves, on one keep-alive connection as on new ones.
+#[test]
+fn date_header_tracks_the_clock() {
+    let Some(server) = start_or_skip(builder(), app) else {
+        return;
+    };
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("the clock is after 1970")
+            .as_secs()
+    };
+    let mut client = Client::connect(server.local_addr());
+    let mut dates = Vec::new();
+    for _ in 0..2 {
+        let before = now();
+        let r = client.request(GET);
+        let after = now();
+        let date = r.header("date").unwrap_or_default();
+        let secs = ringwall_tests::imf_fixdate_unix_secs(date)
+            .unwrap_or_else(|| panic!("Date {:?}", String::from_utf8_lossy(date)));
+        // A second of slack each way: the server refreshes its Date once per
+        // loop turn, and the second may tick between the reads.
+        assert!(
+            secs + 1 >= before && secs <= after + 1,
+            "Date {:?} is not now ({before}..={after})",
+            String::from_utf8_lossy(date)
+        );
+        dates.push(secs);
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    assert!(dates[1] > dates[0], "the Date did not advance: {dates:?}");
+}
