@@ -65,10 +65,10 @@ impl HeadReader {
     ) -> Result<Option<HeadLayout>, DecodeError> {
         // Nothing past max_head_bytes is ever parsed: a head that has not
         // ended within it is 431 (RFC 6585 5), whatever follows.
-        let window = &head[..head.len().min(limits.max_head_bytes)];
-        if window.is_empty() {
+        if head.is_empty() {
             return Ok(None);
         }
+        let window = &head[..head.len().min(limits.max_head_bytes)];
         if self.fresh {
             self.fresh = false;
             // Fast path: most heads arrive whole, so try one full parse.

@@ -205,3 +205,14 @@ fn lent_buffers_are_used_and_carry_over_pending_bytes() {
     assert_eq!(d.poll(), Ok(Some(Event::HeadComplete)));
     assert_eq!(d.head().unwrap().path(), "/lent");
 }
+
+#[test]
+fn zero_head_limit_rejects_the_first_byte_instead_of_buffering_forever() {
+    // Invalid limits must still bound memory: nothing is ever waited for.
+    let mut d = Decoder::new(Limits {
+        max_head_bytes: 0,
+        ..Limits::default()
+    });
+    d.feed(b"G");
+    assert_eq!(d.poll(), Err(DecodeError::HeadTooLarge));
+}
