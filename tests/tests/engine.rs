@@ -538,3 +538,51 @@ fn concurrent_clients_get_their_own_responses() {
         (CLIENTS * BATCHES * PIPELINE) as u64
     );
 }
+
+/// `Response::send` refuses the framing headers the engine owns and header
+/// values that would inject lines, writes nothing when it refuses, and
+/// refuses a second response.
+#[test]
+fn response_refuses_framing_headers_injection_and_a_second_send() {
+    let handler = |_req: &Request<'_>, resp: &mut Response<'_>| {
+        let text = [
+            resp.send(200, &[("Content-Length", b"5")], b"hello")
+                .is_err(),
+            resp.send(200, &[("Date", b"yesterday")], b"hello").is_err(),
+            resp.send(200, &[("Connection", b"close")], b"hello")
+                .is_err(),
+            resp.send(200, &[("X-Bad", b"a\r\nInjected: 1")], b"hello")
+                .is_err(),
+            resp.send(200, &[("X-Bad", b"a\nInjected: 1")], b"hello")
+                .is_err(),
+            resp.send(200, &[("X-Bad", b"a\0b")], b"hello").is_err(),
+            !resp.is_sent(),
+        ]
+        .map(|refused| if refused { 'r' } else { 'W' })
+        .iter()
+        .collect::<String>();
+        resp.send(200, &[("X-Refusals", text.as_bytes())], text.as_bytes())
+            .expect("a valid response is written");
+        assert!(resp.is_sent());
+        assert!(
+            resp.send(200, &[], b"again").is_err(),
+            "a second send was accepted"
+        );
+    };
+    let Some(server) = start_or_skip(builder(), handler) else {
+        return;
+    };
+    let mut client = Client::connect(server.local_addr());
+    let r = client.request(GET);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&r.body),
+        "rrrrrrr",
+        "W marks a refused-header send that was accepted: {r:?}"
+    );
+    assert_eq!(r.header_count("content-length"), 1, "{r:?}");
+    assert_eq!(r.header_count("injected"), 0, "{r:?}");
+    // Exactly one response: the connection carries on cleanly.
+    let r = client.request(GET);
+    assert_eq!(r.status, 200, "{r:?}");
+}

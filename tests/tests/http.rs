@@ -457,3 +457,24 @@ fn date_header_tracks_the_clock() {
     }
     assert!(dates[1] > dates[0], "the Date did not advance: {dates:?}");
 }
+
+/// RFC 9112 2.2: a server SHOULD ignore at least one empty line before the
+/// request line (some clients send a CRLF after a POST body).
+#[test]
+fn empty_line_before_request_line_is_ignored() {
+    let Some(server) = start_or_skip(builder(), app) else {
+        return;
+    };
+    let mut client = Client::connect(server.local_addr());
+    let mut batch = post("/first", b"abc");
+    batch.extend_from_slice(b"\r\n");
+    batch.extend_from_slice(GET);
+    client.send(&batch);
+    let first = client.read_response();
+    assert_eq!((first.status, first.body.as_slice()), (200, &b"abc"[..]));
+    assert_hello(&client.read_response());
+    let mut fresh = Client::connect(server.local_addr());
+    let mut leading = b"\r\n".to_vec();
+    leading.extend_from_slice(GET);
+    assert_hello(&fresh.request(&leading));
+}
