@@ -63,11 +63,11 @@ impl HeadReader {
         scratch: &mut Vec<Header<'static>>,
         fields: &mut Vec<FieldSpan>,
     ) -> Result<Option<HeadLayout>, DecodeError> {
-        // Nothing past max_head_bytes is ever parsed: a head that has not
-        // ended within it is 431 (RFC 6585 5), whatever follows.
         if head.is_empty() {
             return Ok(None);
         }
+        // Nothing past max_head_bytes is ever parsed: a head that has not
+        // ended within it is 431 (RFC 6585 5), whatever follows.
         let window = &head[..head.len().min(limits.max_head_bytes)];
         if self.fresh {
             self.fresh = false;
@@ -92,7 +92,7 @@ impl HeadReader {
         if let Some(i) = window[self.searched..].iter().rposition(|&b| b == b'\n') {
             let last_lf = self.searched + i;
             let lines = &window[self.lines_end..=last_lf];
-            let slots = limits.max_headers - self.headers_seen;
+            let slots = limits.max_headers.saturating_sub(self.headers_seen);
             let parsed = with_slots(scratch, slots, |slots| {
                 httparse::parse_headers(lines, slots).map(|s| match s {
                     Status::Complete((n, _)) => Some(n),
