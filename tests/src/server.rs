@@ -26,8 +26,13 @@ pub fn builder() -> ServerBuilder {
 /// offers no io_uring (sysctl, seccomp, old kernel): the test then skips
 /// visibly instead of passing silently. Any other start failure panics.
 ///
-/// ```ignore
-/// let Some(server) = start_or_skip(builder(), app) else { return };
+/// ```no_run
+/// use ringwall_tests::{app, builder, start_or_skip};
+///
+/// let Some(server) = start_or_skip(builder(), app) else {
+///     return;
+/// };
+/// println!("serving on {}", server.local_addr());
 /// ```
 pub fn start_or_skip<H: Handler>(builder: ServerBuilder, handler: H) -> Option<ServerHandle> {
     raise_fd_limit();
