@@ -586,3 +586,49 @@ fn response_refuses_framing_headers_injection_and_a_second_send() {
     let r = client.request(GET);
     assert_eq!(r.status, 200, "{r:?}");
 }
+
+/// Slots are reused as soon as the last CQE naming them arrives. A hundred
+/// connections close themselves 50 ms before their header deadline and a
+/// hundred new ones take their slots at once: no timer armed for an old
+/// occupant may close a new one early (generation check, timer removal).
+#[test]
+fn timers_of_closed_connections_do_not_close_the_next_occupants() {
+    let _heavy = heavy_test_lock();
+    raise_fd_limit();
+    let header = Duration::from_millis(300);
+    let Some(server) = start_or_skip(builder().header_timeout(header), app) else {
+        return;
+    };
+    let addr = server.local_addr();
+    let first: Vec<TcpStream> = (0..100)
+        .map(|i| {
+            let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect #{i}: {e}"));
+            let _ = s.write_all(b"GET / HTTP/1.1\r\nHo");
+            s
+        })
+        .collect();
+    std::thread::sleep(header - Duration::from_millis(50));
+    drop(first);
+    let outcomes = drip_heads(
+        addr,
+        100,
+        Duration::from_millis(50),
+        header + Duration::from_secs(2),
+    );
+    let check = DeadlineCheck::of(
+        &outcomes,
+        header,
+        Duration::from_millis(5),
+        Duration::from_millis(500),
+    );
+    let stats = server.stats();
+    eprintln!("next occupants: {}; {stats}", check.summary());
+    assert!(check.early.is_empty(), "{}", check.summary());
+    assert!(check.late.is_empty(), "{}", check.summary());
+    assert_eq!(stats.closes.header_timeout, 100, "{stats}");
+    assert_eq!(
+        stats.closes.peer_eof + stats.closes.peer_reset,
+        100,
+        "{stats}"
+    );
+}
