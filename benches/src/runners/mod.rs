@@ -3,9 +3,11 @@
 //! them with the same client settings in the same run, and prints one table
 //! with ratios against ringwall.
 
+pub mod deadline;
 pub mod lineup;
 pub mod memory;
 pub mod output;
 pub mod summary;
 pub mod svg;
 pub mod table;
+pub mod throughput;

@@ -1,10 +1,12 @@
 //! A hand-written SVG plot: the cumulative distribution of one measurement,
-//! one line per server, on a log-scaled x axis.
+//! one line per server, on a symmetric-log x axis.
 //!
 //! Close overshoots span microseconds (a kernel timer) to a second (a sweep
-//! that runs once a second), so a linear axis would flatten the interesting
-//! end; a log axis shows both. Values at or below the axis floor are drawn
-//! at the floor.
+//! that runs once a second), and some servers close a little BEFORE their
+//! deadline (a timer armed from a cached clock). A linear axis would flatten
+//! the interesting end and a log axis cannot show negatives, so x is
+//! `sign(v) * log10(1 + |v| / LINEAR)`: linear within ±[`LINEAR`], a decade
+//! per step beyond, with zero (the deadline) marked.
 
 use std::fmt::Write as _;
 
@@ -29,28 +31,42 @@ const LEFT: f64 = 70.0;
 const RIGHT: f64 = 170.0;
 const TOP: f64 = 50.0;
 const BOTTOM: f64 = 60.0;
-/// The smallest x shown: one microsecond, in the plot's unit (ms).
-const FLOOR: f64 = 1e-3;
+/// Where the x axis turns from linear to logarithmic, in the plot's unit
+/// (ms): ten microseconds.
+pub const LINEAR: f64 = 0.01;
 /// Points per line: quantiles, so a line of 50 000 closes stays small.
 const POINTS: usize = 400;
 const COLORS: [&str; 6] = [
     "#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
 ];
 
-/// Decades covering every positive value (at least one decade).
-fn decades(series: &[Series]) -> (i32, i32) {
-    let values = series.iter().flat_map(|s| s.values.iter().copied());
-    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-    for v in values.filter(|v| v.is_finite()) {
-        lo = lo.min(v.max(FLOOR));
-        hi = hi.max(v.max(FLOOR));
-    }
-    if !lo.is_finite() {
-        return (0, 1);
-    }
-    let lo = lo.log10().floor() as i32;
-    let hi = (hi.log10().ceil() as i32).max(lo + 1);
-    (lo, hi)
+fn symlog(v: f64) -> f64 {
+    v.signum() * (1.0 + v.abs() / LINEAR).log10()
+}
+
+/// The decade exponents of the ticks on each side of zero: `(negative,
+/// positive)`, each the exponents k with 10^k from LINEAR up to the first
+/// decade at or beyond the data. No negative ticks when nothing is below 0.
+fn tick_decades(series: &[Series]) -> (Vec<i32>, Vec<i32>) {
+    let finite = || {
+        series
+            .iter()
+            .flat_map(|s| s.values.iter().copied())
+            .filter(|v| v.is_finite())
+    };
+    let lowest = finite().fold(0.0f64, f64::min);
+    let highest = finite().fold(LINEAR * 10.0, f64::max);
+    let first = LINEAR.log10().round() as i32;
+    let up_to = |v: f64| -> Vec<i32> {
+        let last = (v.log10().ceil() as i32).max(first + 1);
+        (first..=last).collect()
+    };
+    let negative = if lowest < 0.0 {
+        up_to(-lowest)
+    } else {
+        Vec::new()
+    };
+    (negative, up_to(highest))
 }
 
 fn escape(text: &str) -> String {
@@ -60,24 +76,33 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn tick_label(decade: i32) -> String {
+/// The label of the tick at ±10^decade; none at ±LINEAR, which sits too
+/// close to 0 for a label of its own.
+fn tick_label(decade: i32, negative: bool) -> String {
+    if decade == LINEAR.log10().round() as i32 {
+        return String::new();
+    }
     let v = 10f64.powi(decade);
-    if decade >= 0 {
+    let text = if decade >= 0 {
         format!("{v:.0}")
     } else {
         format!("{v:.*}", (-decade) as usize)
+    };
+    if negative {
+        format!("-{text}")
+    } else {
+        text
     }
 }
 
 /// The CDF plot as a complete SVG document.
 pub fn cdf_plot(labels: &PlotLabels<'_>, series: &[Series]) -> String {
-    let (lo, hi) = decades(series);
+    let (negative, positive) = tick_decades(series);
+    let t_lo = negative.last().map_or(0.0, |&k| symlog(-(10f64.powi(k))));
+    let t_hi = positive.last().map_or(1.0, |&k| symlog(10f64.powi(k)));
     let plot_w = WIDTH - LEFT - RIGHT;
     let plot_h = HEIGHT - TOP - BOTTOM;
-    let x_of = |v: f64| {
-        let t = (v.max(10f64.powi(lo)).log10() - f64::from(lo)) / f64::from(hi - lo);
-        LEFT + t * plot_w
-    };
+    let x_of = |v: f64| LEFT + (symlog(v) - t_lo) / (t_hi - t_lo) * plot_w;
     let y_of = |f: f64| TOP + (1.0 - f) * plot_h;
 
     let mut svg = String::new();
@@ -95,21 +120,36 @@ pub fn cdf_plot(labels: &PlotLabels<'_>, series: &[Series]) -> String {
         LEFT + plot_w / 2.0,
         escape(labels.title)
     );
-    // Grid and ticks: decades on x, tenths on y.
-    for d in lo..=hi {
-        let x = x_of(10f64.powi(d));
+    // Grid and ticks: zero and decades on each side on x, tenths on y.
+    let ticks = negative
+        .iter()
+        .map(|&k| (-(10f64.powi(k)), tick_label(k, true)))
+        .chain([(0.0, "0".to_string())])
+        .chain(
+            positive
+                .iter()
+                .map(|&k| (10f64.powi(k), tick_label(k, false))),
+        );
+    for (v, label) in ticks {
+        let x = x_of(v);
+        let stroke = if v == 0.0 { "#888" } else { "#ddd" };
         let _ = writeln!(
             svg,
-            r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="#ddd"/>"##,
+            r#"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="{stroke}"/>"#,
             TOP + plot_h
         );
         let _ = writeln!(
             svg,
-            r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-            TOP + plot_h + 16.0,
-            tick_label(d)
+            r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle">{label}</text>"#,
+            TOP + plot_h + 16.0
         );
     }
+    let _ = writeln!(
+        svg,
+        r##"<text x="{:.1}" y="{:.1}" text-anchor="start" fill="#888">deadline</text>"##,
+        x_of(0.0) + 3.0,
+        TOP + 12.0
+    );
     for tenth in 0..=10 {
         let f = f64::from(tenth) / 10.0;
         let y = y_of(f);
@@ -221,7 +261,7 @@ mod tests {
     fn labels() -> PlotLabels<'static> {
         PlotLabels {
             title: "Close overshoot, N=1000",
-            x: "overshoot past the deadline (ms, log scale)",
+            x: "overshoot past the deadline (ms, symmetric log scale)",
             y: "fraction of connections",
         }
     }
@@ -249,27 +289,43 @@ mod tests {
         assert_eq!(doc.matches("<polyline").count(), 3);
         assert!(doc.contains("ringwall (n=1000)"));
         assert!(doc.contains("go &lt;net/http&gt;"), "names are escaped");
-        assert!(doc.contains("overshoot past the deadline (ms, log scale)"));
+        assert!(doc.contains("overshoot past the deadline (ms, symmetric log scale)"));
     }
 
     #[test]
-    fn axis_covers_the_decades_of_the_data() {
+    fn axis_covers_the_decades_of_the_data_on_both_sides_of_zero() {
         let series = vec![Series {
             name: "a".into(),
-            values: vec![0.02, 300.0],
+            values: vec![-0.5, 0.02, 300.0],
         }];
-        assert_eq!(decades(&series), (-2, 3));
+        assert_eq!(
+            tick_decades(&series),
+            (vec![-2, -1, 0], vec![-2, -1, 0, 1, 2, 3])
+        );
+        let late_only = vec![Series {
+            name: "b".into(),
+            values: vec![0.2, 3.0],
+        }];
+        assert_eq!(tick_decades(&late_only), (vec![], vec![-2, -1, 0, 1]));
+    }
+
+    #[test]
+    fn symlog_is_odd_and_monotonic() {
+        assert_eq!(symlog(0.0), 0.0);
+        assert_eq!(symlog(-1.0), -symlog(1.0));
+        let xs = [-100.0, -1.0, -0.001, 0.0, 0.001, 1.0, 100.0];
+        assert!(xs.windows(2).all(|w| symlog(w[0]) < symlog(w[1])));
+    }
+
+    #[test]
+    fn a_server_with_no_timed_close_still_gets_a_legend_entry() {
         let empty = vec![Series {
             name: "hangs only".into(),
             values: vec![],
         }];
-        assert_eq!(decades(&empty), (0, 1));
         let doc = cdf_plot(&labels(), &empty);
         assert_well_formed(&doc);
         assert_eq!(doc.matches("<polyline").count(), 0);
-        assert!(
-            doc.contains("hangs only (n=0)"),
-            "an empty series still has a legend"
-        );
+        assert!(doc.contains("hangs only (n=0)"));
     }
 }

@@ -1,0 +1,265 @@
+//! `ringwall-bench deadline`: how precisely each server enforces its header
+//! deadline against slowloris, with legit keep-alive load running beside the
+//! attack, servers side by side.
+//!
+//! For each N and each server, a fresh server gets the same deadlines; N
+//! slowloris connections are opened over one second, each dripping a header
+//! byte per interval and never finishing its head. The client times every
+//! close on `CLOCK_MONOTONIC` against connect + header deadline: overshoot
+//! p50/p99/max, hangs (still open at deadline + slack), early closes, FIN or
+//! RST. Legit load runs first alone (baseline), then beside the attack: the
+//! share it keeps is the last column.
+//!
+//! Writes `deadline.md` (the table) and one `deadline-overshoot-N.svg` per N
+//! (the overshoot CDF, one line per server) into `--out`.
+
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::attack::{run_attack_with_load, AttackConfig, AttackMode, AttackWithLoad};
+use crate::load::{LoadConfig, LoadMode, RequestSpec};
+use crate::peers::{
+    format_duration, parse_duration, raise_nofile_limit, Deadlines, PeerConfig, ServerKind,
+};
+
+use super::lineup::{self, DEFAULT_SERVERS};
+use super::output::{self, DEFAULT_OUT};
+use super::svg::{cdf_plot, PlotLabels, Series};
+use super::table::Table;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct DeadlineArgs {
+    /// Slowloris connections per cell, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,5000")]
+    pub connections: Vec<usize>,
+    /// The header deadline every server gets.
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub header_timeout: Duration,
+    /// Servers to compare, in order.
+    #[arg(long, value_delimiter = ',', default_value = DEFAULT_SERVERS)]
+    pub servers: Vec<ServerKind>,
+    /// One header byte per this interval on each attack connection.
+    #[arg(long, value_parser = parse_duration, default_value = "200ms")]
+    pub interval: Duration,
+    /// The attack connections are opened over this window.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub open_over: Duration,
+    /// Still open at deadline + slack is a hang.
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub slack: Duration,
+    /// Legit keep-alive connections beside the attack.
+    #[arg(long, default_value_t = 16)]
+    pub load_connections: usize,
+    /// Legit load threads.
+    #[arg(long, default_value_t = 1)]
+    pub load_threads: usize,
+    /// Server workers (default: one per core).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Directory for deadline.md and the SVG plots.
+    #[arg(long, default_value = DEFAULT_OUT)]
+    pub out: PathBuf,
+}
+
+/// One server against one N.
+struct Cell {
+    connections: usize,
+    server: ServerKind,
+    result: AttackWithLoad,
+}
+
+fn ms(us: f64) -> String {
+    format!("{:.3}", us / 1e3)
+}
+
+fn table(cells: &[Cell]) -> Table {
+    let mut t = Table::new(
+        &[
+            "N",
+            "server",
+            "closed",
+            "hangs",
+            "early",
+            "overshoot p50 ms",
+            "p99 ms",
+            "max ms",
+            "FIN/RST",
+            "legit req/s alone",
+            "under attack",
+            "kept",
+        ],
+        2,
+    );
+    for c in cells {
+        let a = &c.result.attack;
+        let timed = a.overshoot.count > 0;
+        let mut fin_rst = format!("{}/{}", a.fin_seen, a.reset_seen);
+        if a.write_failed_seen > 0 {
+            fin_rst.push_str(&format!(" (+{} EPIPE)", a.write_failed_seen));
+        }
+        let mut closed = format!("{}/{}", a.closed, c.connections);
+        if a.connect_failed > 0 {
+            closed.push_str(&format!(" ({} connect failed)", a.connect_failed));
+        }
+        t.row(vec![
+            c.connections.to_string(),
+            c.server.to_string(),
+            closed,
+            a.hangs.to_string(),
+            a.early_closes.to_string(),
+            if timed {
+                ms(a.overshoot.p50_us)
+            } else {
+                "-".into()
+            },
+            if timed {
+                ms(a.overshoot.p99_us)
+            } else {
+                "-".into()
+            },
+            if timed {
+                ms(a.overshoot.max_us)
+            } else {
+                "-".into()
+            },
+            fin_rst,
+            format!("{:.0}", c.result.legit_baseline.requests_per_sec()),
+            format!("{:.0}", c.result.legit_under_attack.requests_per_sec()),
+            format!("{:.1}%", c.result.legit_kept_percent()),
+        ]);
+    }
+    t
+}
+
+fn plot(connections: usize, header_timeout: Duration, cells: &[Cell]) -> String {
+    let series: Vec<Series> = cells
+        .iter()
+        .filter(|c| c.connections == connections)
+        .map(|c| Series {
+            name: c.server.to_string(),
+            values: c
+                .result
+                .attack
+                .overshoots_ns
+                .iter()
+                .map(|&ns| ns as f64 / 1e6)
+                .collect(),
+        })
+        .collect();
+    let title = format!(
+        "Slowloris close overshoot, N={connections}, header deadline {}",
+        format_duration(header_timeout)
+    );
+    cdf_plot(
+        &PlotLabels {
+            title: &title,
+            x: "close seen minus deadline (ms; symmetric log, linear within ±0.01)",
+            y: "fraction of timed closes at or below",
+        },
+        &series,
+    )
+}
+
+pub fn run(args: &DeadlineArgs) -> io::Result<()> {
+    let most = args.connections.iter().copied().max().unwrap_or(0);
+    raise_nofile_limit((most as u64) * 2 + 4096)?;
+    let config = PeerConfig {
+        workers: lineup::workers(args.workers),
+        deadlines: Deadlines {
+            header: args.header_timeout,
+            ..Deadlines::default()
+        },
+        ..PeerConfig::default()
+    };
+    println!(
+        "deadline: slowloris N={:?} opened over {}, one byte per {}, {}; legit keep-alive c={}; {} server workers",
+        args.connections,
+        format_duration(args.open_over),
+        format_duration(args.interval),
+        config.deadlines,
+        args.load_connections,
+        config.workers
+    );
+    let servers = lineup::dedup(&args.servers);
+    let mut cells = Vec::new();
+    for &n in &args.connections {
+        for &kind in &servers {
+            let Some(peer) = lineup::start_or_skip(kind, &config) else {
+                continue;
+            };
+            let attack = AttackConfig {
+                target: peer.addr(),
+                mode: AttackMode::Slowloris {
+                    interval: args.interval,
+                },
+                connections: n,
+                open_over: args.open_over,
+                expected_timeout: args.header_timeout,
+                slack: args.slack,
+            };
+            let load = LoadConfig {
+                target: peer.addr(),
+                mode: LoadMode::KeepAlive,
+                connections: args.load_connections,
+                threads: args.load_threads,
+                duration: args.open_over + args.header_timeout + args.slack,
+                max_requests: None,
+                request: RequestSpec::Hello,
+            };
+            match run_attack_with_load(&attack, &load) {
+                Ok(result) => {
+                    let a = &result.attack;
+                    println!(
+                        "  N={n} {kind}: closed {}/{n} hangs {} early {} p50 {} ms p99 {} ms max {} ms; legit kept {:.1}%",
+                        a.closed,
+                        a.hangs,
+                        a.early_closes,
+                        ms(a.overshoot.p50_us),
+                        ms(a.overshoot.p99_us),
+                        ms(a.overshoot.max_us),
+                        result.legit_kept_percent()
+                    );
+                    cells.push(Cell {
+                        connections: n,
+                        server: kind,
+                        result,
+                    });
+                }
+                Err(e) => println!("  N={n} {kind}: attack failed: {e}"),
+            }
+            peer.stop();
+        }
+    }
+
+    let t = table(&cells);
+    println!("\n{}", t.text());
+    let mut md =
+        format!(
+        "## Deadline precision under slowloris\n\n{}\n\n`ringwall-bench deadline --connections {} \
+         --header-timeout {}` (opened over {}, one byte per {}, hang = open at deadline + {}; \
+         legit keep-alive c={} beside the attack; {} server workers; {})\n\n{}",
+        output::stamp(),
+        args.connections.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","),
+        format_duration(args.header_timeout),
+        format_duration(args.open_over),
+        format_duration(args.interval),
+        format_duration(args.slack),
+        args.load_connections,
+        config.workers,
+        config.deadlines,
+        t.markdown()
+    );
+    for &n in &args.connections {
+        if !cells.iter().any(|c| c.connections == n) {
+            continue;
+        }
+        let name = format!("deadline-overshoot-{n}.svg");
+        let path = output::write(&args.out, &name, &plot(n, args.header_timeout, &cells))?;
+        println!("wrote {}", path.display());
+        md.push_str(&format!("\n![close overshoot CDF, N={n}]({name})\n"));
+    }
+    let path = output::write(&args.out, "deadline.md", &md)?;
+    println!("wrote {}", path.display());
+    Ok(())
+}

@@ -1,0 +1,467 @@
+//! `ringwall-bench throughput`: plaintext requests per second and server CPU
+//! per request, ringwall against its peers in the same run.
+//!
+//! All servers run at once; each round drives every load mode against every
+//! server in turn (A B C D, A B C D, ...) with the same client settings, so
+//! drift on a shared machine spreads over all of them. The table shows the
+//! median of the rounds. Every response is checked by the load client
+//! (status, framing, body): errors must be zero and are shown loudly when not.
+//!
+//! CPU per request is the server's `utime + stime` delta over the run
+//! (`/proc`, summed over the process tree) divided by the requests: on a
+//! small machine the load generator competes with the server for the same
+//! cores, and CPU per request does not depend on who won.
+
+use std::io;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::load::{run_load, LoadConfig, LoadMode, LoadReport, RequestSpec};
+use crate::peers::{parse_duration, raise_nofile_limit, Peer, PeerConfig, ServerKind};
+use crate::ErrorCounts;
+
+use super::lineup::{self, DEFAULT_SERVERS};
+use super::output::{self, DEFAULT_OUT};
+use super::summary::{median, ratio};
+use super::table::Table;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct ThroughputArgs {
+    /// Length of each measured load run.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub duration: Duration,
+    /// Rounds; the table shows the median.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Servers to compare, in order.
+    #[arg(long, value_delimiter = ',', default_value = DEFAULT_SERVERS)]
+    pub servers: Vec<ServerKind>,
+    /// Client connections, for every mode.
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// Requests per pipelined batch.
+    #[arg(long, default_value_t = 16)]
+    pub depth: usize,
+    /// Load generator threads.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Server workers (default: one per core).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Also run wrk (keep-alive, same connections and threads) as a cross-check.
+    #[arg(long)]
+    pub wrk: bool,
+    /// Directory for throughput.md.
+    #[arg(long, default_value = DEFAULT_OUT)]
+    pub out: PathBuf,
+}
+
+/// The loads of a run, in the order they alternate.
+fn modes(depth: usize) -> [LoadMode; 3] {
+    [
+        LoadMode::KeepAlive,
+        LoadMode::Pipelined { depth },
+        LoadMode::Churn,
+    ]
+}
+
+fn mode_name(mode: LoadMode) -> String {
+    match mode {
+        LoadMode::KeepAlive => "keep-alive".into(),
+        LoadMode::Pipelined { depth } => format!("pipelined x{depth}"),
+        LoadMode::Churn => "churn".into(),
+    }
+}
+
+/// One measured run against one server.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    pub requests_per_sec: f64,
+    pub p99_us: u64,
+    pub requests: u64,
+    pub errors: ErrorCounts,
+    /// Server CPU time per checked response, in microseconds.
+    pub cpu_us_per_request: Option<f64>,
+}
+
+fn cpu_per_request(cpu: Duration, requests: u64) -> Option<f64> {
+    (requests > 0).then(|| cpu.as_secs_f64() * 1e6 / requests as f64)
+}
+
+fn measure(peer: &Peer, cfg: &LoadConfig) -> io::Result<Sample> {
+    let before = peer.usage()?.cpu;
+    let report: LoadReport = run_load(cfg)?;
+    let cpu = peer.usage()?.cpu.saturating_sub(before);
+    Ok(Sample {
+        requests_per_sec: report.requests_per_sec(),
+        p99_us: report.latency.p99_us,
+        requests: report.requests,
+        errors: report.errors,
+        cpu_us_per_request: cpu_per_request(cpu, report.requests),
+    })
+}
+
+/// `wrk` keep-alive against `peer`: requests/s as wrk reports it.
+fn measure_wrk(peer: &Peer, args: &ThroughputArgs) -> io::Result<Sample> {
+    let before = peer.usage()?.cpu;
+    let out = Command::new("wrk")
+        .arg(format!("-t{}", args.threads.min(args.connections).max(1)))
+        .arg(format!("-c{}", args.connections))
+        .arg(format!("-d{}s", args.duration.as_secs().max(1)))
+        .arg("--latency")
+        .arg(format!("http://{}/", peer.addr()))
+        .output()?;
+    let cpu = peer.usage()?.cpu.saturating_sub(before);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let parsed = parse_wrk(&text).ok_or_else(|| {
+        io::Error::other(format!(
+            "unreadable wrk output: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    })?;
+    let errors = ErrorCounts {
+        bad_status: parsed.non_2xx,
+        reset: parsed.socket_errors,
+        ..ErrorCounts::default()
+    };
+    Ok(Sample {
+        requests_per_sec: parsed.requests_per_sec,
+        p99_us: parsed.p99_us,
+        requests: parsed.requests,
+        errors,
+        cpu_us_per_request: cpu_per_request(cpu, parsed.requests),
+    })
+}
+
+/// The figures read from wrk's report.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WrkReport {
+    pub requests: u64,
+    pub requests_per_sec: f64,
+    pub p99_us: u64,
+    pub non_2xx: u64,
+    pub socket_errors: u64,
+}
+
+/// Parses wrk's text report (`--latency`).
+pub fn parse_wrk(text: &str) -> Option<WrkReport> {
+    let mut report = WrkReport {
+        requests: 0,
+        requests_per_sec: 0.0,
+        p99_us: 0,
+        non_2xx: 0,
+        socket_errors: 0,
+    };
+    let mut saw_rate = false;
+    for line in text.lines().map(str::trim) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let Some(rate) = line.strip_prefix("Requests/sec:") {
+            report.requests_per_sec = rate.trim().parse().ok()?;
+            saw_rate = true;
+        } else if line.contains("requests in") {
+            report.requests = words.first()?.parse().ok()?;
+        } else if words.first() == Some(&"99%") {
+            report.p99_us = parse_wrk_latency(words.get(1)?)?;
+        } else if let Some(n) = line.strip_prefix("Non-2xx or 3xx responses:") {
+            report.non_2xx = n.trim().parse().ok()?;
+        } else if let Some(rest) = line.strip_prefix("Socket errors:") {
+            // "connect 0, read 0, write 0, timeout 0"
+            report.socket_errors = rest
+                .split(',')
+                .filter_map(|part| part.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum();
+        }
+    }
+    saw_rate.then_some(report)
+}
+
+/// `812.00us`, `1.23ms`, `2.00s` in microseconds.
+fn parse_wrk_latency(text: &str) -> Option<u64> {
+    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let value: f64 = text[..split].parse().ok()?;
+    let scale = match &text[split..] {
+        "us" => 1.0,
+        "ms" => 1e3,
+        "s" => 1e6,
+        "m" => 60e6,
+        _ => return None,
+    };
+    Some((value * scale).round() as u64)
+}
+
+/// The samples of one (load, server) cell over the rounds.
+#[derive(Clone, Debug)]
+struct Cell {
+    load: String,
+    server: ServerKind,
+    samples: Vec<Sample>,
+}
+
+impl Cell {
+    fn median_rps(&self) -> Option<f64> {
+        median(
+            &self
+                .samples
+                .iter()
+                .map(|s| s.requests_per_sec)
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    fn median_p99_us(&self) -> Option<f64> {
+        median(
+            &self
+                .samples
+                .iter()
+                .map(|s| s.p99_us as f64)
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    fn median_cpu(&self) -> Option<f64> {
+        median(
+            &self
+                .samples
+                .iter()
+                .filter_map(|s| s.cpu_us_per_request)
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    fn errors(&self) -> ErrorCounts {
+        let mut total = ErrorCounts::default();
+        for s in &self.samples {
+            total.merge(&s.errors);
+        }
+        total
+    }
+}
+
+fn table(cells: &[Cell]) -> Table {
+    let mut t = Table::new(
+        &[
+            "load",
+            "server",
+            "req/s (median)",
+            "vs ringwall",
+            "p99 ms",
+            "errors",
+            "CPU us/req",
+            "CPU vs ringwall",
+        ],
+        2,
+    );
+    for c in cells {
+        let reference = cells
+            .iter()
+            .find(|r| r.load == c.load && r.server == ServerKind::Ringwall);
+        let errors = c.errors().total();
+        t.row(vec![
+            c.load.clone(),
+            c.server.to_string(),
+            c.median_rps().map_or("-".into(), |v| format!("{v:.0}")),
+            ratio(c.median_rps(), reference.and_then(Cell::median_rps)),
+            c.median_p99_us()
+                .map_or("-".into(), |v| format!("{:.2}", v / 1e3)),
+            if errors == 0 {
+                "0".into()
+            } else {
+                format!("{errors} !!")
+            },
+            c.median_cpu().map_or("-".into(), |v| format!("{v:.2}")),
+            ratio(c.median_cpu(), reference.and_then(Cell::median_cpu)),
+        ]);
+    }
+    t
+}
+
+fn record(cells: &mut Vec<Cell>, load: &str, server: ServerKind, sample: Sample) {
+    match cells
+        .iter_mut()
+        .find(|c| c.load == load && c.server == server)
+    {
+        Some(cell) => cell.samples.push(sample),
+        None => cells.push(Cell {
+            load: load.to_string(),
+            server,
+            samples: vec![sample],
+        }),
+    }
+}
+
+const NOTE: &str = "2-core machine: the load generator shares the cores with the server; \
+                    CPU per request is the fairer figure";
+
+pub fn run(args: &ThroughputArgs) -> io::Result<()> {
+    raise_nofile_limit(65_536)?;
+    let config = PeerConfig {
+        workers: lineup::workers(args.workers),
+        ..PeerConfig::default()
+    };
+    let peers: Vec<Peer> = lineup::dedup(&args.servers)
+        .into_iter()
+        .filter_map(|kind| lineup::start_or_skip(kind, &config))
+        .collect();
+    if peers.is_empty() {
+        return Err(io::Error::other("no server could be started"));
+    }
+    let use_wrk = args.wrk && crate::peers::find_executable("wrk", &[]).is_some();
+    if args.wrk && !use_wrk {
+        println!("wrk: skipped: not installed (apt-get install -y wrk)");
+    }
+    println!(
+        "throughput: {} rounds x {:?} per load and server, c={} on {} client threads, {} server workers",
+        args.rounds, args.duration, args.connections, args.threads, config.workers
+    );
+    let load = |peer: &Peer, mode: LoadMode, duration: Duration| LoadConfig {
+        target: peer.addr(),
+        mode,
+        connections: args.connections,
+        threads: args.threads,
+        duration,
+        max_requests: None,
+        request: RequestSpec::Hello,
+    };
+    // Warm-up: first connections, lazy allocations, page faults.
+    for peer in &peers {
+        run_load(&load(peer, LoadMode::KeepAlive, Duration::from_secs(1)))?;
+    }
+    let mut cells = Vec::new();
+    let mut wrk_cells = Vec::new();
+    for round in 1..=args.rounds {
+        for mode in modes(args.depth) {
+            for peer in &peers {
+                let sample = measure(peer, &load(peer, mode, args.duration))?;
+                println!(
+                    "  round {round} {:<14} {:<8} {:>10.0} req/s  p99 {:>7.2} ms  errors {}  CPU {} us/req",
+                    mode_name(mode),
+                    peer.kind(),
+                    sample.requests_per_sec,
+                    sample.p99_us as f64 / 1e3,
+                    sample.errors,
+                    sample.cpu_us_per_request.map_or("-".into(), |v| format!("{v:.2}"))
+                );
+                record(&mut cells, &mode_name(mode), peer.kind(), sample);
+            }
+        }
+        if use_wrk {
+            for peer in &peers {
+                let sample = measure_wrk(peer, args)?;
+                println!(
+                    "  round {round} {:<14} {:<8} {:>10.0} req/s  (wrk)",
+                    "wrk keep-alive",
+                    peer.kind(),
+                    sample.requests_per_sec
+                );
+                record(&mut wrk_cells, "wrk keep-alive", peer.kind(), sample);
+            }
+        }
+    }
+    drop(peers);
+
+    let t = table(&cells);
+    println!("\n{}", t.text());
+    println!("{NOTE}.");
+    let loud: Vec<String> = cells
+        .iter()
+        .chain(&wrk_cells)
+        .filter(|c| c.errors().total() > 0)
+        .map(|c| {
+            format!(
+                "!! {} {}: {} errors: {}",
+                c.load,
+                c.server,
+                c.errors().total(),
+                c.errors()
+            )
+        })
+        .collect();
+    for line in &loud {
+        println!("{line}");
+    }
+    let mut md = format!(
+        "## Throughput\n\n{}\n\n`ringwall-bench throughput --duration {} --rounds {}` \
+         (c={}, pipelined x{}, {} client threads, {} server workers; median of {} rounds)\n\n{}\n{NOTE}.\n",
+        output::stamp(),
+        crate::peers::format_duration(args.duration),
+        args.rounds,
+        args.connections,
+        args.depth,
+        args.threads,
+        config.workers,
+        args.rounds,
+        t.markdown()
+    );
+    if !wrk_cells.is_empty() {
+        let w = table(&wrk_cells);
+        println!(
+            "\nwrk cross-check (keep-alive, -t{} -c{}):\n{}",
+            args.threads,
+            args.connections,
+            w.text()
+        );
+        md.push_str(&format!(
+            "\nwrk cross-check (keep-alive, `wrk -t{} -c{}`; wrk counts non-2xx and socket errors \
+             but does not check bodies):\n\n{}",
+            args.threads,
+            args.connections,
+            w.markdown()
+        ));
+    }
+    for line in &loud {
+        md.push_str(&format!("\n**{line}**\n"));
+    }
+    let path = output::write(&args.out, "throughput.md", &md)?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WRK: &str = "Running 10s test @ http://127.0.0.1:8080/
+  2 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   812.00us  300.00us   9.12ms   80.00%
+    Req/Sec    40.00k     2.00k   45.00k    70.00%
+  Latency Distribution
+     50%  790.00us
+     75%    0.90ms
+     90%    1.10ms
+     99%    1.53ms
+  801234 requests in 10.00s, 100.00MB read
+  Socket errors: connect 0, read 2, write 1, timeout 0
+  Non-2xx or 3xx responses: 5
+Requests/sec:  80123.40
+Transfer/sec:     10.00MB
+";
+
+    #[test]
+    fn wrk_report_is_parsed() {
+        let r = parse_wrk(WRK).expect("parses");
+        assert_eq!(r.requests, 801_234);
+        assert_eq!(r.requests_per_sec, 80_123.4);
+        assert_eq!(r.p99_us, 1530);
+        assert_eq!(r.non_2xx, 5);
+        assert_eq!(r.socket_errors, 3);
+    }
+
+    #[test]
+    fn wrk_output_without_a_rate_is_rejected() {
+        assert_eq!(
+            parse_wrk("unable to connect to 127.0.0.1:1 Connection refused"),
+            None
+        );
+    }
+
+    #[test]
+    fn cpu_per_request_is_in_microseconds() {
+        assert_eq!(
+            cpu_per_request(Duration::from_secs(2), 1_000_000),
+            Some(2.0)
+        );
+        assert_eq!(cpu_per_request(Duration::from_secs(2), 0), None);
+    }
+}
