@@ -92,6 +92,10 @@ pub struct Stats {
     pub stale_completions: u64,
     /// Accept errors (EMFILE, ENFILE, ...), after which accept backs off.
     pub accept_errors: u64,
+    /// `io_uring_enter` calls (one per loop turn, plus any made to free SQ
+    /// space): with `requests`, syscalls per request, a count that does not
+    /// depend on machine speed.
+    pub ring_enters: u64,
 }
 
 impl fmt::Display for Stats {
@@ -104,7 +108,7 @@ impl fmt::Display for Stats {
              peer_eof={} peer_reset={} protocol_error={} (400={} 413={} 414={} 431={} 501={} 505={}) \
              connection_cap={} shutdown={} completed={}] \
              timer[submits={} updates={} fires={} early_fires={}] sq_full_retries={} \
-             stale_completions={} accept_errors={}",
+             stale_completions={} accept_errors={} ring_enters={}",
             self.accepted,
             self.requests,
             self.bytes_in,
@@ -133,6 +137,7 @@ impl fmt::Display for Stats {
             self.sq_full_retries,
             self.stale_completions,
             self.accept_errors,
+            self.ring_enters,
         )
     }
 }
@@ -192,6 +197,7 @@ pub(crate) struct WorkerCounters {
     pub sq_full_retries: Counter,
     pub stale_completions: Counter,
     pub accept_errors: Counter,
+    pub ring_enters: Counter,
 }
 
 impl WorkerCounters {
@@ -251,5 +257,6 @@ impl WorkerCounters {
         s.sq_full_retries += self.sq_full_retries.get();
         s.stale_completions += self.stale_completions.get();
         s.accept_errors += self.accept_errors.get();
+        s.ring_enters += self.ring_enters.get();
     }
 }

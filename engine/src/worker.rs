@@ -83,6 +83,7 @@ impl SqeSink {
         }
         // Full: hand what is queued to the kernel to make room and retry.
         counters.sq_full_retries.incr();
+        counters.ring_enters.incr();
         let _ = self.ring.submit();
         // SAFETY: as above.
         if unsafe { self.ring.submission().push(&entry) }.is_err() {
@@ -100,6 +101,7 @@ impl SqeSink {
                 continue;
             }
             counters.sq_full_retries.incr();
+            counters.ring_enters.incr();
             if self.ring.submit().is_err() {
                 // EBUSY: completions must be reaped first; the main loop does.
                 return;
@@ -281,6 +283,7 @@ impl<H: Handler> Worker<H> {
                 break;
             }
             self.sink.flush_backlog(&self.shared.counters);
+            self.shared.counters.ring_enters.incr();
             match self.sink.ring.submit_and_wait(1) {
                 Ok(_) => {}
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY)) => {}
