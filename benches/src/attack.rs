@@ -22,26 +22,33 @@
 //!
 //! - **Slowloris**: `GET / HTTP/1.1\r\nHost: x\r\n`, then one byte of
 //!   `X-a: b\r\n` (repeating) per interval, never the final CRLF. The header
-//!   deadline runs from accept; the reference is the moment our connect
-//!   returned (on loopback the handshake is done inside it).
+//!   deadline runs from accept; the reference is the moment before we
+//!   called `connect`.
 //! - **SlowBody**: a full head announcing `Content-Length: 1000000`, then one
-//!   body byte per interval. Reference: the head was written.
+//!   body byte per interval. Reference: just before the head was written.
 //! - **SlowRead**: `GET /bytes/N` on a socket with a 4 KiB receive buffer,
-//!   reading one byte per interval. Reference: the request was written, when
-//!   the server starts its response. The close is seen by `EPOLLRDHUP`, the
+//!   reading one byte per interval. Reference: just before the request was
+//!   written (the server starts its response after reading it). The close is seen by `EPOLLRDHUP`, the
 //!   moment the FIN arrives, even with unread data queued before it. Servers
 //!   differ: one that closes with a FIN behind unsent data (the window is
 //!   shut) cannot get that FIN out; so a connection still open at deadline +
-//!   slack is drained at full speed for [`DRAIN_WINDOW`]. If a FIN follows the
-//!   data within it, the server had closed: `closed_behind_data`, untimed.
-//!   Otherwise it is a hang.
+//!   slack is drained at full speed while bytes keep coming (a
+//!   [`DRAIN_STALL`] without one ends it, [`DRAIN_CAP`] at most). If a FIN
+//!   follows the data, the server had closed: `closed_behind_data`, untimed.
+//!   Otherwise it is a hang (`whole_response_read` says when the server's
+//!   socket buffers had taken the whole response, so no write deadline could
+//!   start: ask for more bytes).
 //! - **Idle**: one full keep-alive `GET /`, its response read whole, then
 //!   nothing for `hold` (shorter than the server's idle timeout). Any close
 //!   before the hold ends is a false kill; afterwards we close cleanly.
 //!
-//! A close seen more than [`EARLY_TOLERANCE`] before the deadline is an early
-//! close: the server's timers are not that coarse, so something else (a
-//! connection cap, a head limit) closed it.
+//! Every reference is read just before the syscall that starts the server's
+//! clock, so on one host a close before the deadline proves the server
+//! early; the price is that overshoot includes the handshake or the request's
+//! trip through loopback (microseconds). A close seen more than
+//! [`EARLY_TOLERANCE`] before the deadline is an early close: something
+//! closed it that is not the deadline (a connection cap, a head limit), or
+//! the server's clock was stale when it armed the timer.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -124,6 +131,10 @@ pub struct AttackReport {
     /// Slow read: still open at deadline + slack, then a FIN arrived behind the
     /// queued data while draining. The server had closed; when is unknown.
     pub closed_behind_data: usize,
+    /// Slow read: hangs whose drain received the whole response and no FIN.
+    /// The server's socket buffers took the response whole, so its write
+    /// deadline never started; only a larger response can test it.
+    pub whole_response_read: usize,
     /// Idle: the request before the idle period got no complete keep-alive
     /// response (an error, `Connection: close`, or no answer in time).
     pub idle_unusable: usize,
@@ -139,8 +150,11 @@ impl AttackReport {
 
 /// A close this much before its deadline is early.
 pub const EARLY_TOLERANCE: Duration = Duration::from_millis(5);
-/// Slow read: how long a connection still open at deadline + slack is drained.
-pub const DRAIN_WINDOW: Duration = Duration::from_secs(1);
+/// Slow read: a connection still open at deadline + slack is drained while
+/// bytes keep coming; this long without a byte (and no FIN) ends it as a hang.
+pub const DRAIN_STALL: Duration = Duration::from_millis(250);
+/// Slow read: no drain lasts longer than this.
+pub const DRAIN_CAP: Duration = Duration::from_secs(10);
 /// Drips and connects handled before the sockets are polled again.
 pub const DUE_BATCH: usize = 64;
 /// The receive buffer of a slow-read socket.
@@ -248,11 +262,18 @@ struct Slot {
     /// Where the server's deadline starts (see the module docs).
     reference: u64,
     drip_pos: usize,
-    sent_bytes: bool,
+    got_bytes: bool,
     /// Idle mode: checks the one response.
     parser: Option<ResponseParser>,
     /// Idle mode: response bytes not yet consumed by the parser.
     pending: Vec<u8>,
+    /// Just before `connect` was called.
+    connect_started: u64,
+    /// Slow read: response bytes read so far (drips and drain).
+    bytes_in: u64,
+    /// Slow read: `bytes_in` at the last drain check, and when the drain must end.
+    drain_mark: u64,
+    drain_until: u64,
 }
 
 #[derive(Default)]
@@ -269,6 +290,7 @@ struct Tally {
     false_kills: usize,
     responses_seen: usize,
     closed_behind_data: usize,
+    whole_response_read: usize,
     idle_unusable: usize,
 }
 
@@ -286,6 +308,7 @@ impl Tally {
         r.false_kills += self.false_kills;
         r.responses_seen += self.responses_seen;
         r.closed_behind_data += self.closed_behind_data;
+        r.whole_response_read += self.whole_response_read;
         r.idle_unusable += self.idle_unusable;
     }
 }
@@ -323,14 +346,18 @@ impl AttackThread {
                 phase: Phase::Scheduled,
                 reference: 0,
                 drip_pos: 0,
-                sent_bytes: false,
+                got_bytes: false,
                 parser: None,
                 pending: Vec::new(),
+                connect_started: 0,
+                bytes_in: 0,
+                drain_mark: 0,
+                drain_until: 0,
             });
         }
         let longest = match cfg.mode {
             AttackMode::Idle { hold } => ns(hold) + ns(SETUP_TIMEOUT),
-            _ => ns(cfg.expected_timeout) + ns(DRAIN_WINDOW),
+            _ => ns(cfg.expected_timeout) + ns(DRAIN_CAP) + ns(DRAIN_STALL),
         };
         Ok(AttackThread {
             target: cfg.target,
@@ -343,7 +370,7 @@ impl AttackThread {
             heap,
             hard_end: t0 + spread + longest + ns(cfg.slack) + ns(SETUP_TIMEOUT),
             host: cfg.target.to_string(),
-            scratch: vec![0u8; 16 * 1024].into_boxed_slice(),
+            scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
             tally: Tally::default(),
         })
     }
@@ -361,6 +388,9 @@ impl AttackThread {
                 break;
             }
             let more_due = self.run_due(now);
+            if self.unresolved == 0 {
+                break;
+            }
             let timeout = if more_due {
                 Duration::ZERO
             } else {
@@ -412,6 +442,9 @@ impl AttackThread {
                 .then_some(SLOW_READ_RCVBUF),
             nodelay: true,
         };
+        // Before the syscall: the server cannot accept earlier, so a close
+        // before this + deadline proves the server early.
+        let started = sys::monotonic_ns();
         let (stream, state) = match sys::connect_nonblocking(self.target, opts) {
             Ok(s) => s,
             Err(_) => return self.connect_failed(i),
@@ -427,14 +460,14 @@ impl AttackThread {
         {
             return self.connect_failed(i);
         }
-        let now = sys::monotonic_ns();
         self.slots[i].stream = Some(stream);
+        self.slots[i].connect_started = started;
         match state {
-            Connect::Done => self.connected(i, now),
+            Connect::Done => self.connected(i),
             Connect::InProgress => {
                 self.slots[i].phase = Phase::Connecting;
                 self.heap
-                    .push(Reverse((now + ns(SETUP_TIMEOUT), i, Due::Check)));
+                    .push(Reverse((started + ns(SETUP_TIMEOUT), i, Due::Check)));
             }
         }
     }
@@ -447,8 +480,8 @@ impl AttackThread {
         }
     }
 
-    /// The handshake is done at `now`: send the opening bytes, start the clock.
-    fn connected(&mut self, i: usize, now: u64) {
+    /// The handshake is done: send the opening bytes, start the clock.
+    fn connected(&mut self, i: usize) {
         self.tally.opened += 1;
         let host = &self.host;
         let opening: Vec<u8> = match self.mode {
@@ -468,20 +501,23 @@ impl AttackThread {
             }
         };
         let slot = &mut self.slots[i];
+        // Taken before the syscall that starts the server's clock (see `connect`).
+        let before_write = sys::monotonic_ns();
+        slot.reference = match self.mode {
+            // The header deadline runs from accept, which follows our connect.
+            AttackMode::Slowloris { .. } => slot.connect_started,
+            AttackMode::SlowBody { .. } | AttackMode::SlowRead { .. } => before_write,
+            AttackMode::Idle { .. } => before_write,
+        };
         let stream = slot.stream.as_mut().expect("connected slot has a socket");
         // A fresh socket's send buffer takes a request head whole.
         match stream.write(&opening) {
             Ok(n) if n == opening.len() => {}
-            Ok(_) => return self.server_closed(i, sys::monotonic_ns(), CloseKind::WriteFailed),
-            Err(_) => return self.server_closed(i, sys::monotonic_ns(), CloseKind::WriteFailed),
+            Ok(_) | Err(_) => {
+                return self.server_closed(i, sys::monotonic_ns(), CloseKind::WriteFailed)
+            }
         }
         let written = sys::monotonic_ns();
-        slot.reference = match self.mode {
-            // The header deadline runs from accept: our connect returning.
-            AttackMode::Slowloris { .. } => now,
-            AttackMode::SlowBody { .. } | AttackMode::SlowRead { .. } => written,
-            AttackMode::Idle { .. } => 0,
-        };
         match self.mode {
             AttackMode::Slowloris { interval }
             | AttackMode::SlowBody { interval }
@@ -525,7 +561,7 @@ impl AttackThread {
                 let mut byte = [0u8; 1];
                 match stream.read(&mut byte) {
                     Ok(0) => return self.server_closed(i, sys::monotonic_ns(), CloseKind::Fin),
-                    Ok(_) => slot.sent_bytes = true,
+                    Ok(_) => slot.bytes_in += 1,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(_) => return self.server_closed(i, sys::monotonic_ns(), CloseKind::Reset),
                 }
@@ -573,28 +609,47 @@ impl AttackThread {
 
     fn start_drain(&mut self, i: usize) {
         let slot = &mut self.slots[i];
-        let fd = slot
-            .stream
-            .as_ref()
-            .expect("holding slot has a socket")
-            .as_raw_fd();
-        if self.epoll.modify(fd, i as u64, Interest::Read).is_err() {
+        let stream = slot.stream.as_ref().expect("holding slot has a socket");
+        // A 4 KiB window moves one segment per wakeup; open it so the drain
+        // is bounded by the server's queue, not by round trips.
+        let _ = sys::set_recv_buffer(stream, 1 << 20);
+        if self
+            .epoll
+            .modify(stream.as_raw_fd(), i as u64, Interest::Read)
+            .is_err()
+        {
             self.tally.hangs += 1;
             return self.close_ours(i);
         }
         slot.phase = Phase::Draining;
-        self.heap.push(Reverse((
-            sys::monotonic_ns() + ns(DRAIN_WINDOW),
-            i,
-            Due::DrainEnd,
-        )));
+        slot.drain_mark = slot.bytes_in;
+        let now = sys::monotonic_ns();
+        slot.drain_until = now + ns(DRAIN_CAP);
+        self.heap
+            .push(Reverse((now + ns(DRAIN_STALL), i, Due::DrainEnd)));
     }
 
+    /// A drain goes on while bytes keep coming (up to [`DRAIN_CAP`]); a
+    /// [`DRAIN_STALL`] without a byte and without a FIN is a hang.
     fn drain_end(&mut self, i: usize) {
-        if self.slots[i].phase == Phase::Draining {
-            self.tally.hangs += 1;
-            self.close_ours(i);
+        let slot = &mut self.slots[i];
+        if slot.phase != Phase::Draining {
+            return;
         }
+        let now = sys::monotonic_ns();
+        if slot.bytes_in > slot.drain_mark && now < slot.drain_until {
+            slot.drain_mark = slot.bytes_in;
+            self.heap
+                .push(Reverse((now + ns(DRAIN_STALL), i, Due::DrainEnd)));
+            return;
+        }
+        if let AttackMode::SlowRead { response_bytes, .. } = self.mode {
+            if slot.bytes_in >= response_bytes as u64 {
+                self.tally.whole_response_read += 1;
+            }
+        }
+        self.tally.hangs += 1;
+        self.close_ours(i);
     }
 
     fn on_ready(&mut self, i: usize, ready: Ready, seen: u64) {
@@ -620,7 +675,7 @@ impl AttackThread {
                 {
                     return self.connect_failed(i);
                 }
-                self.connected(i, seen);
+                self.connected(i);
             }
             Phase::Holding if matches!(self.mode, AttackMode::SlowRead { .. }) => {
                 // The FIN arrived; the data before it stays unread.
@@ -643,7 +698,7 @@ impl AttackThread {
     /// Reads what is queued (bounded by what the socket holds now) and
     /// notices the close at its end.
     fn read_available(&mut self, i: usize, seen: u64) {
-        // Bounded: a nonblocking socket runs dry; 64 reads of 16 KiB at most per event.
+        // Bounded: a nonblocking socket runs dry; 64 reads of 64 KiB at most per event.
         for _ in 0..64 {
             let slot = &mut self.slots[i];
             let stream = slot.stream.as_mut().expect("caller checked the socket");
@@ -659,10 +714,11 @@ impl AttackThread {
                 }
                 Ok(n) => {
                     if slot.phase == Phase::Draining {
+                        slot.bytes_in += n as u64;
                         continue;
                     }
-                    if !slot.sent_bytes {
-                        slot.sent_bytes = true;
+                    if !slot.got_bytes {
+                        slot.got_bytes = true;
                         if slot.phase != Phase::Requesting {
                             self.tally.responses_seen += 1;
                         }

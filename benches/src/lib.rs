@@ -18,7 +18,9 @@
 
 pub mod attack;
 pub mod check;
+pub mod commands;
 pub mod load;
+pub mod report;
 pub mod stats;
 pub mod sys;
 

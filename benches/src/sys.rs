@@ -147,6 +147,17 @@ fn set_int_opt(
     Ok(())
 }
 
+/// Resizes `SO_RCVBUF` on an open socket. The window can grow only up to
+/// what the window scale negotiated at the handshake allows.
+pub fn set_recv_buffer(stream: &TcpStream, bytes: usize) -> io::Result<()> {
+    set_int_opt(
+        stream.as_raw_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_RCVBUF,
+        bytes as libc::c_int,
+    )
+}
+
 /// Closes with an RST instead of a FIN (`SO_LINGER` 0), so closing thousands
 /// of attack sockets leaves no `TIME_WAIT` behind on the client.
 pub fn set_linger_zero(stream: &TcpStream) -> io::Result<()> {

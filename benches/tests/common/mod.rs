@@ -162,3 +162,183 @@ pub fn respond_with(
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
+
+pub const HELLO: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nHello, World!";
+
+/// Reads until a complete request head has arrived (or `until`); returns
+/// whether it did.
+pub fn read_head(stream: &mut TcpStream, until: Instant, stop: &AtomicBool) -> bool {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while Instant::now() < until && !stop.load(Ordering::SeqCst) {
+        stream
+            .set_read_timeout(Some(Duration::from_millis(10)))
+            .unwrap();
+        match stream.read(&mut chunk) {
+            Ok(0) => return false,
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                if find(&buf, b"\r\n\r\n").is_some() {
+                    return true;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+/// Answers one request, then closes `after` the response (a FIN), like a
+/// server that kills idle keep-alive connections too soon.
+pub fn answer_then_close(
+    after: Duration,
+) -> impl Fn(TcpStream, Instant, &AtomicBool) + Send + Sync + 'static {
+    move |mut stream, accepted, stop| {
+        if !read_head(&mut stream, accepted + Duration::from_secs(2), stop) {
+            return;
+        }
+        if stream.write_all(HELLO).is_err() {
+            return;
+        }
+        drain_until(&mut stream, Instant::now() + after, stop);
+        let _ = stream.shutdown(Shutdown::Write);
+        drain_until(
+            &mut stream,
+            Instant::now() + Duration::from_millis(50),
+            stop,
+        );
+    }
+}
+
+/// Reads a head, then closes `after` the head arrived (a FIN), reading the
+/// body drips meanwhile: a body deadline.
+pub fn close_after_head(
+    after: Duration,
+) -> impl Fn(TcpStream, Instant, &AtomicBool) + Send + Sync + 'static {
+    move |mut stream, accepted, stop| {
+        if !read_head(&mut stream, accepted + Duration::from_secs(2), stop) {
+            return;
+        }
+        drain_until(&mut stream, Instant::now() + after, stop);
+        let _ = stream.shutdown(Shutdown::Write);
+        drain_until(
+            &mut stream,
+            Instant::now() + Duration::from_millis(50),
+            stop,
+        );
+    }
+}
+
+/// Reads a head, then writes a large response into a small send buffer; the
+/// client reads slowly, so the write stalls. `after` the head, closes: with
+/// an RST if `reset`, else a plain close whose FIN queues behind the unsent
+/// bytes.
+pub fn stall_then_close(
+    after: Duration,
+    reset: bool,
+) -> impl Fn(TcpStream, Instant, &AtomicBool) + Send + Sync + 'static {
+    move |mut stream, accepted, stop| {
+        use std::os::fd::AsRawFd;
+        if !read_head(&mut stream, accepted + Duration::from_secs(2), stop) {
+            return;
+        }
+        let head_at = Instant::now();
+        set_int(&stream, libc::SOL_SOCKET, libc::SO_SNDBUF, 64 * 1024);
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4194304\r\n\r\n");
+        let block = vec![b'x'; 16 * 1024];
+        stream
+            .set_write_timeout(Some(Duration::from_millis(10)))
+            .unwrap();
+        let mut sent = 0;
+        while Instant::now() < head_at + after && !stop.load(Ordering::SeqCst) && sent < 4 << 20 {
+            if let Ok(n) = stream.write(&block) {
+                sent += n;
+            }
+        }
+        if reset {
+            let linger = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            // SAFETY: `linger` outlives the call; its size is passed.
+            unsafe {
+                libc::setsockopt(
+                    stream.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_LINGER,
+                    &linger as *const libc::linger as *const libc::c_void,
+                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                );
+            }
+        }
+        drop(stream);
+    }
+}
+
+fn set_int(stream: &TcpStream, level: libc::c_int, name: libc::c_int, value: libc::c_int) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `value` outlives the call; its size is passed.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            level,
+            name,
+            &value as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// A small correct server: each head must arrive within `header` of the
+/// connection's start or of its first byte after an idle period; keep-alive
+/// connections may idle for `idle`. Answers every request with `HELLO`.
+pub fn deadline_server(
+    header: Duration,
+    idle: Duration,
+) -> impl Fn(TcpStream, Instant, &AtomicBool) + Send + Sync + 'static {
+    move |mut stream, accepted, stop| {
+        let mut buf: Vec<u8> = Vec::new();
+        let mut chunk = [0u8; 4096];
+        // The header deadline of the request being read; None while idle.
+        let mut head_deadline = Some(accepted + header);
+        let mut idle_deadline = accepted + idle;
+        while !stop.load(Ordering::SeqCst) {
+            while let Some(end) = find(&buf, b"\r\n\r\n") {
+                buf.drain(..end + 4);
+                if stream.write_all(HELLO).is_err() {
+                    return;
+                }
+                head_deadline = None;
+                idle_deadline = Instant::now() + idle;
+            }
+            if head_deadline.is_none() && !buf.is_empty() {
+                head_deadline = Some(Instant::now() + header);
+            }
+            let until = head_deadline.unwrap_or(idle_deadline);
+            let now = Instant::now();
+            if now >= until {
+                let _ = stream.shutdown(Shutdown::Write);
+                drain_until(&mut stream, now + Duration::from_millis(50), stop);
+                return;
+            }
+            stream
+                .set_read_timeout(Some((until - now).min(Duration::from_millis(20))))
+                .unwrap();
+            match stream.read(&mut chunk) {
+                Ok(0) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => return,
+            }
+        }
+    }
+}

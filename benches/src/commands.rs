@@ -1,0 +1,555 @@
+//! The client-side commands of the `ringwall-bench` binary: `slowloris`, the
+//! regression harness usable against any HTTP/1.1 server, and `load`.
+//!
+//! Each command returns `Ok(true)` when it passed, `Ok(false)` when it ran and
+//! found a regression (exit status 1), and `Err` when it could not run (exit
+//! status 2).
+
+use std::io::{self, Write as _};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::attack::{
+    run_attack, run_attack_with_load, AttackConfig, AttackMode, AttackReport, AttackWithLoad,
+};
+use crate::load::{run_load, LoadConfig, LoadMode, RequestSpec};
+use crate::peers::parse_duration;
+use crate::report::{self, ModeRow};
+use crate::sys;
+
+/// Resolves `HOST:PORT`, preferring IPv4.
+pub fn resolve(target: &str) -> io::Result<SocketAddr> {
+    let addrs: Vec<SocketAddr> = target
+        .to_socket_addrs()
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot resolve `{target}` (want HOST:PORT): {e}"),
+            )
+        })?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| io::Error::other(format!("`{target}` resolves to no address")))
+}
+
+/// One plain connect, so a server that is not there is named as such rather
+/// than reported as a thousand connect errors.
+pub fn probe(addr: SocketAddr) -> io::Result<()> {
+    match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Err(io::Error::new(
+            e.kind(),
+            format!("connect to {addr} refused: is the server running?"),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(io::Error::new(
+            e.kind(),
+            format!("connect to {addr} timed out after 2s: is the address right?"),
+        )),
+        Err(e) => Err(io::Error::new(e.kind(), format!("connect to {addr}: {e}"))),
+    }
+}
+
+/// `hello`, `bytes:N`, `echo:N` or `get:/path`.
+pub fn parse_request(text: &str) -> Result<RequestSpec, String> {
+    let size = |n: &str| {
+        n.parse::<usize>()
+            .map_err(|_| format!("`{text}`: `{n}` is not a byte count"))
+    };
+    match text.split_once(':') {
+        None if text == "hello" => Ok(RequestSpec::Hello),
+        Some(("bytes", n)) => Ok(RequestSpec::Bytes(size(n)?)),
+        Some(("echo", n)) => Ok(RequestSpec::Echo(size(n)?)),
+        Some(("get", path)) if path.starts_with('/') => Ok(RequestSpec::Get(path.to_string())),
+        _ => Err(format!("`{text}`: use hello, bytes:N, echo:N or get:/path")),
+    }
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoadModeArg {
+    #[value(name = "keepalive", alias = "keep-alive")]
+    KeepAlive,
+    Pipelined,
+    Churn,
+}
+
+/// Arguments of `ringwall-bench load`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct LoadArgs {
+    /// The server, HOST:PORT.
+    #[arg(long)]
+    pub target: String,
+    #[arg(long, value_enum, default_value = "keepalive")]
+    pub mode: LoadModeArg,
+    /// Requests per pipelined batch.
+    #[arg(long, default_value_t = 16)]
+    pub depth: usize,
+    #[arg(short = 'c', long, default_value_t = 64)]
+    pub connections: usize,
+    #[arg(short = 't', long, default_value_t = 2)]
+    pub threads: usize,
+    #[arg(short = 'd', long, value_parser = parse_duration, default_value = "10s")]
+    pub duration: Duration,
+    /// Stop after sending this many requests.
+    #[arg(long)]
+    pub max_requests: Option<u64>,
+    /// hello (GET /, expects Hello, World!), bytes:N, echo:N, or get:/path
+    /// (any framed 200).
+    #[arg(long, value_parser = parse_request, default_value = "hello")]
+    pub request: RequestSpec,
+}
+
+/// `load`: prints the report; fails when any response was wrong or none came.
+pub fn load(args: &LoadArgs) -> io::Result<bool> {
+    let target = resolve(&args.target)?;
+    probe(target)?;
+    let cfg = LoadConfig {
+        target,
+        mode: match args.mode {
+            LoadModeArg::KeepAlive => LoadMode::KeepAlive,
+            LoadModeArg::Pipelined => LoadMode::Pipelined { depth: args.depth },
+            LoadModeArg::Churn => LoadMode::Churn,
+        },
+        connections: args.connections,
+        threads: args.threads,
+        duration: args.duration,
+        max_requests: args.max_requests,
+        request: args.request.clone(),
+    };
+    println!("{}", report::describe_load(&cfg));
+    let r = run_load(&cfg)?;
+    println!("{r}");
+    Ok(r.errors.total() == 0 && r.requests > 0)
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttackModeArg {
+    Slowloris,
+    SlowBody,
+    SlowRead,
+    Idle,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LegitExpect {
+    /// 200 and exactly `Hello, World!` (ringwall and its peers).
+    Hello,
+    /// 200 with a correctly framed body of any content.
+    Any,
+}
+
+/// Arguments of `ringwall-bench slowloris`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct SlowlorisArgs {
+    /// The server under test, HOST:PORT.
+    #[arg(long)]
+    pub target: String,
+    /// The server's header deadline (from accept to a complete head).
+    #[arg(long, value_parser = parse_duration)]
+    pub expect_header_timeout: Duration,
+    /// The server's body deadline; enables slow-body by default.
+    #[arg(long, value_parser = parse_duration)]
+    pub expect_body_timeout: Option<Duration>,
+    /// The server's write (send) deadline; enables slow-read by default.
+    #[arg(long, value_parser = parse_duration)]
+    pub expect_write_timeout: Option<Duration>,
+    /// The server's keep-alive idle timeout; bounds the idle hold.
+    #[arg(long, value_parser = parse_duration)]
+    pub expect_idle_timeout: Option<Duration>,
+    /// Attack connections per mode.
+    #[arg(short = 'c', long, default_value_t = 200)]
+    pub connections: usize,
+    /// Modes to run (default: slowloris, idle, and slow-body / slow-read when
+    /// their timeouts are given).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub modes: Option<Vec<AttackModeArg>>,
+    /// A close later than deadline + slack is a hang.
+    #[arg(long, value_parser = parse_duration, default_value = "500ms")]
+    pub slack: Duration,
+    /// One byte per this interval (default: the mode's deadline / 20, within 10ms..1s).
+    #[arg(long, value_parser = parse_duration)]
+    pub interval: Option<Duration>,
+    /// Spread the attack's connects over this window.
+    #[arg(long, value_parser = parse_duration, default_value = "200ms")]
+    pub open_over: Duration,
+    /// How long idle connections sit (default: header timeout + 2 x slack,
+    /// kept below the idle timeout minus slack).
+    #[arg(long, value_parser = parse_duration)]
+    pub idle_hold: Option<Duration>,
+    /// Response size slow-read asks for (GET /bytes/N).
+    #[arg(long, default_value_t = 1 << 20)]
+    pub slow_read_bytes: usize,
+    /// Legit keep-alive connections running beside each attack (0: none).
+    #[arg(long, default_value_t = 8)]
+    pub legit_connections: usize,
+    #[arg(long, default_value_t = 1)]
+    pub legit_threads: usize,
+    /// The path legit load requests.
+    #[arg(long, default_value = "/")]
+    pub legit_path: String,
+    /// What a legit response must be.
+    #[arg(long, value_enum, default_value = "any")]
+    pub legit_expect: LegitExpect,
+    /// Fail when legit throughput under attack drops below this share of its
+    /// baseline (0: report only; machines running client and server together
+    /// are noisy).
+    #[arg(long, default_value_t = 0.0)]
+    pub min_legit_kept: f64,
+    /// Write every timed close as `mode,overshoot_ns` to this CSV file.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+}
+
+struct ModeRun {
+    name: &'static str,
+    mode: AttackMode,
+    expected: Duration,
+    window: Duration,
+}
+
+fn default_interval(deadline: Duration) -> Duration {
+    (deadline / 20).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+fn plan_modes(args: &SlowlorisArgs) -> io::Result<Vec<ModeRun>> {
+    let chosen = args.modes.clone().unwrap_or_else(|| {
+        let mut m = vec![AttackModeArg::Slowloris];
+        if args.expect_body_timeout.is_some() {
+            m.push(AttackModeArg::SlowBody);
+        }
+        if args.expect_write_timeout.is_some() {
+            m.push(AttackModeArg::SlowRead);
+        }
+        m.push(AttackModeArg::Idle);
+        m
+    });
+    let missing = |mode: &str, flag: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("mode {mode} needs {flag}: the server's deadline to measure against"),
+        )
+    };
+    let header = args.expect_header_timeout;
+    let mut runs = Vec::new();
+    for m in chosen {
+        let run = match m {
+            AttackModeArg::Slowloris => ModeRun {
+                name: "slowloris",
+                mode: AttackMode::Slowloris {
+                    interval: args.interval.unwrap_or(default_interval(header)),
+                },
+                expected: header,
+                window: header,
+            },
+            AttackModeArg::SlowBody => {
+                let t = args
+                    .expect_body_timeout
+                    .ok_or_else(|| missing("slow-body", "--expect-body-timeout"))?;
+                ModeRun {
+                    name: "slow-body",
+                    mode: AttackMode::SlowBody {
+                        interval: args.interval.unwrap_or(default_interval(t)),
+                    },
+                    expected: t,
+                    window: t,
+                }
+            }
+            AttackModeArg::SlowRead => {
+                let t = args
+                    .expect_write_timeout
+                    .ok_or_else(|| missing("slow-read", "--expect-write-timeout"))?;
+                ModeRun {
+                    name: "slow-read",
+                    mode: AttackMode::SlowRead {
+                        response_bytes: args.slow_read_bytes,
+                        interval: args.interval.unwrap_or(default_interval(t)),
+                    },
+                    expected: t,
+                    window: t,
+                }
+            }
+            AttackModeArg::Idle => {
+                let hold = idle_hold(args)?;
+                ModeRun {
+                    name: "idle",
+                    mode: AttackMode::Idle { hold },
+                    expected: args.expect_idle_timeout.unwrap_or(hold),
+                    window: hold,
+                }
+            }
+        };
+        runs.push(run);
+    }
+    Ok(runs)
+}
+
+/// Long enough to outlast the header deadline (a server that arms it on idle
+/// keep-alive connections kills them: seed 001), short enough to stay below
+/// the idle timeout.
+fn idle_hold(args: &SlowlorisArgs) -> io::Result<Duration> {
+    if let Some(hold) = args.idle_hold {
+        return Ok(hold);
+    }
+    let mut hold = args.expect_header_timeout + args.slack * 2;
+    if let Some(idle) = args.expect_idle_timeout {
+        let ceiling = idle.saturating_sub(args.slack);
+        if ceiling.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "--expect-idle-timeout must exceed --slack",
+            ));
+        }
+        if hold > ceiling {
+            hold = ceiling;
+            if hold <= args.expect_header_timeout + args.slack {
+                eprintln!(
+                    "note: the idle hold ({:?}) cannot outlast the header deadline plus slack; \
+                     idle mode then only checks that idle connections are not closed early",
+                    hold
+                );
+            }
+        }
+    }
+    Ok(hold)
+}
+
+/// `slowloris`: runs each mode with legit load beside it, prints the table and
+/// every failure; passes only with no hang, early close, false kill, failed
+/// connect or legit error.
+pub fn slowloris(args: &SlowlorisArgs) -> io::Result<bool> {
+    let target = resolve(&args.target)?;
+    probe(target)?;
+    let limit = sys::raise_nofile_limit()?;
+    let runs = plan_modes(args)?;
+    println!(
+        "slowloris harness against {target}: {} connections per mode opened over {:?}, slack {:?}; \
+         legit keep-alive c={} ({}); RLIMIT_NOFILE {limit}",
+        args.connections,
+        args.open_over,
+        args.slack,
+        args.legit_connections,
+        match args.legit_expect {
+            LegitExpect::Hello => "expects Hello, World!".to_string(),
+            LegitExpect::Any => format!("GET {}, any framed 200", args.legit_path),
+        }
+    );
+    let mut results: Vec<(&'static str, AttackReport, Option<AttackWithLoad>)> = Vec::new();
+    let mut failures = Vec::new();
+    for run in &runs {
+        let attack = AttackConfig {
+            target,
+            mode: run.mode,
+            connections: args.connections,
+            open_over: args.open_over,
+            expected_timeout: run.expected,
+            slack: args.slack,
+        };
+        print!("{:<10} deadline {:?} ... ", run.name, run.expected);
+        let _ = io::stdout().flush();
+        let (report, legit) = if args.legit_connections > 0 {
+            let load = LoadConfig {
+                target,
+                mode: LoadMode::KeepAlive,
+                connections: args.legit_connections,
+                threads: args.legit_threads,
+                duration: args.open_over + run.window + args.slack,
+                max_requests: None,
+                request: match args.legit_expect {
+                    LegitExpect::Hello => RequestSpec::Hello,
+                    LegitExpect::Any => RequestSpec::Get(args.legit_path.clone()),
+                },
+            };
+            let both = run_attack_with_load(&attack, &load)?;
+            (both.attack.clone(), Some(both))
+        } else {
+            (run_attack(&attack)?, None)
+        };
+        println!("done in {:.2}s", report.elapsed.as_secs_f64());
+        judge(run, &report, legit.as_ref(), args, &mut failures);
+        results.push((run.name, report, legit));
+    }
+    let rows: Vec<ModeRow<'_>> = results
+        .iter()
+        .map(|(name, a, l)| ModeRow {
+            mode: name,
+            attack: a,
+            legit: l.as_ref(),
+        })
+        .collect();
+    println!();
+    print!("{}", report::attack_table(&rows));
+    println!("(overshoot = close seen - deadline; early = more than 5ms before it; hang = open at deadline + slack)");
+    for (name, a, _) in &results {
+        for note in notes(a) {
+            println!("{name}: {note}");
+        }
+    }
+    if let Some(path) = &args.csv {
+        write_csv(path, &results)?;
+        println!("overshoots written to {}", path.display());
+    }
+    println!();
+    if failures.is_empty() {
+        println!("PASS: no hang, early close, false kill or legit error");
+    } else {
+        for f in &failures {
+            println!("FAIL {f}");
+        }
+    }
+    Ok(failures.is_empty())
+}
+
+fn judge(
+    run: &ModeRun,
+    a: &AttackReport,
+    legit: Option<&AttackWithLoad>,
+    args: &SlowlorisArgs,
+    failures: &mut Vec<String>,
+) {
+    let name = run.name;
+    if a.hangs > 0 {
+        failures.push(format!(
+            "{name}: {} of {} connections still open {:?} past the {:?} deadline",
+            a.hangs, a.opened, args.slack, run.expected
+        ));
+    }
+    if a.early_closes > 0 {
+        failures.push(format!(
+            "{name}: {} connections closed more than 5ms before the {:?} deadline",
+            a.early_closes, run.expected
+        ));
+    }
+    if a.false_kills > 0 {
+        failures.push(format!(
+            "{name}: {} idle keep-alive connections closed within the {:?} hold",
+            a.false_kills, run.window
+        ));
+    }
+    if a.idle_unusable > 0 {
+        failures.push(format!(
+            "{name}: {} connections got no complete keep-alive response to their first request",
+            a.idle_unusable
+        ));
+    }
+    if a.connect_failed > 0 {
+        failures.push(format!(
+            "{name}: {} of {} attack connects failed (refused, or the listen backlog overflowed)",
+            a.connect_failed, a.connections
+        ));
+    }
+    if let Some(l) = legit {
+        if l.legit_baseline.errors.total() > 0 {
+            failures.push(format!(
+                "{name}: legit load fails even without the attack: {} (check --legit-path / --legit-expect)",
+                l.legit_baseline.errors
+            ));
+        } else if l.legit_under_attack.errors.total() > 0 {
+            failures.push(format!(
+                "{name}: legit load under attack: {}",
+                l.legit_under_attack.errors
+            ));
+        }
+        if l.legit_under_attack.requests == 0 {
+            failures.push(format!("{name}: legit load got no response under attack"));
+        }
+        if args.min_legit_kept > 0.0 && l.legit_kept_percent() < args.min_legit_kept {
+            failures.push(format!(
+                "{name}: legit load kept {:.1}% of its baseline, below --min-legit-kept {}",
+                l.legit_kept_percent(),
+                args.min_legit_kept
+            ));
+        }
+    }
+}
+
+fn notes(a: &AttackReport) -> Vec<String> {
+    let mut v = Vec::new();
+    if a.responses_seen > 0 {
+        v.push(format!(
+            "the server sent bytes (e.g. a 408) on {} connections before closing",
+            a.responses_seen
+        ));
+    }
+    if a.closed_behind_data > 0 {
+        v.push(format!(
+            "{} connections were closed with a FIN stuck behind unsent data: seen only after \
+             draining, so untimed (the server gave up on them; not a hang)",
+            a.closed_behind_data
+        ));
+    }
+    if a.whole_response_read > 0 {
+        v.push(format!(
+            "{} hung connections had the whole response delivered while draining: the server's \
+             socket buffers held it all, so no write deadline could start (try a larger --slow-read-bytes)",
+            a.whole_response_read
+        ));
+    }
+    if a.hangs > a.whole_response_read && a.mode == "slow-read" {
+        v.push(
+            "slow-read hangs were drained after deadline + slack until no byte came for 250ms, without a FIN; a server that \
+             closed with its FIN queued behind a large unsent buffer also looks like this"
+                .to_string(),
+        );
+    }
+    v
+}
+
+fn write_csv(
+    path: &PathBuf,
+    results: &[(&'static str, AttackReport, Option<AttackWithLoad>)],
+) -> io::Result<()> {
+    let mut out = String::from("mode,overshoot_ns\n");
+    for (name, a, _) in results {
+        for o in &a.overshoots_ns {
+            out.push_str(&format!("{name},{o}\n"));
+        }
+    }
+    std::fs::write(path, out)
+        .map_err(|e| io::Error::new(e.kind(), format!("writing {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_specs_parse() {
+        assert_eq!(parse_request("hello"), Ok(RequestSpec::Hello));
+        assert_eq!(parse_request("bytes:4096"), Ok(RequestSpec::Bytes(4096)));
+        assert_eq!(parse_request("echo:10"), Ok(RequestSpec::Echo(10)));
+        assert_eq!(parse_request("get:/x"), Ok(RequestSpec::Get("/x".into())));
+        assert!(parse_request("get:x").is_err());
+        assert!(parse_request("bytes:lots").is_err());
+    }
+
+    #[test]
+    fn refused_connect_names_the_likely_cause() {
+        // Bind then drop: nothing listens on the port afterwards.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let err = probe(addr).unwrap_err();
+        assert!(err.to_string().contains("is the server running?"), "{err}");
+    }
+
+    #[test]
+    fn default_interval_is_a_twentieth_within_bounds() {
+        assert_eq!(
+            default_interval(Duration::from_secs(2)),
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            default_interval(Duration::from_millis(100)),
+            Duration::from_millis(10)
+        );
+        assert_eq!(
+            default_interval(Duration::from_secs(60)),
+            Duration::from_secs(1)
+        );
+    }
+}
