@@ -59,7 +59,7 @@ use std::time::Duration;
 
 use crate::check::{BodyCheck, Expect, Progress, ResponseParser};
 use crate::load::{run_load, LoadConfig, LoadReport};
-use crate::stats::OvershootSummary;
+use crate::stats::{LatencyRecorder, LatencySummary, OvershootSummary};
 use crate::sys::{self, Connect, Epoll, Events, Interest, Ready, SocketOpts};
 
 /// How each attack connection misbehaves.
@@ -138,6 +138,11 @@ pub struct AttackReport {
     /// Idle: the request before the idle period got no complete keep-alive
     /// response (an error, `Connection: close`, or no answer in time).
     pub idle_unusable: usize,
+    /// How late the client ran its own schedule (connects, drips, checks),
+    /// in µs. A close can be seen late by about this much because of the
+    /// client; when it is not small next to the overshoot, the client is the
+    /// bottleneck (too many connections for too short an interval).
+    pub client_lag: LatencySummary,
     pub elapsed: Duration,
 }
 
@@ -203,9 +208,10 @@ pub fn run_attack(cfg: &AttackConfig) -> io::Result<AttackReport> {
         ..AttackReport::default()
     };
     let mut first_err = None;
+    let mut lag = LatencyRecorder::new();
     for h in handles {
         match h.join() {
-            Ok(Ok(t)) => t.add_to(&mut report),
+            Ok(Ok(t)) => t.add_to(&mut report, &mut lag),
             Ok(Err(e)) => first_err = first_err.or(Some(e)),
             Err(_) => first_err = first_err.or(Some(io::Error::other("an attack thread panicked"))),
         }
@@ -220,6 +226,7 @@ pub fn run_attack(cfg: &AttackConfig) -> io::Result<AttackReport> {
         .filter(|&o| o >= -(EARLY_TOLERANCE.as_nanos() as i64))
         .collect();
     report.overshoot = OvershootSummary::from_ns(&timed);
+    report.client_lag = lag.summary();
     report.elapsed = Duration::from_nanos(sys::monotonic_ns() - start);
     Ok(report)
 }
@@ -292,10 +299,12 @@ struct Tally {
     closed_behind_data: usize,
     whole_response_read: usize,
     idle_unusable: usize,
+    lag: LatencyRecorder,
 }
 
 impl Tally {
-    fn add_to(self, r: &mut AttackReport) {
+    fn add_to(self, r: &mut AttackReport, lag: &mut LatencyRecorder) {
+        lag.merge(&self.lag);
         r.opened += self.opened;
         r.connect_failed += self.connect_failed;
         r.closed += self.closed;
@@ -376,6 +385,7 @@ impl AttackThread {
     }
 
     fn run(&mut self) -> io::Result<Tally> {
+        sys::tighten_timer_slack();
         let mut events = Events::with_capacity(1024);
         while self.unresolved > 0 {
             let now = sys::monotonic_ns();
@@ -424,6 +434,7 @@ impl AttackThread {
             if self.slots[i].phase == Phase::Done {
                 continue;
             }
+            self.tally.lag.record_ns(now - at);
             match due {
                 Due::Connect => self.connect(i),
                 Due::Drip => self.drip(i, at),

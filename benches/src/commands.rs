@@ -170,7 +170,7 @@ pub struct SlowlorisArgs {
     /// A close later than deadline + slack is a hang.
     #[arg(long, value_parser = parse_duration, default_value = "500ms")]
     pub slack: Duration,
-    /// One byte per this interval (default: the mode's deadline / 20, within 10ms..1s).
+    /// One byte per this interval (default: the mode's deadline / 10, within 10ms..1s).
     #[arg(long, value_parser = parse_duration)]
     pub interval: Option<Duration>,
     /// Spread the attack's connects over this window.
@@ -211,8 +211,10 @@ struct ModeRun {
     window: Duration,
 }
 
+/// Ten drips per deadline: enough to catch a server whose deadline moves
+/// with each byte, few enough that thousands of connections stay cheap.
 fn default_interval(deadline: Duration) -> Duration {
-    (deadline / 20).clamp(Duration::from_millis(10), Duration::from_secs(1))
+    (deadline / 10).clamp(Duration::from_millis(10), Duration::from_secs(1))
 }
 
 fn plan_modes(args: &SlowlorisArgs) -> io::Result<Vec<ModeRun>> {
@@ -466,8 +468,19 @@ fn judge(
     }
 }
 
+/// Client lag above this makes the overshoot columns partly the client's.
+const LAG_WARNING_US: u64 = 5_000;
+
 fn notes(a: &AttackReport) -> Vec<String> {
     let mut v = Vec::new();
+    if a.client_lag.p99_us > LAG_WARNING_US {
+        v.push(format!(
+            "the attack client ran behind its own schedule (lag p99 {}, max {}): overshoots may \
+             include client delay; use fewer connections or a longer --interval",
+            report::us(a.client_lag.p99_us as f64),
+            report::us(a.client_lag.max_us as f64)
+        ));
+    }
     if a.responses_seen > 0 {
         v.push(format!(
             "the server sent bytes (e.g. a 408) on {} connections before closing",
@@ -538,15 +551,10 @@ mod tests {
     }
 
     #[test]
-    fn default_interval_is_a_twentieth_within_bounds() {
-        assert_eq!(
-            default_interval(Duration::from_secs(2)),
-            Duration::from_millis(100)
-        );
-        assert_eq!(
-            default_interval(Duration::from_millis(100)),
-            Duration::from_millis(10)
-        );
+    fn default_interval_is_a_tenth_within_bounds() {
+        let ms = Duration::from_millis;
+        assert_eq!(default_interval(Duration::from_secs(2)), ms(200));
+        assert_eq!(default_interval(ms(50)), ms(10));
         assert_eq!(
             default_interval(Duration::from_secs(60)),
             Duration::from_secs(1)

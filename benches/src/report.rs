@@ -112,6 +112,7 @@ pub fn attack_table(rows: &[ModeRow<'_>]) -> String {
         "false kills",
         "legit kept",
         "legit errors",
+        "client lag p99",
     ];
     let mut cells: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
     for r in rows {
@@ -142,6 +143,7 @@ pub fn attack_table(rows: &[ModeRow<'_>]) -> String {
             r.legit.map_or("-".into(), |l| {
                 l.legit_under_attack.errors.total().to_string()
             }),
+            us(a.client_lag.p99_us as f64),
         ]);
     }
     let widths: Vec<usize> = (0..header.len())
