@@ -250,8 +250,10 @@ enum Phase {
 enum Due {
     Connect,
     Drip,
-    /// Deadline + slack (or the end of the idle hold, or a setup timeout).
+    /// Deadline + slack, or the end of the idle hold.
     Check,
+    /// The connect, or the idle request, had to be done by now.
+    Setup,
     /// The end of a slow-read drain.
     DrainEnd,
 }
@@ -439,6 +441,7 @@ impl AttackThread {
                 Due::Connect => self.connect(i),
                 Due::Drip => self.drip(i, at),
                 Due::Check => self.check(i),
+                Due::Setup => self.setup_expired(i),
                 Due::DrainEnd => self.drain_end(i),
             }
         }
@@ -478,7 +481,7 @@ impl AttackThread {
             Connect::InProgress => {
                 self.slots[i].phase = Phase::Connecting;
                 self.heap
-                    .push(Reverse((started + ns(SETUP_TIMEOUT), i, Due::Check)));
+                    .push(Reverse((started + ns(SETUP_TIMEOUT), i, Due::Setup)));
             }
         }
     }
@@ -550,7 +553,7 @@ impl AttackThread {
                     body: BodyCheck::Any,
                 }));
                 self.heap
-                    .push(Reverse((written + ns(SETUP_TIMEOUT), i, Due::Check)));
+                    .push(Reverse((written + ns(SETUP_TIMEOUT), i, Due::Setup)));
             }
         }
     }
@@ -598,13 +601,19 @@ impl AttackThread {
         self.heap.push(Reverse((due + ns(interval), i, Due::Drip)));
     }
 
-    fn check(&mut self, i: usize) {
+    fn setup_expired(&mut self, i: usize) {
         match self.slots[i].phase {
             Phase::Connecting => self.connect_failed(i),
             Phase::Requesting => {
                 self.tally.idle_unusable += 1;
                 self.close_ours(i);
             }
+            _ => {}
+        }
+    }
+
+    fn check(&mut self, i: usize) {
+        match self.slots[i].phase {
             Phase::Holding => match self.mode {
                 // The hold ended with the connection alive: what we wanted.
                 AttackMode::Idle { .. } => self.close_ours(i),
@@ -614,7 +623,11 @@ impl AttackThread {
                     self.close_ours(i);
                 }
             },
-            Phase::Scheduled | Phase::Draining | Phase::Done => {}
+            Phase::Scheduled
+            | Phase::Connecting
+            | Phase::Requesting
+            | Phase::Draining
+            | Phase::Done => {}
         }
     }
 
