@@ -45,6 +45,16 @@ pub struct DecodeBuffers {
 }
 
 impl DecodeBuffers {
+    /// Heap bytes these buffers hold (their capacity), so a pool can refuse
+    /// buffers that one huge request grew.
+    #[must_use]
+    pub fn retained_bytes(&self) -> usize {
+        self.input.capacity()
+            + self.body.capacity()
+            + self.fields.capacity() * mem::size_of::<FieldSpan>()
+            + self.scratch.capacity() * mem::size_of::<Header<'static>>()
+    }
+
     fn clear(&mut self) {
         self.input.clear();
         self.body.clear();
@@ -103,6 +113,8 @@ pub struct Decoder {
     /// The current head, from HeadComplete until the request is dropped.
     info: Option<HeadInfo>,
     chunked: ChunkedDecoder,
+    /// Bytes of empty lines skipped before the current request line.
+    empty_lines: usize,
 }
 
 impl Decoder {
@@ -121,6 +133,7 @@ impl Decoder {
             reader: HeadReader::new(),
             info: None,
             chunked: ChunkedDecoder::new(&limits),
+            empty_lines: 0,
         }
     }
 
@@ -227,6 +240,15 @@ impl Decoder {
     }
 
     fn poll_head(&mut self, started: bool) -> Result<Option<Event>, DecodeError> {
+        if !started {
+            self.skip_empty_lines()?;
+            // A lone CR may be the first half of an empty line still to be
+            // skipped: it starts nothing yet, and the head reader must not
+            // see it (keeps feeding split-invariant).
+            if self.bufs.input[self.head_start..] == *b"\r" {
+                return Ok(None);
+            }
+        }
         let DecodeBuffers {
             input,
             fields,
@@ -254,6 +276,39 @@ impl Decoder {
         };
         self.info = Some(info);
         Ok(Some(Event::HeadComplete))
+    }
+
+    /// RFC 9112 2.2: empty lines before a request line are ignored. They are
+    /// consumed here rather than by the head reader so that they do not
+    /// count as a started head: a keep-alive client that sends a stray CRLF
+    /// after its request stays idle, judged by its idle deadline, and holds
+    /// no buffer.
+    /// Bounded: more than `max_head_bytes` of empty lines before one request
+    /// is a 431 like any other oversized head.
+    fn skip_empty_lines(&mut self) -> Result<(), DecodeError> {
+        let input = &self.bufs.input;
+        let mut at = self.head_start;
+        loop {
+            match &input[at..] {
+                [b'\r', b'\n', ..] => at += 2,
+                [b'\n', ..] => at += 1,
+                _ => break,
+            }
+        }
+        if at == self.head_start {
+            return Ok(());
+        }
+        self.empty_lines += at - self.head_start;
+        if self.empty_lines > self.limits.max_head_bytes {
+            return Err(DecodeError::HeadTooLarge);
+        }
+        if at == input.len() {
+            self.bufs.input.clear();
+            at = 0;
+        }
+        self.head_start = at;
+        self.pos = at;
+        Ok(())
     }
 
     fn poll_length(&mut self, remaining: u64) -> Option<Event> {
@@ -308,6 +363,7 @@ impl Decoder {
         }
         self.state = State::Head { started: false };
         self.reader = HeadReader::new();
+        self.empty_lines = 0;
     }
 
     /// Drops consumed bytes before new ones are appended, keeping the

@@ -48,12 +48,60 @@ fn partial_pipelined_head_reports_head_started_after_request_complete() {
 }
 
 #[test]
-fn leading_empty_line_alone_counts_as_a_started_head() {
-    // Bytes have arrived for the next request: its header deadline runs.
+fn stray_empty_lines_leave_the_decoder_idle() {
+    // RFC 9112 2.2: ignored, and not a started head: a keep-alive client that
+    // sends a CRLF after its request stays under its idle deadline (the
+    // engine's timers start the header deadline for bytes after idle).
     let mut d = Decoder::new(Limits::default());
+    d.feed(b"\r\n\n\r\n");
+    assert_eq!(d.poll(), Ok(None));
+    assert!(d.is_idle());
+    assert_eq!(d.buffered(), 0);
+}
+
+#[test]
+fn stray_crlf_after_a_request_leaves_the_decoder_idle() {
+    let mut d = Decoder::new(Limits::default());
+    d.feed(GET);
     d.feed(b"\r\n");
+    assert_eq!(d.poll(), Ok(Some(Event::HeadComplete)));
+    assert_eq!(d.poll(), Ok(Some(Event::RequestComplete)));
+    assert_eq!(d.poll(), Ok(None));
+    assert!(d.is_idle());
+}
+
+#[test]
+fn empty_line_split_after_its_cr_is_still_skipped() {
+    // Split feeding must decide like whole feeding: 60 bytes of empty lines
+    // are skipped (not counted in the head) however they arrive.
+    let limits = Limits {
+        max_head_bytes: 64,
+        max_headers: 4,
+        max_target_bytes: 16,
+        max_body_bytes: 10,
+    };
+    let stream = format!("{}GET / HTTP/1.1\r\nHost: a\r\n\r\n", "\r\n".repeat(30));
+    let mut d = Decoder::new(limits);
+    for b in stream.as_bytes() {
+        d.feed(std::slice::from_ref(b));
+        while let Some(event) = d.poll().expect("the head is within the limit") {
+            if event == Event::RequestComplete {
+                return;
+            }
+        }
+    }
+    panic!("the request never completed");
+}
+
+#[test]
+fn empty_lines_then_a_partial_request_line_start_a_head() {
+    let mut d = Decoder::new(Limits::default());
+    d.feed(b"\r\nGE");
     assert_eq!(d.poll(), Ok(Some(Event::HeadStarted)));
     assert!(!d.is_idle());
+    d.feed(&GET[2..]);
+    assert_eq!(d.poll(), Ok(Some(Event::HeadComplete)));
+    assert_eq!(d.head().unwrap().path(), "/");
 }
 
 #[test]
