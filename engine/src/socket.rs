@@ -179,7 +179,6 @@ pub(crate) fn shutdown_write(fd: RawFd) {
 pub(crate) fn stop_listening(fd: RawFd) {
     // SAFETY: fd is a listening socket this worker owns.
     unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
-    close(fd);
 }
 
 pub(crate) fn close(fd: RawFd) {

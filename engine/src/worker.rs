@@ -48,6 +48,9 @@ const RECV_BUFFER_GROUP: u16 = 0;
 const OUTPUT_HIGH_WATER: usize = 1 << 20;
 /// Idle buffers kept per worker for reuse, so steady traffic allocates nothing.
 const POOLED_BUFFERS: usize = 256;
+/// Buffers that grew past this (one huge request or response) are freed
+/// instead of pooled, so a pool never pins large memory.
+const POOLED_BUFFER_MAX_BYTES: usize = 64 * 1024;
 /// Pause before re-arming accept after EMFILE and friends.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 
@@ -113,6 +116,39 @@ impl SqeSink {
     }
 }
 
+/// Buffers of idle and closed connections, kept for the next connection so
+/// steady traffic allocates nothing. Bounded in count and in the size of
+/// what is kept.
+#[derive(Default)]
+struct BufferPools {
+    decode: Vec<DecodeBuffers>,
+    send: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl BufferPools {
+    /// Takes what `conn` can give back: decoder buffers when it is between
+    /// requests, send buffers when its queue is empty.
+    fn take_from(&mut self, conn: &mut Conn) {
+        if conn.has_decode_buffers {
+            if let Some(bufs) = conn.decoder.reclaim() {
+                conn.has_decode_buffers = false;
+                if self.decode.len() < POOLED_BUFFERS
+                    && bufs.retained_bytes() <= POOLED_BUFFER_MAX_BYTES
+                {
+                    self.decode.push(bufs);
+                }
+            }
+        }
+        if let Some(bufs) = conn.send.take_buffers() {
+            if self.send.len() < POOLED_BUFFERS
+                && bufs.0.capacity() + bufs.1.capacity() <= POOLED_BUFFER_MAX_BYTES
+            {
+                self.send.push(bufs);
+            }
+        }
+    }
+}
+
 pub(crate) struct Worker<H: Handler> {
     // Field order is drop order: the ring goes first, so the kernel can no
     // longer touch the buffer ring, the slots or `wake_buf` when they go.
@@ -138,8 +174,7 @@ pub(crate) struct Worker<H: Handler> {
     shutting_down: bool,
     /// Multishot recv (Linux 6.0+), or single-shot recv re-armed per CQE.
     recv_multishot: bool,
-    decode_pool: Vec<DecodeBuffers>,
-    send_pool: Vec<(Vec<u8>, Vec<u8>)>,
+    pools: BufferPools,
     cqes: Vec<(u64, i32, u32)>,
 }
 
@@ -247,8 +282,7 @@ impl<H: Handler> Worker<H> {
             now: mono_now(),
             shutting_down: false,
             recv_multishot,
-            decode_pool: Vec::new(),
-            send_pool: Vec::new(),
+            pools: BufferPools::default(),
             cqes: Vec::with_capacity(1024),
         })
     }
@@ -286,7 +320,13 @@ impl<H: Handler> Worker<H> {
             self.shared.counters.ring_enters.incr();
             match self.sink.ring.submit_and_wait(1) {
                 Ok(_) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY)) => {}
+                // EBUSY: completions must be reaped first. EAGAIN/ENOMEM: the
+                // kernel is short of memory for requests; retry after reaping.
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EINTR | libc::EBUSY | libc::EAGAIN | libc::ENOMEM)
+                    ) => {}
                 Err(e) => {
                     eprintln!("ringwall: io_uring_enter failed: {e}; worker stops");
                     break;
@@ -309,6 +349,15 @@ impl<H: Handler> Worker<H> {
         }
         for fd in self.listeners.drain(..) {
             socket::stop_listening(fd);
+            socket::close(fd);
+        }
+        // Normally empty; after a fatal ring error, release what is left so
+        // the fds, the cap and the counters do not leak.
+        for conn in self.conns.drain() {
+            socket::shutdown_write(conn.fd);
+            socket::close(conn.fd);
+            self.shared.cap.release();
+            self.shared.counters.open_connections.sub(1);
         }
     }
 
@@ -459,7 +508,7 @@ impl<H: Handler> Worker<H> {
             let conn = &mut self.conns[key];
             if conn.phase == Phase::Open && !conn.close_after_flush {
                 if !conn.has_decode_buffers {
-                    if let Some(bufs) = self.decode_pool.pop() {
+                    if let Some(bufs) = self.pools.decode.pop() {
                         conn.decoder.lend(bufs);
                     }
                     conn.has_decode_buffers = true;
@@ -476,10 +525,8 @@ impl<H: Handler> Worker<H> {
             let conn = &mut self.conns[key];
             conn.peer_eof = true;
             match conn.phase {
-                Phase::Open if !conn.send.is_empty() => {
-                    self.close_after_flush(key, CloseReason::PeerEof)
-                }
-                Phase::Open | Phase::Lingering => self.close_now(key, CloseReason::PeerEof),
+                Phase::Open => self.finish_after_peer_eof(key),
+                Phase::Lingering => self.close_now(key, CloseReason::PeerEof),
                 Phase::Closed => {}
             }
             return;
@@ -545,15 +592,30 @@ impl<H: Handler> Worker<H> {
                 }
             }
         }
+        if self.conns.get(key).is_some_and(|c| c.peer_eof) {
+            self.finish_after_peer_eof(key);
+        }
         self.flush_send(key);
         self.sync_timer(key);
+    }
+
+    /// The peer sent EOF (it may have half-closed after pipelining): answer
+    /// every complete request already buffered, then close. While paused,
+    /// the buffered requests wait for the drain, which calls back here
+    /// through `process_input`.
+    fn finish_after_peer_eof(&mut self, key: usize) {
+        let conn = &self.conns[key];
+        if conn.phase != Phase::Open || conn.paused || conn.close_after_flush {
+            return;
+        }
+        self.close_after_flush(key, CloseReason::PeerEof);
     }
 
     /// Runs the handler on the complete request; returns keep-alive.
     fn answer(&mut self, key: usize) -> bool {
         let conn = &mut self.conns[key];
         if conn.send.is_empty() && conn.send.pending.capacity() == 0 {
-            if let Some((sending, pending)) = self.send_pool.pop() {
+            if let Some((sending, pending)) = self.pools.send.pop() {
                 conn.send.give_buffers(sending, pending);
             }
         }
@@ -623,7 +685,9 @@ impl<H: Handler> Worker<H> {
         let Some(bytes) = conn.send.start_send() else {
             return;
         };
-        let entry = opcode::Send::new(Fd(conn.fd), bytes.as_ptr(), bytes.len() as u32)
+        // A send takes a u32 length; a longer queue leaves in several sends.
+        let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+        let entry = opcode::Send::new(Fd(conn.fd), bytes.as_ptr(), len)
             .flags(libc::MSG_NOSIGNAL)
             .build()
             .user_data(UserData::new(key as u32, conn.generation, OpTag::Send).encode());
@@ -669,7 +733,15 @@ impl<H: Handler> Worker<H> {
         if conn.paused {
             conn.paused = false;
             self.process_input(key);
-            self.arm_recv(key);
+            // process_input may have paused again (one more large answer):
+            // re-arming then would pull input nobody parses.
+            if self
+                .conns
+                .get(key)
+                .is_some_and(|c| !c.paused && !c.peer_eof)
+            {
+                self.arm_recv(key);
+            }
         }
         let Some(conn) = self.conns.get_mut(key) else {
             return;
@@ -687,20 +759,7 @@ impl<H: Handler> Worker<H> {
     /// An idle keep-alive connection gives its buffers to the worker's pool,
     /// so it holds no buffer memory while it waits.
     fn release_idle_buffers(&mut self, key: usize) {
-        let conn = &mut self.conns[key];
-        if conn.has_decode_buffers {
-            if let Some(bufs) = conn.decoder.reclaim() {
-                conn.has_decode_buffers = false;
-                if self.decode_pool.len() < POOLED_BUFFERS {
-                    self.decode_pool.push(bufs);
-                }
-            }
-        }
-        if let Some(bufs) = conn.send.take_buffers() {
-            if self.send_pool.len() < POOLED_BUFFERS {
-                self.send_pool.push(bufs);
-            }
-        }
+        self.pools.take_from(&mut self.conns[key]);
     }
 
     // ---- deadlines ----
@@ -853,9 +912,10 @@ impl<H: Handler> Worker<H> {
             conn.timers.pending_timer().is_some(),
             conn.send.in_flight(),
         );
+        // FIN now; the fd itself is closed in `maybe_free`, once no queued or
+        // in-flight SQE names it: closing earlier would let a new socket take
+        // the number and receive this connection's queued send.
         socket::shutdown_write(conn.fd);
-        socket::close(conn.fd);
-        conn.fd = -1;
         let slot = key as u32;
         if recv_armed {
             self.cancel(key, UserData::new(slot, generation, OpTag::Recv).encode());
@@ -884,20 +944,10 @@ impl<H: Handler> Worker<H> {
             return;
         }
         let mut conn = self.conns.remove(key);
+        socket::close(conn.fd);
         self.shared.cap.release();
         self.counters().open_connections.sub(1);
-        if conn.has_decode_buffers {
-            if let Some(bufs) = conn.decoder.reclaim() {
-                if self.decode_pool.len() < POOLED_BUFFERS {
-                    self.decode_pool.push(bufs);
-                }
-            }
-        }
-        if let Some(bufs) = conn.send.take_buffers() {
-            if self.send_pool.len() < POOLED_BUFFERS {
-                self.send_pool.push(bufs);
-            }
-        }
+        self.pools.take_from(&mut conn);
     }
 
     // ---- shutdown ----
@@ -929,9 +979,9 @@ impl<H: Handler> Worker<H> {
             // SAFETY: a cancel points at no memory.
             unsafe { self.push(entry) };
         }
-        // New connects are refused from now on; the accept ops hold their own
-        // reference to the socket until the cancels complete.
-        for fd in self.listeners.drain(..) {
+        // New connects are refused from now on. The fds stay open until the
+        // worker exits, so no queued accept SQE can name a reused number.
+        for &fd in &self.listeners {
             socket::stop_listening(fd);
         }
         let entry = opcode::Timeout::new(&*self.shutdown_spec as *const Timespec)
