@@ -162,6 +162,8 @@ fn plot(connections: usize, header_timeout: Duration, cells: &[Cell]) -> String 
 }
 
 pub fn run(args: &DeadlineArgs) -> io::Result<()> {
+    // Read before the run: the commit and date of what is measured.
+    let stamp = output::stamp();
     let most = args.connections.iter().copied().max().unwrap_or(0);
     raise_nofile_limit((most as u64) * 2 + 4096)?;
     let config = PeerConfig {
@@ -239,7 +241,7 @@ pub fn run(args: &DeadlineArgs) -> io::Result<()> {
         "## Deadline precision under slowloris\n\n{}\n\n`ringwall-bench deadline --connections {} \
          --header-timeout {}` (opened over {}, one byte per {}, hang = open at deadline + {}; \
          legit keep-alive c={} beside the attack; {} server workers; {})\n\n{}",
-        output::stamp(),
+        stamp,
         args.connections.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","),
         format_duration(args.header_timeout),
         format_duration(args.open_over),

@@ -231,6 +231,8 @@ fn table(cells: &[MemoryCell]) -> Table {
 }
 
 pub fn run(args: &MemoryArgs) -> io::Result<()> {
+    // Read before the run: the commit and date of what is measured.
+    let stamp = output::stamp();
     let want = (args.connections as u64) * 2 + 4096;
     let limit = raise_nofile_limit(want)?;
     if limit < args.connections as u64 + 64 {
@@ -278,7 +280,7 @@ pub fn run(args: &MemoryArgs) -> io::Result<()> {
     let md = format!(
         "## Memory per connection\n\n{}\n\n`ringwall-bench memory --connections {}` \
          ({}, {} workers, {})\n\n{}",
-        output::stamp(),
+        stamp,
         args.connections,
         "fresh server per row",
         config.workers,

@@ -294,6 +294,8 @@ const NOTE: &str = "2-core machine: the load generator shares the cores with the
                     CPU per request is the fairer figure";
 
 pub fn run(args: &ThroughputArgs) -> io::Result<()> {
+    // Read before the run: the commit and date of what is measured.
+    let stamp = output::stamp();
     raise_nofile_limit(65_536)?;
     let config = PeerConfig {
         workers: lineup::workers(args.workers),
@@ -383,7 +385,7 @@ pub fn run(args: &ThroughputArgs) -> io::Result<()> {
     let mut md = format!(
         "## Throughput\n\n{}\n\n`ringwall-bench throughput --duration {} --rounds {}` \
          (c={}, pipelined x{}, {} client threads, {} server workers; median of {} rounds)\n\n{}\n{NOTE}.\n",
-        output::stamp(),
+        stamp,
         crate::peers::format_duration(args.duration),
         args.rounds,
         args.connections,
