@@ -32,7 +32,9 @@
 //!   moment the FIN arrives, even with unread data queued before it. Servers
 //!   differ: one that closes with a FIN behind unsent data (the window is
 //!   shut) cannot get that FIN out; so a connection still open at deadline +
-//!   slack is drained at full speed while bytes keep coming (a
+//!   slack is drained, once no other connection is being timed (a drain
+//!   costs the kernel milliseconds in this thread), at full speed while
+//!   bytes keep coming (a
 //!   [`DRAIN_STALL`] without one ends it, [`DRAIN_CAP`] at most). If a FIN
 //!   follows the data, the server had closed: `closed_behind_data`, untimed.
 //!   Otherwise it is a hang (`whole_response_read` says when the server's
@@ -240,9 +242,23 @@ enum Phase {
     Requesting,
     /// Misbehaving (or idling) and watching for the close.
     Holding,
+    /// Slow read past deadline + slack, waiting until no connection is being
+    /// timed any more: a drain costs the kernel milliseconds per connection
+    /// in this thread, which would delay the closes of the others.
+    DrainPending,
     /// Slow read past deadline + slack: reading at full speed to find a FIN.
     Draining,
     Done,
+}
+
+impl Phase {
+    /// Phases in which a close is still timed against the deadline.
+    fn timed(self) -> bool {
+        matches!(
+            self,
+            Phase::Scheduled | Phase::Connecting | Phase::Requesting | Phase::Holding
+        )
+    }
 }
 
 /// What is due at a heap entry.
@@ -333,6 +349,10 @@ struct AttackThread {
     slots: Vec<Slot>,
     heap: BinaryHeap<Reverse<(u64, usize, Due)>>,
     unresolved: usize,
+    /// Slots whose close is still timed (see [`Phase::timed`]).
+    timed_open: usize,
+    /// Slow-read slots waiting for `timed_open` to reach zero.
+    drains_pending: usize,
     /// Past this everything still open is a hang: the loop always stops.
     hard_end: u64,
     host: String,
@@ -377,6 +397,8 @@ impl AttackThread {
             slack_ns: ns(cfg.slack),
             epoll: Epoll::new()?,
             unresolved: slots.len(),
+            timed_open: slots.len(),
+            drains_pending: 0,
             slots,
             heap,
             hard_end: t0 + spread + longest + ns(cfg.slack) + ns(SETUP_TIMEOUT),
@@ -388,6 +410,7 @@ impl AttackThread {
 
     fn run(&mut self) -> io::Result<Tally> {
         sys::tighten_timer_slack();
+        sys::raise_thread_priority();
         let mut events = Events::with_capacity(1024);
         while self.unresolved > 0 {
             let now = sys::monotonic_ns();
@@ -400,6 +423,7 @@ impl AttackThread {
                 break;
             }
             let more_due = self.run_due(now);
+            self.start_drains_when_untimed();
             if self.unresolved == 0 {
                 break;
             }
@@ -436,7 +460,10 @@ impl AttackThread {
             if self.slots[i].phase == Phase::Done {
                 continue;
             }
-            self.tally.lag.record_ns(now - at);
+            // Only work whose lateness can delay a timed close counts.
+            if self.slots[i].phase.timed() {
+                self.tally.lag.record_ns(now - at);
+            }
             match due {
                 Due::Connect => self.connect(i),
                 Due::Drip => self.drip(i, at),
@@ -617,7 +644,11 @@ impl AttackThread {
             Phase::Holding => match self.mode {
                 // The hold ended with the connection alive: what we wanted.
                 AttackMode::Idle { .. } => self.close_ours(i),
-                AttackMode::SlowRead { .. } => self.start_drain(i),
+                AttackMode::SlowRead { .. } => {
+                    self.slots[i].phase = Phase::DrainPending;
+                    self.timed_open -= 1;
+                    self.drains_pending += 1;
+                }
                 _ => {
                     self.tally.hangs += 1;
                     self.close_ours(i);
@@ -626,8 +657,20 @@ impl AttackThread {
             Phase::Scheduled
             | Phase::Connecting
             | Phase::Requesting
+            | Phase::DrainPending
             | Phase::Draining
             | Phase::Done => {}
+        }
+    }
+
+    fn start_drains_when_untimed(&mut self) {
+        if self.timed_open > 0 || self.drains_pending == 0 {
+            return;
+        }
+        for i in 0..self.slots.len() {
+            if self.slots[i].phase == Phase::DrainPending {
+                self.start_drain(i);
+            }
         }
     }
 
@@ -646,6 +689,7 @@ impl AttackThread {
             return self.close_ours(i);
         }
         slot.phase = Phase::Draining;
+        self.drains_pending -= 1;
         slot.drain_mark = slot.bytes_in;
         let now = sys::monotonic_ns();
         slot.drain_until = now + ns(DRAIN_CAP);
@@ -710,6 +754,13 @@ impl AttackThread {
                     self.server_closed(i, seen, CloseKind::Fin);
                 }
             }
+            Phase::DrainPending => {
+                // Closed after deadline + slack: late, so still a hang.
+                if ready.error() || ready.read_closed() {
+                    self.tally.hangs += 1;
+                    self.close_ours(i);
+                }
+            }
             Phase::Requesting | Phase::Holding | Phase::Draining => {
                 if ready.readable() || ready.read_closed() || ready.error() {
                     self.read_available(i, seen);
@@ -738,8 +789,10 @@ impl AttackThread {
                 }
                 Ok(n) => {
                     if slot.phase == Phase::Draining {
+                        // One read per wakeup: level-triggered epoll comes back,
+                        // and a drain never holds up the closes being timed.
                         slot.bytes_in += n as u64;
-                        continue;
+                        return;
                     }
                     if !slot.got_bytes {
                         slot.got_bytes = true;
@@ -872,6 +925,12 @@ impl AttackThread {
         let slot = &mut self.slots[i];
         if slot.phase == Phase::Done {
             return;
+        }
+        if slot.phase.timed() {
+            self.timed_open -= 1;
+        }
+        if slot.phase == Phase::DrainPending {
+            self.drains_pending -= 1;
         }
         // Dropping the socket closes it and removes it from the epoll set.
         slot.stream = None;

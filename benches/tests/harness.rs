@@ -25,7 +25,7 @@ fn legit_load_runs_alone_then_beside_the_attack() {
         connections: 20,
         open_over: Duration::from_millis(50),
         expected_timeout: HEADER,
-        slack: Duration::from_millis(200),
+        slack: Duration::from_millis(500),
     };
     let load = LoadConfig {
         target: server.addr,
@@ -69,7 +69,9 @@ fn harness(target: std::net::SocketAddr) -> std::process::Output {
             "--modes",
             "slowloris,idle",
             "--slack",
-            "200ms",
+            "500ms",
+            "--idle-hold",
+            "600ms",
         ])
         .args([
             "--open-over",
@@ -129,7 +131,7 @@ fn slowloris_command_fails_on_hangs() {
         ])
         .args([
             "--slack",
-            "200ms",
+            "500ms",
             "--open-over",
             "50ms",
             "--legit-connections",
