@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::deadlines::format_duration;
-use super::process::{find_executable, ServerProcess};
+use super::process::{current_nofile_limit, find_executable, ServerProcess};
 use super::scratch::Scratch;
 use super::{Deadlines, PeerConfig, StartError};
 
@@ -37,6 +37,10 @@ pub struct NginxParams<'a> {
     pub workers: usize,
     pub deadlines: Deadlines,
     pub max_connections: usize,
+    /// The descriptor limit nginx inherits (`RLIMIT_NOFILE`): workers ask for
+    /// it and no more, and `worker_connections` stays within it, so nginx
+    /// neither fails a `setrlimit` nor warns at start.
+    pub nofile: u64,
     /// `Some(path)` loads the echo module from `path`.
     pub echo_module: Option<&'a Path>,
     /// nginx started as root drops its workers to `nobody` unless told
@@ -46,7 +50,8 @@ pub struct NginxParams<'a> {
 
 /// The configuration text for `params`.
 pub fn nginx_config(p: &NginxParams<'_>) -> String {
-    let worker_connections = p.max_connections + 1024;
+    let worker_connections =
+        (p.max_connections as u64 + 1024).min(p.nofile.saturating_sub(64).max(1024));
     let echo = if p.echo_module.is_some() {
         "echo_read_request_body;\n            echo_request_body;"
     } else {
@@ -61,7 +66,7 @@ pub fn nginx_config(p: &NginxParams<'_>) -> String {
         ("@USER@", user.to_string()),
         ("@LOAD_ECHO@", load_echo),
         ("@WORKERS@", p.workers.to_string()),
-        ("@NOFILE@", (2 * worker_connections + 1024).to_string()),
+        ("@NOFILE@", p.nofile.to_string()),
         ("@WORKER_CONNECTIONS@", worker_connections.to_string()),
         ("@HEADER_TIMEOUT@", format_duration(p.deadlines.header)),
         ("@BODY_TIMEOUT@", format_duration(p.deadlines.body)),
@@ -115,6 +120,7 @@ pub(super) fn start(config: &PeerConfig, addr: SocketAddr) -> Result<Started, St
         workers: config.workers,
         deadlines: config.deadlines,
         max_connections: config.max_connections,
+        nofile: current_nofile_limit(),
         echo_module: echo_module.as_deref(),
         run_as_root,
     });
@@ -154,6 +160,7 @@ mod tests {
                 write: Duration::from_secs(7),
             },
             max_connections: 10_000,
+            nofile: 65_536,
             echo_module: echo,
             run_as_root: false,
         }
@@ -175,8 +182,19 @@ mod tests {
         assert!(text.contains("listen 127.0.0.1:18080 reuseport backlog=4096;"));
         assert!(text.contains("worker_processes 2;"));
         assert!(text.contains("worker_connections 11024;"));
+        assert!(text.contains("worker_rlimit_nofile 65536;"));
         assert!(text.contains("pid /tmp/x/nginx.pid;"));
         assert!(text.contains("access_log off;"));
+    }
+
+    #[test]
+    fn worker_connections_stay_within_the_descriptor_limit() {
+        let mut p = params(Path::new("/tmp/x"), None);
+        p.max_connections = 100_000;
+        p.nofile = 20_000;
+        let text = nginx_config(&p);
+        assert!(text.contains("worker_connections 19936;"), "{text}");
+        assert!(text.contains("worker_rlimit_nofile 20000;"));
     }
 
     #[test]

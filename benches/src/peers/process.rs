@@ -185,6 +185,19 @@ pub fn raise_nofile_limit(want: u64) -> io::Result<u64> {
     Ok(soft.rlim_cur)
 }
 
+/// The soft `RLIMIT_NOFILE` now in force (what a server started now gets).
+pub fn current_nofile_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit for the duration of the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 1024;
+    }
+    lim.rlim_cur
+}
+
 /// Finds an executable named `name` on `$PATH` or in `extra` directories
 /// (`/usr/sbin` is often missing from an unprivileged `$PATH`).
 pub fn find_executable(name: &str, extra: &[&str]) -> Option<PathBuf> {
