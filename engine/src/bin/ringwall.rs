@@ -63,6 +63,12 @@ struct ServeArgs {
     /// Submission queue entries per worker (power of two).
     #[arg(long, default_value_t = ringwall::DEFAULT_RING_ENTRIES)]
     ring_entries: u32,
+    /// Provided receive buffers per worker (power of two).
+    #[arg(long, default_value_t = ringwall::DEFAULT_RECV_BUFFERS)]
+    recv_buffers: u16,
+    /// Size of each provided receive buffer, in bytes.
+    #[arg(long, default_value_t = ringwall::DEFAULT_RECV_BUFFER_SIZE)]
+    recv_buffer_size: u32,
 }
 
 /// Parses `500ms`, `2s`, `1.5s`, `1m`, `250us`.
@@ -153,7 +159,8 @@ fn main() -> ExitCode {
         .write_timeout(args.write_timeout)
         .shutdown_timeout(args.shutdown_timeout)
         .max_connections(args.max_connections)
-        .ring_entries(args.ring_entries);
+        .ring_entries(args.ring_entries)
+        .recv_buffers(args.recv_buffers, args.recv_buffer_size);
     if let Some(workers) = args.workers {
         builder = builder.workers(workers);
     }
@@ -175,7 +182,8 @@ fn main() -> ExitCode {
     };
     println!(
         "ringwall listening on {} workers={} header_timeout={:?} body_timeout={:?} idle_timeout={:?} \
-         write_timeout={:?} max_connections={} ring_entries={} max_head_bytes={} max_body_bytes={}",
+         write_timeout={:?} max_connections={} ring_entries={} recv_buffers={}x{} max_head_bytes={} \
+         max_body_bytes={}",
         handle.local_addr(),
         c.workers,
         c.header_timeout,
@@ -184,6 +192,8 @@ fn main() -> ExitCode {
         c.write_timeout,
         c.max_connections,
         c.ring_entries,
+        c.recv_buffers,
+        c.recv_buffer_size,
         c.limits.max_head_bytes,
         c.limits.max_body_bytes,
     );
