@@ -37,6 +37,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod benchmark_app;
 mod buf_ring;
 mod clock;
 mod config;
@@ -51,6 +52,7 @@ mod stats;
 mod user_data;
 mod worker;
 
+pub use benchmark_app::{benchmark_app, BENCHMARK_MAX_BYTES};
 pub use config::{
     Config, ConfigError, ServerBuilder, DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_RECV_BUFFERS, DEFAULT_RECV_BUFFER_SIZE,

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use ringwall::{Request, Response, Server};
+use ringwall::{benchmark_app, Server};
 
 #[derive(Parser)]
 #[command(
@@ -96,33 +96,6 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(value * scale).map_err(|e| format!("`{text}`: {e}"))
 }
 
-const MAX_BYTES_RESPONSE: usize = 64 << 20;
-
-fn app(request: &Request<'_>, response: &mut Response<'_>) {
-    const TEXT: (&str, &[u8]) = ("Content-Type", b"text/plain");
-    let result = match request.method() {
-        "POST" | "PUT" | "PATCH" => response.send(
-            200,
-            &[("Content-Type", b"application/octet-stream")],
-            request.body(),
-        ),
-        "GET" | "HEAD" if request.path().starts_with("/bytes/") => {
-            match request.path()["/bytes/".len()..].parse::<usize>() {
-                Ok(n) if n <= MAX_BYTES_RESPONSE => {
-                    let body = vec![b'x'; n];
-                    response.send(200, &[("Content-Type", b"application/octet-stream")], &body)
-                }
-                Ok(_) => response.send(400, &[TEXT], b"at most 67108864 bytes\n"),
-                Err(_) => response.send(400, &[TEXT], b"bad byte count\n"),
-            }
-        }
-        _ => response.send(200, &[TEXT], b"Hello, World!"),
-    };
-    if let Err(e) = result {
-        eprintln!("ringwall: {e}");
-    }
-}
-
 /// Blocks SIGINT and SIGTERM in this thread (and the workers it spawns), so
 /// they are taken only by `wait_for_signal`.
 fn block_signals() -> libc::sigset_t {
@@ -173,7 +146,7 @@ fn main() -> ExitCode {
     };
     let signals = block_signals();
     let c = server.config().clone();
-    let handle = match server.serve(app) {
+    let handle = match server.serve(benchmark_app) {
         Ok(handle) => handle,
         Err(e) => {
             eprintln!("ringwall: {e}");
