@@ -444,7 +444,6 @@ impl<H: Handler> Worker<H> {
             socket::close(fd);
             return;
         }
-        socket::configure_accepted(fd);
         let key = self.conns.vacant_key();
         if key == self.generations.len() {
             self.generations.push(0);
@@ -905,6 +904,7 @@ impl<H: Handler> Worker<H> {
         if conn.phase == Phase::Closed {
             return;
         }
+        let was_lingering = conn.phase == Phase::Lingering;
         conn.phase = Phase::Closed;
         let generation = conn.generation;
         let (recv_armed, timer_pending, send_in_flight) = (
@@ -912,10 +912,13 @@ impl<H: Handler> Worker<H> {
             conn.timers.pending_timer().is_some(),
             conn.send.in_flight(),
         );
-        // FIN now; the fd itself is closed in `maybe_free`, once no queued or
-        // in-flight SQE names it: closing earlier would let a new socket take
-        // the number and receive this connection's queued send.
-        socket::shutdown_write(conn.fd);
+        // FIN now (a lingering connection sent it already); the fd itself is
+        // closed in `maybe_free`, once no queued or in-flight SQE names it:
+        // closing earlier would let a new socket take the number and receive
+        // this connection's queued send.
+        if !was_lingering {
+            socket::shutdown_write(conn.fd);
+        }
         let slot = key as u32;
         if recv_armed {
             self.cancel(key, UserData::new(slot, generation, OpTag::Recv).encode());
