@@ -211,3 +211,44 @@ pub(crate) fn raise_nofile_limit() {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int) -> libc::c_int {
+        let mut value: libc::c_int = 0;
+        let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: value and len are valid for writing.
+        let ret = unsafe {
+            libc::getsockopt(
+                fd,
+                level,
+                name,
+                (&mut value as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(ret, 0, "{}", io::Error::last_os_error());
+        value
+    }
+
+    /// The engine no longer sets TCP_NODELAY per connection: it relies on
+    /// accepted sockets inheriting it from the listener.
+    #[test]
+    fn accepted_sockets_inherit_nodelay_from_the_listener() {
+        let listener = reuseport_listener(&SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let addr = local_addr(listener).unwrap();
+        let _client = std::net::TcpStream::connect(addr).unwrap();
+        // SAFETY: a blocking accept on our listener with no address out-params.
+        let accepted =
+            unsafe { libc::accept(listener, std::ptr::null_mut(), std::ptr::null_mut()) };
+        assert!(accepted >= 0, "{}", io::Error::last_os_error());
+        assert_eq!(
+            get_int_opt(accepted, libc::IPPROTO_TCP, libc::TCP_NODELAY),
+            1
+        );
+        close(accepted);
+        close(listener);
+    }
+}
