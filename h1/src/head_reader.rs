@@ -92,7 +92,7 @@ impl HeadReader {
         if let Some(i) = window[self.searched..].iter().rposition(|&b| b == b'\n') {
             let last_lf = self.searched + i;
             let lines = &window[self.lines_end..=last_lf];
-            let slots = limits.max_headers.saturating_sub(self.headers_seen);
+            let slots = header_slots(lines, limits.max_headers.saturating_sub(self.headers_seen));
             let parsed = with_slots(scratch, slots, |slots| {
                 httparse::parse_headers(lines, slots).map(|s| match s {
                     Status::Complete((n, _)) => Some(n),
@@ -155,6 +155,25 @@ fn with_slots<'b, R>(
     r
 }
 
+/// How many httparse header slots `bytes` can need: one per line (a field
+/// line ends in LF), at most `max`. Sizing the slots by the lines present
+/// instead of by `max_headers` keeps the scratch small: 100 slots are 3.2 KiB,
+/// which every connection holding a partial head (slowloris) kept.
+/// Counting stops at the empty line that ends the head, so pipelined bytes
+/// behind it do not inflate the count.
+fn header_slots(bytes: &[u8], max: usize) -> usize {
+    let mut lines = 0;
+    let mut rest = bytes;
+    while let Some(at) = rest.iter().position(|&b| b == b'\n') {
+        lines += 1;
+        rest = &rest[at + 1..];
+        if lines >= max || matches!(rest, [b'\n', ..] | [b'\r', b'\n', ..]) {
+            break;
+        }
+    }
+    lines.min(max)
+}
+
 /// Parses `buf` with httparse; when it holds a complete head, records
 /// where its parts are (`fields` gets the header positions).
 fn parse_head(
@@ -168,7 +187,7 @@ fn parse_head(
         let start = s.as_ptr() as usize - base;
         start..start + s.len()
     };
-    with_slots(scratch, limits.max_headers, |slots| {
+    with_slots(scratch, header_slots(buf, limits.max_headers), |slots| {
         let mut req = httparse::Request::new(slots);
         let Status::Complete(len) = req.parse(buf)? else {
             return Ok(None);
@@ -274,6 +293,26 @@ fn classify_line(line: &[u8]) -> Option<DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_slots_count_lines_up_to_the_end_of_the_head() {
+        let pipelined =
+            b"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(header_slots(pipelined, 100), 3);
+        assert_eq!(header_slots(b"GET / HTTP/1.1\nHost: a\n\n", 100), 2);
+        assert_eq!(header_slots(b"GET / HTTP/1.1\r\nHo", 100), 1);
+        assert_eq!(header_slots(b"GET / HT", 100), 0);
+    }
+
+    #[test]
+    fn header_slots_are_capped_at_the_limit() {
+        let many = b"GET / HTTP/1.1\r\n"
+            .iter()
+            .chain(b"X: 1\r\n".repeat(50).iter())
+            .copied()
+            .collect::<Vec<u8>>();
+        assert_eq!(header_slots(&many, 10), 10);
+    }
 
     #[test]
     fn recycled_scratch_keeps_its_allocation() {
