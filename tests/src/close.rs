@@ -153,3 +153,34 @@ pub fn watch_for_closes(streams: &[TcpStream], window: Duration) -> Vec<Watched>
         }
     }
 }
+
+/// A close may come at most this long before its deadline: clock
+/// granularity, with the deadline measured from just before `connect`, so
+/// the server cannot have started its clock earlier.
+pub const EARLY_SLACK: Duration = Duration::from_millis(5);
+/// A close may come at most this long after its deadline (a correctness
+/// bound; precision is measured in `benches/`).
+pub const LATE_SLACK: Duration = Duration::from_millis(500);
+
+/// Asserts that a close at `closed_at` honours a `deadline` that started
+/// somewhere between `earliest_start` and `latest_start`: not before it
+/// (beyond [`EARLY_SLACK`]), not later than [`LATE_SLACK`] after it.
+#[track_caller]
+pub fn assert_closed_within(
+    what: &str,
+    closed_at: Instant,
+    earliest_start: Instant,
+    latest_start: Instant,
+    deadline: Duration,
+) {
+    let earliest = closed_at.saturating_duration_since(earliest_start);
+    let latest = closed_at.saturating_duration_since(latest_start);
+    assert!(
+        earliest + EARLY_SLACK >= deadline,
+        "{what}: closed early, {earliest:?} after the deadline started (deadline {deadline:?})"
+    );
+    assert!(
+        latest <= deadline + LATE_SLACK,
+        "{what}: closed late, {latest:?} after the deadline started (deadline {deadline:?})"
+    );
+}

@@ -25,7 +25,10 @@ mod server;
 
 pub use app::{app, MAX_BYTES_RESPONSE};
 pub use client::{connect_with_rcvbuf, set_linger_zero, Client};
-pub use close::{wait_for_close, watch_for_closes, CloseKind, Closed, Watched};
+pub use close::{
+    assert_closed_within, wait_for_close, watch_for_closes, CloseKind, Closed, Watched,
+    EARLY_SLACK, LATE_SLACK,
+};
 pub use drip::{drip_heads, DeadlineCheck, DripOutcome};
 pub use fd_limit::raise_fd_limit;
 pub use response::{imf_fixdate_unix_secs, is_imf_fixdate, parse_response, Response};

@@ -10,32 +10,9 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use ringwall_tests::{
-    app, builder, connect_with_rcvbuf, drip_heads, heavy_test_lock, start_or_skip, wait_until,
-    Client, CloseKind, DeadlineCheck,
+    app, assert_closed_within, builder, connect_with_rcvbuf, drip_heads, heavy_test_lock,
+    start_or_skip, wait_until, Client, CloseKind, DeadlineCheck, EARLY_SLACK, LATE_SLACK,
 };
-
-const EARLY_SLACK: Duration = Duration::from_millis(5);
-const LATE_SLACK: Duration = Duration::from_millis(500);
-
-#[track_caller]
-fn assert_closed_within(
-    what: &str,
-    closed_at: Instant,
-    earliest_start: Instant,
-    latest_start: Instant,
-    deadline: Duration,
-) {
-    let earliest = closed_at.saturating_duration_since(earliest_start);
-    let latest = closed_at.saturating_duration_since(latest_start);
-    assert!(
-        earliest + EARLY_SLACK >= deadline,
-        "{what}: closed early, {earliest:?} after the deadline started (deadline {deadline:?})"
-    );
-    assert!(
-        latest <= deadline + LATE_SLACK,
-        "{what}: closed late, {latest:?} after the deadline started (deadline {deadline:?})"
-    );
-}
 
 #[test]
 fn slowloris_connections_are_closed_at_the_header_deadline() {
