@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ringwall_h1::{Limits, LimitsError};
+use ringwall_timers::MinRate;
 
 /// Default header timeout: 10 s. Go's `ReadHeaderTimeout` is commonly set to
 /// 5-10 s (net/http has none by default, which is the slowloris hole), nginx's
@@ -19,9 +20,29 @@ pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default keep-alive idle timeout: 60 s (nginx `keepalive_timeout` 75 s, Go
 /// falls back to its read timeout, most load balancers idle out at 60 s).
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Default write timeout: 30 s for a response to leave (nginx `send_timeout`
-/// 60 s between writes). Bounds a client that never reads.
+/// Default write timeout: 30 s without any send progress (nginx's
+/// `send_timeout` is 60 s between writes). Bounds a client that stops
+/// reading; a client that keeps reading, however large the response, is
+/// judged by the minimum response rate instead.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default minimum rates, request body and response: 240 bytes/s after a
+/// 5 s grace period, Kestrel's defaults. A client that stays below it (a
+/// slow-read or slow-body attacker) is cut off about `grace` after it falls
+/// behind; an honest client on the slowest mobile link is far above it.
+pub const DEFAULT_MIN_RATE: MinRate = MinRate {
+    bytes_per_sec: 240,
+    grace: Duration::from_secs(5),
+};
+/// Default server-wide budget for buffered request bodies: 256 MiB. A body
+/// is admitted only if its announced length (chunked: as it arrives) fits;
+/// otherwise it is answered 503 and the connection closed. Without it, 1,000
+/// connections each announcing 1 MiB and stalling one byte short held 1 GB.
+pub const DEFAULT_MAX_BUFFERED_BODY_BYTES: usize = 256 << 20;
+/// Default server-wide budget for queued response bytes: 512 MiB. While a
+/// worker's share is used up it dispatches no new request (reading pauses)
+/// until sends drain it; without it, 30 clients asking for 64 MiB and never
+/// reading held 2 GB.
+pub const DEFAULT_MAX_QUEUED_OUTPUT_BYTES: usize = 512 << 20;
 /// Default grace for in-flight requests at shutdown.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default connection cap, server-wide. nginx's default is 512 per worker,
@@ -60,6 +81,13 @@ pub struct Config {
     pub recv_buffers: u16,
     pub recv_buffer_size: u32,
     pub recv_multishot: bool,
+    pub min_request_body_rate: Option<MinRate>,
+    pub min_response_rate: Option<MinRate>,
+    pub max_buffered_body_bytes: usize,
+    pub max_queued_output_bytes: usize,
+    /// 0: no per-address limit.
+    pub max_connections_per_ip: usize,
+    pub return_memory_to_os: bool,
 }
 
 /// Builds a [`crate::Server`]; every setting has a documented default.
@@ -87,6 +115,12 @@ impl Default for ServerBuilder {
                 recv_buffers: DEFAULT_RECV_BUFFERS,
                 recv_buffer_size: DEFAULT_RECV_BUFFER_SIZE,
                 recv_multishot: true,
+                min_request_body_rate: Some(DEFAULT_MIN_RATE),
+                min_response_rate: Some(DEFAULT_MIN_RATE),
+                max_buffered_body_bytes: DEFAULT_MAX_BUFFERED_BODY_BYTES,
+                max_queued_output_bytes: DEFAULT_MAX_QUEUED_OUTPUT_BYTES,
+                max_connections_per_ip: 0,
+                return_memory_to_os: true,
             },
         }
     }
@@ -110,6 +144,10 @@ impl ServerBuilder {
         self.config.header_timeout = d;
         self
     }
+    /// The whole announced body must arrive within this of its head
+    /// (default 30 s). Absolute, unlike the write timeout: a body is held
+    /// in memory (at most `max_body_bytes`), and this bounds how long. The
+    /// minimum body rate cuts a dripping body off sooner.
     pub fn body_timeout(mut self, d: Duration) -> Self {
         self.config.body_timeout = d;
         self
@@ -118,6 +156,11 @@ impl ServerBuilder {
         self.config.idle_timeout = d;
         self
     }
+    /// The longest a response may go without any send making progress
+    /// (default 30 s). Progress restarts it, so an honest slow reader of a
+    /// large response is not cut off; the minimum response rate catches the
+    /// reader that trickles just enough to avoid it. After the last
+    /// response of a closing connection it also bounds the lingering close.
     pub fn write_timeout(mut self, d: Duration) -> Self {
         self.config.write_timeout = d;
         self
@@ -158,6 +201,67 @@ impl ServerBuilder {
         self
     }
 
+    /// Minimum rate of an announced request body after a grace period
+    /// (default [`DEFAULT_MIN_RATE`]: 240 B/s after 5 s), beside the
+    /// absolute `body_timeout`. Its clock runs only while the server reads
+    /// the body, never while the server itself is behind (output backed up,
+    /// or the connection waiting for its turn). `None` disables it.
+    pub fn min_request_body_rate(mut self, rate: Option<MinRate>) -> Self {
+        self.config.min_request_body_rate = rate;
+        self
+    }
+
+    /// Minimum rate at which a response must leave after a grace period
+    /// (default [`DEFAULT_MIN_RATE`]: 240 B/s after 5 s), beside the
+    /// `write_timeout` stall bound. Progress banks at most `grace` ahead, so
+    /// a reader that stops is cut off within `grace` of its last progress,
+    /// and one below the rate soon after it falls behind; such a
+    /// connection is reset (RST), which frees the response still queued in
+    /// the kernel. Its clock runs only while a send waits on the client.
+    /// `None` disables it.
+    pub fn min_response_rate(mut self, rate: Option<MinRate>) -> Self {
+        self.config.min_response_rate = rate;
+        self
+    }
+
+    /// Server-wide budget for buffered request bodies (default
+    /// [`DEFAULT_MAX_BUFFERED_BODY_BYTES`]), split evenly between workers.
+    pub fn max_buffered_body_bytes(mut self, n: usize) -> Self {
+        self.config.max_buffered_body_bytes = n;
+        self
+    }
+
+    /// Server-wide budget for queued response bytes (default
+    /// [`DEFAULT_MAX_QUEUED_OUTPUT_BYTES`]), split evenly between workers.
+    /// One response may overshoot it (it is checked before a request is
+    /// dispatched, not in the middle of a response).
+    pub fn max_queued_output_bytes(mut self, n: usize) -> Self {
+        self.config.max_queued_output_bytes = n;
+        self
+    }
+
+    /// Connections one client address may hold at once (default 0: no
+    /// limit). Counted in a fixed table of 4,096 atomic counters indexed by
+    /// a hash of the address (IPv6 by its /64), so it costs one
+    /// `getpeername` per accept and no allocation; two addresses that share
+    /// a counter share the limit, so a client may be refused early, never
+    /// late. Refused connections get a best-effort 503.
+    pub fn max_connections_per_ip(mut self, n: usize) -> Self {
+        self.config.max_connections_per_ip = n;
+        self
+    }
+
+    /// Whether large buffers are given back to the OS when freed (default
+    /// true). With glibc, `serve` then fixes the malloc mmap threshold at
+    /// 128 KiB (`mallopt(M_MMAP_THRESHOLD)`), so a large response's buffer
+    /// is unmapped on free; glibc's dynamic threshold otherwise rises after
+    /// the first large free and RSS stays at its peak. The setting is
+    /// process-wide; turn this off if the application tunes malloc itself.
+    pub fn return_memory_to_os(mut self, enabled: bool) -> Self {
+        self.config.return_memory_to_os = enabled;
+        self
+    }
+
     /// Checks every setting; a zero or absurd value is an error naming it.
     pub fn build(mut self) -> Result<crate::Server, ConfigError> {
         if self.config.addrs.is_empty() {
@@ -192,6 +296,24 @@ impl ServerBuilder {
         if !(1024..=1024 * 1024).contains(&c.recv_buffer_size) {
             return Err(ConfigError::RecvBufferSize(c.recv_buffer_size));
         }
+        for (name, rate) in [
+            ("min_request_body_rate", c.min_request_body_rate),
+            ("min_response_rate", c.min_response_rate),
+        ] {
+            if let Some(rate) = rate {
+                if rate.bytes_per_sec == 0 || rate.grace.is_zero() || rate.grace > MAX_TIMEOUT {
+                    return Err(ConfigError::MinRate { name, rate });
+                }
+            }
+        }
+        for (name, value) in [
+            ("max_buffered_body_bytes", c.max_buffered_body_bytes),
+            ("max_queued_output_bytes", c.max_queued_output_bytes),
+        ] {
+            if value < c.workers {
+                return Err(ConfigError::Budget { name, value });
+            }
+        }
         c.limits.validate().map_err(ConfigError::Limits)?;
         Ok(crate::Server {
             config: self.config,
@@ -208,6 +330,8 @@ pub enum ConfigError {
     RingEntries(u32),
     RecvBuffers(u16),
     RecvBufferSize(u32),
+    MinRate { name: &'static str, rate: MinRate },
+    Budget { name: &'static str, value: usize },
     Limits(LimitsError),
 }
 
@@ -237,6 +361,15 @@ impl fmt::Display for ConfigError {
             ConfigError::RecvBufferSize(n) => write!(
                 f,
                 "recv buffer size must be between 1024 and 1048576 bytes, got {n}"
+            ),
+            ConfigError::MinRate { name, rate } => write!(
+                f,
+                "{name} needs a rate above 0 bytes/s and a grace between 0 and 24h, got {} bytes/s after {:?}",
+                rate.bytes_per_sec, rate.grace
+            ),
+            ConfigError::Budget { name, value } => write!(
+                f,
+                "{name} must be at least one byte per worker, got {value}"
             ),
             ConfigError::Limits(e) => write!(f, "invalid HTTP limits: {e}"),
         }
@@ -276,5 +409,19 @@ mod tests {
             .build()
             .is_err());
         assert!(Server::builder().recv_buffers(1000, 4096).build().is_err());
+        let no_grace = MinRate {
+            bytes_per_sec: 240,
+            grace: Duration::ZERO,
+        };
+        let err = Server::builder()
+            .min_response_rate(Some(no_grace))
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("min_response_rate"), "{err}");
+        assert!(Server::builder()
+            .workers(2)
+            .max_queued_output_bytes(1)
+            .build()
+            .is_err());
     }
 }

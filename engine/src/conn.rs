@@ -23,6 +23,9 @@ pub(crate) enum Phase {
     Closed,
 }
 
+/// `Conn::ip_bucket` of a connection not counted per address.
+pub(crate) const NO_IP_BUCKET: u16 = u16::MAX;
+
 pub(crate) struct Conn {
     pub fd: RawFd,
     pub generation: u32,
@@ -46,6 +49,26 @@ pub(crate) struct Conn {
     /// Input processing stopped because too much output is queued; the recv
     /// was cancelled and is re-armed when the queue drains.
     pub paused: bool,
+    /// The connection used up its budget for this loop turn and waits in
+    /// the worker's ready queue; its buffered requests resume next turn,
+    /// behind timers and other connections.
+    pub yielded: bool,
+    /// While yielded, more input arrived than `INPUT_HIGH_WATER`: the recv
+    /// was cancelled and is re-armed when the connection's turn comes.
+    pub input_paused: bool,
+    /// Waiting for the worker's output budget to drain before dispatching
+    /// another request; the recv was cancelled.
+    pub budget_wait: bool,
+    /// A send has completed: only then can the kernel hold unacknowledged
+    /// bytes of ours, so only then is a deadline close worth the SIOCOUTQ
+    /// check that decides between FIN and RST.
+    pub sent_any: bool,
+    /// This connection's share of the worker's request-body budget.
+    pub body_reserved: usize,
+    /// Queued output bytes this connection has added to the worker's total.
+    pub output_accounted: usize,
+    /// Its counter in the per-address table, or `NO_IP_BUCKET`.
+    pub ip_bucket: u16,
     /// Stop reading requests; close once the queued responses have left.
     pub close_after_flush: bool,
     /// The peer sent EOF: nothing more will arrive.
@@ -55,6 +78,16 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
+    /// Whether the socket should be read: not paused for any reason, not
+    /// at EOF, not closed.
+    pub fn wants_input(&self) -> bool {
+        self.phase != Phase::Closed
+            && !self.paused
+            && !self.input_paused
+            && !self.budget_wait
+            && !self.peer_eof
+    }
+
     pub fn new(fd: RawFd, generation: u32, decoder: Decoder, timers: ConnTimers) -> Conn {
         Conn {
             fd,
@@ -69,6 +102,13 @@ impl Conn {
             inflight: 0,
             recv_armed: false,
             paused: false,
+            yielded: false,
+            input_paused: false,
+            budget_wait: false,
+            sent_any: false,
+            body_reserved: 0,
+            output_accounted: 0,
+            ip_bucket: NO_IP_BUCKET,
             close_after_flush: false,
             peer_eof: false,
             close_reason: None,

@@ -4,7 +4,10 @@
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 
-use ringwall_h1::{encode_response, EncodeContext, EncodeError, RequestHead, Version};
+use ringwall_h1::{
+    encode_response, encode_sized_head, sized_body_expected, EncodeContext, EncodeError,
+    RequestHead, Version,
+};
 
 /// Answers requests. Called inline on the worker thread that owns the
 /// connection, so it must not block: a slow handler stalls every connection
@@ -91,6 +94,47 @@ impl Response<'_> {
         Ok(())
     }
 
+    /// Writes a response of exactly `body_len` body bytes, which
+    /// `write_body` appends straight into the connection's send queue
+    /// through a [`BodyWriter`]: no intermediate buffer, one copy. For a
+    /// HEAD request (or a 1xx/204/304 status) `write_body` is not called,
+    /// so no body is built for nothing. Writing more or fewer bytes than
+    /// announced is an error and nothing is sent.
+    pub fn send_sized(
+        &mut self,
+        status: u16,
+        headers: &[(&str, &[u8])],
+        body_len: usize,
+        write_body: impl FnOnce(&mut BodyWriter<'_>),
+    ) -> Result<(), ResponseError> {
+        if self.sent {
+            return Err(ResponseError::AlreadySent);
+        }
+        let mark = self.out.len();
+        encode_sized_head(self.out, status, headers, body_len as u64, &self.ctx)
+            .map_err(ResponseError::Encode)?;
+        if sized_body_expected(status, &self.ctx) {
+            // One allocation of the final size: a large body grown by
+            // doubling would leave freed chunks of every size behind it.
+            self.out.reserve_exact(body_len);
+            let mut writer = BodyWriter {
+                out: self.out,
+                remaining: body_len,
+            };
+            write_body(&mut writer);
+            if writer.remaining != 0 {
+                let written = body_len - writer.remaining;
+                self.out.truncate(mark);
+                return Err(ResponseError::BodyLength {
+                    announced: body_len,
+                    written,
+                });
+            }
+        }
+        self.sent = true;
+        Ok(())
+    }
+
     /// Whether `send` has succeeded.
     pub fn is_sent(&self) -> bool {
         self.sent
@@ -102,11 +146,38 @@ impl Response<'_> {
     }
 }
 
+/// Appends a sized body into the send queue; see [`Response::send_sized`].
+pub struct BodyWriter<'a> {
+    out: &'a mut Vec<u8>,
+    remaining: usize,
+}
+
+impl BodyWriter<'_> {
+    /// Appends `bytes`, or as many as the announced length still allows;
+    /// returns how many were taken.
+    pub fn write(&mut self, bytes: &[u8]) -> usize {
+        let n = bytes.len().min(self.remaining);
+        self.out.extend_from_slice(&bytes[..n]);
+        self.remaining -= n;
+        n
+    }
+
+    /// Body bytes still owed.
+    pub fn remaining(&self) -> usize {
+        self.remaining
+    }
+}
+
 /// A response the engine refused to write.
 #[derive(Debug)]
 pub enum ResponseError {
     AlreadySent,
     Encode(EncodeError),
+    /// `send_sized` got a different number of body bytes than it announced.
+    BodyLength {
+        announced: usize,
+        written: usize,
+    },
 }
 
 impl std::fmt::Display for ResponseError {
@@ -114,6 +185,10 @@ impl std::fmt::Display for ResponseError {
         match self {
             ResponseError::AlreadySent => write!(f, "a response was already sent for this request"),
             ResponseError::Encode(e) => write!(f, "response not written: {e}"),
+            ResponseError::BodyLength { announced, written } => write!(
+                f,
+                "response not written: {announced} body bytes announced, {written} written"
+            ),
         }
     }
 }

@@ -45,6 +45,8 @@ mod conn;
 mod conn_cap;
 mod error;
 mod handler;
+mod malloc;
+mod per_ip;
 mod send_queue;
 mod server;
 mod socket;
@@ -55,12 +57,15 @@ mod worker;
 pub use benchmark_app::{benchmark_app, BENCHMARK_MAX_BYTES};
 pub use config::{
     Config, ConfigError, ServerBuilder, DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT,
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_RECV_BUFFERS, DEFAULT_RECV_BUFFER_SIZE,
-    DEFAULT_RING_ENTRIES, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_WRITE_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BUFFERED_BODY_BYTES, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_QUEUED_OUTPUT_BYTES, DEFAULT_MIN_RATE, DEFAULT_RECV_BUFFERS,
+    DEFAULT_RECV_BUFFER_SIZE, DEFAULT_RING_ENTRIES, DEFAULT_SHUTDOWN_TIMEOUT,
+    DEFAULT_WRITE_TIMEOUT,
 };
 pub use error::{StartError, UringUnavailable};
-pub use handler::{Handler, Request, Response, ResponseError};
+pub use handler::{BodyWriter, Handler, Request, Response, ResponseError};
 pub use ringwall_h1 as h1;
 pub use ringwall_h1::{Limits, Version};
+pub use ringwall_timers::MinRate;
 pub use server::{Server, ServerHandle};
 pub use stats::{CloseCounts, CloseReason, Stats};

@@ -12,6 +12,7 @@ use crate::config::{Config, ServerBuilder};
 use crate::conn_cap::ConnCap;
 use crate::error::StartError;
 use crate::handler::Handler;
+use crate::per_ip::PerIpCap;
 use crate::socket;
 use crate::stats::{Stats, WorkerCounters};
 use crate::worker::{Worker, WorkerShared};
@@ -36,6 +37,9 @@ impl Server {
     /// address; with port 0 the first bind picks the port and the rest share it.
     pub fn serve<H: Handler>(self, handler: H) -> Result<ServerHandle, StartError> {
         socket::raise_nofile_limit();
+        if self.config.return_memory_to_os {
+            crate::malloc::return_large_buffers_to_os();
+        }
         let workers = self.config.workers;
         let mut listeners: Vec<Vec<RawFd>> = vec![Vec::new(); workers];
         let mut local_addrs = Vec::new();
@@ -77,6 +81,12 @@ impl Server {
         }
 
         let cap = Arc::new(ConnCap::new(self.config.max_connections));
+        let per_ip = (self.config.max_connections_per_ip > 0).then(|| {
+            Arc::new(PerIpCap::new(
+                self.config.max_connections_per_ip,
+                socket::random_u64(),
+            ))
+        });
         let shutdown = Arc::new(AtomicBool::new(false));
         let handler = Arc::new(handler);
         let mut counters = Vec::with_capacity(workers);
@@ -89,6 +99,7 @@ impl Server {
             let shared = WorkerShared {
                 counters: worker_counters,
                 cap: Arc::clone(&cap),
+                per_ip: per_ip.clone(),
                 shutdown: Arc::clone(&shutdown),
             };
             let config = self.config.clone();

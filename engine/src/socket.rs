@@ -7,6 +7,8 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::RawFd;
 
 const LISTEN_BACKLOG: libc::c_int = 4096;
+/// TCP_NOTSENT_LOWAT of every connection (see `reuseport_listener`).
+const NOTSENT_LOWAT: libc::c_int = 128 * 1024;
 
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
@@ -113,6 +115,18 @@ pub(crate) fn reuseport_listener(addr: &SocketAddr) -> io::Result<RawFd> {
         // leaves in one send, and Nagle would hold back the tail of pipelined
         // answers.
         set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
+        // Inherited the same way: the kernel takes more of a response only
+        // while less than this is queued unsent. It bounds the unsent bytes
+        // a slow reader pins in kernel memory, and it makes a slow reader's
+        // progress visible in steps of this size, which the minimum
+        // response rate needs (otherwise a send waits until half a
+        // multi-megabyte socket buffer drains before it completes).
+        set_int_opt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            NOTSENT_LOWAT,
+        )?;
         if family == libc::AF_INET6 {
             set_int_opt(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
         }
@@ -179,6 +193,54 @@ pub(crate) fn stop_listening(fd: RawFd) {
     unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
 }
 
+/// Makes the coming `close` send RST and free the socket's queued bytes at
+/// once, instead of a FIN that leaves an orphan holding its send queue for
+/// as long as the peer keeps acknowledging (nginx's
+/// `reset_timedout_connection`).
+pub(crate) fn set_linger_zero(fd: RawFd) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: `linger` is a live struct and its size is passed alongside it.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+}
+
+/// Bytes in the socket's send queue, sent or not, that the peer has not
+/// acknowledged (SIOCOUTQ). An error counts as empty.
+pub(crate) fn unacked_bytes(fd: RawFd) -> usize {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (= TIOCOUTQ) writes one c_int through the pointer.
+    let ret = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued as *mut libc::c_int) };
+    if ret < 0 {
+        0
+    } else {
+        queued.max(0) as usize
+    }
+}
+
+/// Sends what fits now and never blocks (a best-effort answer on a socket
+/// that is about to be closed).
+pub(crate) fn send_nonblocking(fd: RawFd, bytes: &[u8]) {
+    // SAFETY: `bytes` is a live slice of the given length.
+    unsafe {
+        libc::send(
+            fd,
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+}
+
 pub(crate) fn close(fd: RawFd) {
     // SAFETY: fd is owned by the caller and not used after this call.
     unsafe { libc::close(fd) };
@@ -194,6 +256,18 @@ pub(crate) fn eventfd_signal(fd: RawFd) {
     let one: u64 = 1;
     // SAFETY: writes 8 bytes from a live u64 to an eventfd.
     unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
+}
+
+/// A random key (getrandom), for hashing that must not be predictable from
+/// outside. Falls back to the clock if getrandom fails.
+pub(crate) fn random_u64() -> u64 {
+    let mut key = 0u64;
+    // SAFETY: writes at most 8 bytes into a live u64.
+    let n = unsafe { libc::getrandom((&mut key as *mut u64).cast(), 8, 0) };
+    if n != 8 {
+        key = crate::clock::mono_now().secs_nanos().1 as u64 ^ std::process::id() as u64;
+    }
+    key
 }
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit, as Go's runtime does, so
@@ -233,10 +307,11 @@ mod tests {
         value
     }
 
-    /// The engine no longer sets TCP_NODELAY per connection: it relies on
-    /// accepted sockets inheriting it from the listener.
+    /// The engine sets neither TCP_NODELAY nor TCP_NOTSENT_LOWAT per
+    /// connection: it relies on accepted sockets inheriting them from the
+    /// listener.
     #[test]
-    fn accepted_sockets_inherit_nodelay_from_the_listener() {
+    fn accepted_sockets_inherit_nodelay_and_notsent_lowat_from_the_listener() {
         let listener = reuseport_listener(&SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
         let addr = local_addr(listener).unwrap();
         let _client = std::net::TcpStream::connect(addr).unwrap();
@@ -247,6 +322,11 @@ mod tests {
         assert_eq!(
             get_int_opt(accepted, libc::IPPROTO_TCP, libc::TCP_NODELAY),
             1
+        );
+        assert_eq!(
+            get_int_opt(accepted, libc::IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT),
+            NOTSENT_LOWAT,
+            "accepted sockets must inherit TCP_NOTSENT_LOWAT too"
         );
         close(accepted);
         close(listener);

@@ -17,16 +17,27 @@ pub enum CloseReason {
     BodyTimeout,
     /// A keep-alive connection sat idle past `idle_timeout`.
     IdleTimeout,
-    /// A response did not leave within `write_timeout`.
+    /// No send made progress within `write_timeout` (or a lingering close
+    /// waited that long for the peer's EOF).
     WriteTimeout,
+    /// An announced body arrived slower than `min_request_body_rate`.
+    MinBodyRate,
+    /// A response left slower than `min_response_rate`.
+    MinResponseRate,
     /// The peer closed its side (read returned 0).
     PeerEof,
     /// The peer reset the connection, or a send failed.
     PeerReset,
     /// The request was malformed; the status was sent, then the close.
     ProtocolError(u16),
-    /// The server was at `max_connections`.
+    /// The server was at `max_connections` (answered 503, best effort).
     ConnectionCap,
+    /// The client's address was at `max_connections_per_ip` (503, best
+    /// effort).
+    PerIpCap,
+    /// The worker's share of `max_buffered_body_bytes` could not hold the
+    /// announced body (answered 503).
+    BodyBudget,
     /// Graceful shutdown.
     Shutdown,
     /// The exchange ended normally without keep-alive (`Connection: close`,
@@ -34,13 +45,23 @@ pub enum CloseReason {
     Completed,
 }
 
-/// Closes counted by reason.
+/// Closes counted by reason: each connection once. A deadline close that
+/// found bytes still unsent (in the send queue or the kernel) is reset with
+/// RST instead of FIN and counted under its `*_reset` name instead.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CloseCounts {
     pub header_timeout: u64,
+    pub header_timeout_reset: u64,
     pub body_timeout: u64,
+    pub body_timeout_reset: u64,
     pub idle_timeout: u64,
+    pub idle_timeout_reset: u64,
     pub write_timeout: u64,
+    pub write_timeout_reset: u64,
+    pub min_body_rate: u64,
+    pub min_body_rate_reset: u64,
+    pub min_response_rate: u64,
+    pub min_response_rate_reset: u64,
     pub peer_eof: u64,
     pub peer_reset: u64,
     /// Protocol errors, all statuses.
@@ -52,21 +73,35 @@ pub struct CloseCounts {
     pub protocol_error_501: u64,
     pub protocol_error_505: u64,
     pub connection_cap: u64,
+    pub per_ip_cap: u64,
+    pub body_budget: u64,
     pub shutdown: u64,
+    pub shutdown_reset: u64,
     pub completed: u64,
 }
 
 impl CloseCounts {
     pub fn total(&self) -> u64 {
         self.header_timeout
+            + self.header_timeout_reset
             + self.body_timeout
+            + self.body_timeout_reset
             + self.idle_timeout
+            + self.idle_timeout_reset
             + self.write_timeout
+            + self.write_timeout_reset
+            + self.min_body_rate
+            + self.min_body_rate_reset
+            + self.min_response_rate
+            + self.min_response_rate_reset
             + self.peer_eof
             + self.peer_reset
             + self.protocol_error
             + self.connection_cap
+            + self.per_ip_cap
+            + self.body_budget
             + self.shutdown
+            + self.shutdown_reset
             + self.completed
     }
 }
@@ -96,6 +131,17 @@ pub struct Stats {
     /// space): with `requests`, syscalls per request, a count that does not
     /// depend on machine speed.
     pub ring_enters: u64,
+    /// Closes sent as RST because bytes were still unsent: every `*_reset`
+    /// close, plus lingering closes whose FIN had gone but whose data had
+    /// not when the linger ended.
+    pub resets: u64,
+    /// Times a connection used up its per-turn budget and yielded to the
+    /// rest of its worker.
+    pub turn_yields: u64,
+    /// Times a request waited because its worker's output budget was used up.
+    pub output_budget_waits: u64,
+    /// Best-effort 503s written to connections refused by a cap.
+    pub cap_responses: u64,
 }
 
 impl fmt::Display for Stats {
@@ -104,20 +150,31 @@ impl fmt::Display for Stats {
         write!(
             f,
             "accepted={} requests={} bytes_in={} bytes_out={} open={} \
-             closes[header_timeout={} body_timeout={} idle_timeout={} write_timeout={} \
+             closes[header_timeout={} header_timeout_reset={} body_timeout={} body_timeout_reset={} \
+             idle_timeout={} idle_timeout_reset={} write_timeout={} write_timeout_reset={} \
+             min_body_rate={} min_body_rate_reset={} min_response_rate={} min_response_rate_reset={} \
              peer_eof={} peer_reset={} protocol_error={} (400={} 413={} 414={} 431={} 501={} 505={}) \
-             connection_cap={} shutdown={} completed={}] \
+             connection_cap={} per_ip_cap={} body_budget={} shutdown={} shutdown_reset={} completed={}] \
              timer[submits={} updates={} fires={} early_fires={}] sq_full_retries={} \
-             stale_completions={} accept_errors={} ring_enters={}",
+             stale_completions={} accept_errors={} ring_enters={} resets={} turn_yields={} \
+             output_budget_waits={} cap_responses={}",
             self.accepted,
             self.requests,
             self.bytes_in,
             self.bytes_out,
             self.open_connections,
             c.header_timeout,
+            c.header_timeout_reset,
             c.body_timeout,
+            c.body_timeout_reset,
             c.idle_timeout,
+            c.idle_timeout_reset,
             c.write_timeout,
+            c.write_timeout_reset,
+            c.min_body_rate,
+            c.min_body_rate_reset,
+            c.min_response_rate,
+            c.min_response_rate_reset,
             c.peer_eof,
             c.peer_reset,
             c.protocol_error,
@@ -128,7 +185,10 @@ impl fmt::Display for Stats {
             c.protocol_error_501,
             c.protocol_error_505,
             c.connection_cap,
+            c.per_ip_cap,
+            c.body_budget,
             c.shutdown,
+            c.shutdown_reset,
             c.completed,
             self.timer_submits,
             self.timer_updates,
@@ -138,6 +198,10 @@ impl fmt::Display for Stats {
             self.stale_completions,
             self.accept_errors,
             self.ring_enters,
+            self.resets,
+            self.turn_yields,
+            self.output_budget_waits,
+            self.cap_responses,
         )
     }
 }
@@ -175,9 +239,17 @@ pub(crate) struct WorkerCounters {
     pub bytes_out: Counter,
     pub open_connections: Counter,
     pub header_timeout: Counter,
+    pub header_timeout_reset: Counter,
     pub body_timeout: Counter,
+    pub body_timeout_reset: Counter,
     pub idle_timeout: Counter,
+    pub idle_timeout_reset: Counter,
     pub write_timeout: Counter,
+    pub write_timeout_reset: Counter,
+    pub min_body_rate: Counter,
+    pub min_body_rate_reset: Counter,
+    pub min_response_rate: Counter,
+    pub min_response_rate_reset: Counter,
     pub peer_eof: Counter,
     pub peer_reset: Counter,
     pub protocol_error: Counter,
@@ -188,7 +260,10 @@ pub(crate) struct WorkerCounters {
     pub protocol_error_501: Counter,
     pub protocol_error_505: Counter,
     pub connection_cap: Counter,
+    pub per_ip_cap: Counter,
+    pub body_budget: Counter,
     pub shutdown: Counter,
+    pub shutdown_reset: Counter,
     pub completed: Counter,
     pub timer_submits: Counter,
     pub timer_updates: Counter,
@@ -198,15 +273,26 @@ pub(crate) struct WorkerCounters {
     pub stale_completions: Counter,
     pub accept_errors: Counter,
     pub ring_enters: Counter,
+    pub resets: Counter,
+    pub turn_yields: Counter,
+    pub output_budget_waits: Counter,
+    pub cap_responses: Counter,
 }
 
 impl WorkerCounters {
-    pub fn count_close(&self, reason: CloseReason) {
+    /// Counts a close once, under its reset name when `reset` (only
+    /// deadline and shutdown closes have one; `reset` is ignored elsewhere).
+    pub fn count_close(&self, reason: CloseReason, reset: bool) {
+        let pick = |fin: &Counter, rst: &'_ Counter| if reset { rst.incr() } else { fin.incr() };
         match reason {
-            CloseReason::HeaderTimeout => self.header_timeout.incr(),
-            CloseReason::BodyTimeout => self.body_timeout.incr(),
-            CloseReason::IdleTimeout => self.idle_timeout.incr(),
-            CloseReason::WriteTimeout => self.write_timeout.incr(),
+            CloseReason::HeaderTimeout => pick(&self.header_timeout, &self.header_timeout_reset),
+            CloseReason::BodyTimeout => pick(&self.body_timeout, &self.body_timeout_reset),
+            CloseReason::IdleTimeout => pick(&self.idle_timeout, &self.idle_timeout_reset),
+            CloseReason::WriteTimeout => pick(&self.write_timeout, &self.write_timeout_reset),
+            CloseReason::MinBodyRate => pick(&self.min_body_rate, &self.min_body_rate_reset),
+            CloseReason::MinResponseRate => {
+                pick(&self.min_response_rate, &self.min_response_rate_reset)
+            }
             CloseReason::PeerEof => self.peer_eof.incr(),
             CloseReason::PeerReset => self.peer_reset.incr(),
             CloseReason::ProtocolError(status) => {
@@ -222,7 +308,9 @@ impl WorkerCounters {
                 }
             }
             CloseReason::ConnectionCap => self.connection_cap.incr(),
-            CloseReason::Shutdown => self.shutdown.incr(),
+            CloseReason::PerIpCap => self.per_ip_cap.incr(),
+            CloseReason::BodyBudget => self.body_budget.incr(),
+            CloseReason::Shutdown => pick(&self.shutdown, &self.shutdown_reset),
             CloseReason::Completed => self.completed.incr(),
         }
     }
@@ -235,9 +323,17 @@ impl WorkerCounters {
         s.open_connections += self.open_connections.get();
         let c = &mut s.closes;
         c.header_timeout += self.header_timeout.get();
+        c.header_timeout_reset += self.header_timeout_reset.get();
         c.body_timeout += self.body_timeout.get();
+        c.body_timeout_reset += self.body_timeout_reset.get();
         c.idle_timeout += self.idle_timeout.get();
+        c.idle_timeout_reset += self.idle_timeout_reset.get();
         c.write_timeout += self.write_timeout.get();
+        c.write_timeout_reset += self.write_timeout_reset.get();
+        c.min_body_rate += self.min_body_rate.get();
+        c.min_body_rate_reset += self.min_body_rate_reset.get();
+        c.min_response_rate += self.min_response_rate.get();
+        c.min_response_rate_reset += self.min_response_rate_reset.get();
         c.peer_eof += self.peer_eof.get();
         c.peer_reset += self.peer_reset.get();
         c.protocol_error += self.protocol_error.get();
@@ -248,7 +344,10 @@ impl WorkerCounters {
         c.protocol_error_501 += self.protocol_error_501.get();
         c.protocol_error_505 += self.protocol_error_505.get();
         c.connection_cap += self.connection_cap.get();
+        c.per_ip_cap += self.per_ip_cap.get();
+        c.body_budget += self.body_budget.get();
         c.shutdown += self.shutdown.get();
+        c.shutdown_reset += self.shutdown_reset.get();
         c.completed += self.completed.get();
         s.timer_submits += self.timer_submits.get();
         s.timer_updates += self.timer_updates.get();
@@ -258,5 +357,9 @@ impl WorkerCounters {
         s.stale_completions += self.stale_completions.get();
         s.accept_errors += self.accept_errors.get();
         s.ring_enters += self.ring_enters.get();
+        s.resets += self.resets.get();
+        s.turn_yields += self.turn_yields.get();
+        s.output_budget_waits += self.output_budget_waits.get();
+        s.cap_responses += self.cap_responses.get();
     }
 }

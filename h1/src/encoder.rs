@@ -64,25 +64,49 @@ pub fn encode_response(
     body: &[u8],
     ctx: &EncodeContext<'_>,
 ) -> Result<(), EncodeError> {
+    encode_sized_head(out, status, headers, body.len() as u64, ctx)?;
+    if has_body(status) && !ctx.head_request {
+        out.extend_from_slice(body);
+    }
+    Ok(())
+}
+
+/// Writes the head of a response whose body of `body_len` bytes the caller
+/// appends itself (or, for a HEAD request or a 1xx/204/304 status, does
+/// not: [`sized_body_expected`] says which). Lets a body be written straight
+/// into `out` instead of being built elsewhere and copied.
+///
+/// The same headers as [`encode_response`]; on error `out` is left as it was.
+pub fn encode_sized_head(
+    out: &mut Vec<u8>,
+    status: u16,
+    headers: &[(&str, &[u8])],
+    body_len: u64,
+    ctx: &EncodeContext<'_>,
+) -> Result<(), EncodeError> {
     check_status(status)?;
-    if !has_body(status) && !body.is_empty() {
+    if !has_body(status) && body_len != 0 {
         return Err(EncodeError::BodyNotAllowed(status));
     }
     check_headers(headers)?;
     write_head_start(out, status, headers, ctx.date);
     if has_body(status) {
         out.extend_from_slice(b"Content-Length: ");
-        write_decimal(out, body.len() as u64);
+        write_decimal(out, body_len);
         out.extend_from_slice(b"\r\n");
     }
     if status >= 200 {
         write_connection(out, ctx.version, ctx.keep_alive);
     }
     out.extend_from_slice(b"\r\n");
-    if has_body(status) && !ctx.head_request {
-        out.extend_from_slice(body);
-    }
     Ok(())
+}
+
+/// Whether the body announced by [`encode_sized_head`] goes on the wire:
+/// not for a HEAD request (RFC 9110 9.3.2) nor a 1xx, 204 or 304 status.
+#[must_use]
+pub fn sized_body_expected(status: u16, ctx: &EncodeContext<'_>) -> bool {
+    has_body(status) && !ctx.head_request
 }
 
 /// Writes the head of a response whose body is streamed.

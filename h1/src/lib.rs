@@ -52,7 +52,8 @@ pub use date::HttpDate;
 pub use decoder::{DecodeBuffers, Decoder, Event};
 pub use encoder::{
     encode_chunk, encode_chunked_head, encode_continue, encode_error, encode_last_chunk,
-    encode_response, encode_stream_data, encode_stream_end, EncodeContext,
+    encode_response, encode_sized_head, encode_stream_data, encode_stream_end, sized_body_expected,
+    EncodeContext,
 };
 pub use error::{DecodeError, EncodeError};
 pub use framing::BodyKind;

@@ -3,11 +3,11 @@
 //! rules; `kernel_timer.rs` turns it into timer actions and `transitions.rs`
 //! maps protocol events onto it.
 
-use crate::{DeadlineKind, MonoTime, Timeouts};
+use crate::{DeadlineKind, MinRate, MinRates, MonoTime, Timeouts};
 
 /// One connection's deadlines and its one kernel timer.
 ///
-/// Plain data (`Copy`, 144 bytes, no allocation): the engine keeps one per
+/// Plain data (`Copy`, no allocation): the engine keeps one per
 /// connection slot and drives it from a single thread.
 ///
 /// Two rules hold the whole design together:
@@ -26,8 +26,9 @@ use crate::{DeadlineKind, MonoTime, Timeouts};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnTimers {
     pub(crate) timeouts: Timeouts,
+    pub(crate) rates: MinRates,
     /// Indexed by [`DeadlineKind::index`]; `None` is unarmed.
-    pub(crate) deadlines: [Option<MonoTime>; 4],
+    pub(crate) deadlines: [Option<MonoTime>; 6],
     /// Expiry of the kernel timer believed in flight; `None` if there is none.
     pub(crate) pending: Option<MonoTime>,
 }
@@ -35,10 +36,45 @@ pub struct ConnTimers {
 impl ConnTimers {
     /// A connection with no deadline armed and no kernel timer.
     pub fn new(timeouts: Timeouts) -> Self {
+        Self::with_min_rates(timeouts, MinRates::default())
+    }
+
+    /// As [`new`](Self::new), holding the connection to minimum data rates
+    /// as well (the `BodyRate` and `SendRate` deadlines).
+    pub fn with_min_rates(timeouts: Timeouts, rates: MinRates) -> Self {
         ConnTimers {
             timeouts,
-            deadlines: [None; 4],
+            rates,
+            deadlines: [None; 6],
             pending: None,
+        }
+    }
+
+    /// The minimum rates this connection is held to.
+    pub fn min_rates(&self) -> MinRates {
+        self.rates
+    }
+
+    fn rate_for(&self, kind: DeadlineKind) -> Option<MinRate> {
+        match kind {
+            DeadlineKind::BodyRate => self.rates.body,
+            DeadlineKind::SendRate => self.rates.send,
+            _ => None,
+        }
+    }
+
+    /// `bytes` of progress seen at `now` move the armed rate deadline `kind`
+    /// later by their credit, capped at `now + grace` (see [`MinRate`]). It
+    /// never moves earlier.
+    pub(crate) fn credit_rate(&mut self, kind: DeadlineKind, now: MonoTime, bytes: u64) {
+        let Some(rate) = self.rate_for(kind) else {
+            return;
+        };
+        if let Some(at) = self.deadlines[kind.index()] {
+            let credited = at
+                .saturating_add(rate.credit(bytes))
+                .min(now.saturating_add(rate.grace));
+            self.deadlines[kind.index()] = Some(at.max(credited));
         }
     }
 
@@ -47,16 +83,24 @@ impl ConnTimers {
         self.timeouts
     }
 
-    /// Arms `kind` at `now + timeout(kind)` if it is unarmed and returns
-    /// `true`. If it is already armed, changes nothing and returns `false`:
-    /// re-arming must not move a deadline, or drip bytes would extend it
-    /// forever (seed 001).
+    /// Arms `kind` at `now + timeout(kind)` (a rate kind: `now + grace`) if
+    /// it is unarmed and returns `true`. If it is already armed, changes
+    /// nothing and returns `false`: re-arming must not move a deadline, or
+    /// drip bytes would extend it forever (seed 001). A rate kind without a
+    /// configured rate is never armed.
     pub fn arm(&mut self, kind: DeadlineKind, now: MonoTime) -> bool {
+        let run = match kind {
+            DeadlineKind::BodyRate | DeadlineKind::SendRate => match self.rate_for(kind) {
+                Some(rate) => rate.grace,
+                None => return false,
+            },
+            _ => self.timeouts.get(kind),
+        };
         let slot = &mut self.deadlines[kind.index()];
         if slot.is_some() {
             return false;
         }
-        *slot = Some(now.saturating_add(self.timeouts.get(kind)));
+        *slot = Some(now.saturating_add(run));
         true
     }
 
@@ -70,7 +114,7 @@ impl ConnTimers {
     /// Disarms every deadline (the kernel timer, as for [`clear`](Self::clear),
     /// is left to fire early).
     pub fn clear_all(&mut self) {
-        self.deadlines = [None; 4];
+        self.deadlines = [None; 6];
     }
 
     /// The instant `kind` expires, if it is armed.
@@ -112,7 +156,7 @@ mod tests {
     #[test]
     fn conn_timers_stay_small() {
         // One per connection slot: keep it a handful of cache lines.
-        assert!(std::mem::size_of::<ConnTimers>() <= 160);
+        assert!(std::mem::size_of::<ConnTimers>() <= 240);
     }
 
     #[test]

@@ -9,9 +9,14 @@ use std::time::Duration;
 /// | `Header` | accept; the first byte after idle; or a head left incomplete by the bytes at hand | the head parses |
 /// | `Body` | the head parses and a body is announced | the body is complete |
 /// | `Idle` | the send queue drains on a keep-alive connection with no request in progress | the next request's first byte |
-/// | `Write` | a response starts to send | the send queue is empty |
+/// | `Write` | a response starts to send; moved to the instant of each send's progress | the send queue is empty |
+/// | `BodyRate` | the head parses and a body is announced (and again when reading resumes after the server paused it) | the body is complete, or the server stops reading |
+/// | `SendRate` | a response starts to send | the send queue is empty |
 ///
-/// Every kind closes the connection on expiry.
+/// Every kind closes the connection on expiry. The two rate kinds exist
+/// only when a [`MinRate`] is configured; they move later as bytes make
+/// progress (see [`MinRate`]), which the one-timer model absorbs like any
+/// later deadline: the pending timer fires early and re-arms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DeadlineKind {
     /// The request head must have arrived.
@@ -20,8 +25,13 @@ pub enum DeadlineKind {
     Body,
     /// A keep-alive connection may wait this long for its next request.
     Idle,
-    /// The queued response bytes must have left.
+    /// The queued response bytes must keep leaving: no send may go without
+    /// progress for this long.
     Write,
+    /// The request body must keep arriving at the minimum body rate.
+    BodyRate,
+    /// The response must keep leaving at the minimum response rate.
+    SendRate,
 }
 
 impl DeadlineKind {
@@ -29,11 +39,13 @@ impl DeadlineKind {
     /// instant, the one listed first is the one reported
     /// ([`ConnTimers::earliest`](crate::ConnTimers::earliest),
     /// [`FireOutcome::Expired`](crate::FireOutcome::Expired)).
-    pub const ALL: [DeadlineKind; 4] = [
+    pub const ALL: [DeadlineKind; 6] = [
         DeadlineKind::Header,
         DeadlineKind::Body,
         DeadlineKind::Idle,
         DeadlineKind::Write,
+        DeadlineKind::BodyRate,
+        DeadlineKind::SendRate,
     ];
 
     /// A short lower-case name, for logs and counters.
@@ -43,6 +55,8 @@ impl DeadlineKind {
             DeadlineKind::Body => "body",
             DeadlineKind::Idle => "idle",
             DeadlineKind::Write => "write",
+            DeadlineKind::BodyRate => "body_rate",
+            DeadlineKind::SendRate => "send_rate",
         }
     }
 
@@ -53,6 +67,8 @@ impl DeadlineKind {
             DeadlineKind::Body => 1,
             DeadlineKind::Idle => 2,
             DeadlineKind::Write => 3,
+            DeadlineKind::BodyRate => 4,
+            DeadlineKind::SendRate => 5,
         }
     }
 }
@@ -70,7 +86,8 @@ pub struct Timeouts {
     pub body: Duration,
     /// From the drained send queue until the next request's first byte.
     pub idle: Duration,
-    /// From the start of a send until the send queue must be empty.
+    /// The longest a response may go without any send making progress
+    /// (nginx's `send_timeout` is the same rule).
     pub write: Duration,
 }
 
@@ -82,13 +99,72 @@ impl Timeouts {
             DeadlineKind::Body => self.body,
             DeadlineKind::Idle => self.idle,
             DeadlineKind::Write => self.write,
+            // A rate deadline is armed with its grace period (see `MinRate`);
+            // without a configured rate it is never armed.
+            DeadlineKind::BodyRate | DeadlineKind::SendRate => Duration::MAX,
         }
     }
+}
+
+/// A minimum data rate with a grace period (Kestrel's
+/// `MinRequestBodyDataRate` / `MinResponseDataRate`): it tells a slow-read or
+/// slow-body attacker from a slow but honest client.
+///
+/// The rate deadline starts `grace` after the server begins waiting on the
+/// client. Every byte of progress buys `1 / bytes_per_sec` seconds more, but
+/// never more than `grace` ahead of the moment the progress was seen:
+///
+/// ```text
+///   deadline = max(deadline, min(deadline + bytes / rate, progress_at + grace))
+/// ```
+///
+/// So a client keeping up with the rate never expires; a client that stalls
+/// expires at most `grace` after its last progress; a client slower than the
+/// rate falls behind by `elapsed - bytes / rate` and expires once that
+/// exceeds its banked time. The cap matters because kernel socket buffers
+/// take a burst at once: uncapped, the first few hundred KiB a non-reading
+/// client's buffers swallow would bank hours at 240 B/s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MinRate {
+    /// Bytes per second the client must sustain; more than zero.
+    pub bytes_per_sec: u32,
+    /// Time allowed before the rate is enforced, and the most time progress
+    /// can bank.
+    pub grace: Duration,
+}
+
+impl MinRate {
+    /// How far `bytes` of progress moves a rate deadline, before the cap.
+    pub fn credit(&self, bytes: u64) -> Duration {
+        let rate = u64::from(self.bytes_per_sec.max(1));
+        let nanos = u128::from(bytes) * 1_000_000_000 / u128::from(rate);
+        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+}
+
+/// The minimum rates a connection is held to; `None` disables one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MinRates {
+    /// While the server reads an announced request body.
+    pub body: Option<MinRate>,
+    /// While the server sends a response.
+    pub send: Option<MinRate>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credit_is_bytes_over_rate() {
+        let rate = MinRate {
+            bytes_per_sec: 240,
+            grace: Duration::from_secs(5),
+        };
+        assert_eq!(rate.credit(240), Duration::from_secs(1));
+        assert_eq!(rate.credit(24), Duration::from_millis(100));
+        assert_eq!(rate.credit(u64::MAX), Duration::from_nanos(u64::MAX));
+    }
 
     #[test]
     fn index_is_position_in_all() {
@@ -100,7 +176,10 @@ mod tests {
     #[test]
     fn names_are_distinct() {
         let names = DeadlineKind::ALL.map(DeadlineKind::name);
-        assert_eq!(names, ["header", "body", "idle", "write"]);
+        assert_eq!(
+            names,
+            ["header", "body", "idle", "write", "body_rate", "send_rate"]
+        );
     }
 
     #[test]
@@ -111,7 +190,7 @@ mod tests {
             idle: Duration::from_secs(3),
             write: Duration::from_secs(4),
         };
-        let got = DeadlineKind::ALL.map(|k| t.get(k).as_secs());
-        assert_eq!(got, [1, 2, 3, 4]);
+        let got = DeadlineKind::ALL[..4].iter().map(|k| t.get(*k).as_secs());
+        assert_eq!(got.collect::<Vec<_>>(), [1, 2, 3, 4]);
     }
 }

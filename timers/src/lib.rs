@@ -39,7 +39,10 @@
 //! - one kernel timer per connection, always due at or before the earliest
 //!   live deadline; an earlier deadline updates it, a later or cleared one
 //!   leaves it to fire early and be re-armed;
-//! - a fire is judged against a freshly read clock.
+//! - a fire is judged against a freshly read clock;
+//! - a minimum data rate ([`MinRate`]) moves its deadline later with each
+//!   byte of progress, banking at most its grace period, and its clock runs
+//!   only while the server waits on the client.
 //!
 //! # What this crate does not do
 //!
@@ -60,6 +63,6 @@ mod mono_time;
 mod transitions;
 
 pub use conn_timers::ConnTimers;
-pub use deadline::{DeadlineKind, Timeouts};
+pub use deadline::{DeadlineKind, MinRate, MinRates, Timeouts};
 pub use kernel_timer::{FireOutcome, TimerAction};
 pub use mono_time::MonoTime;

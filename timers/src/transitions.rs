@@ -49,27 +49,71 @@ impl ConnTimers {
 
     /// A head parsed: the header deadline ends. If the head announces a body
     /// (a non-zero Content-Length, or chunked), arm the body deadline.
+    ///
+    /// With a minimum body rate, its clock starts too: the body must then
+    /// keep arriving at that rate after the grace period.
     pub fn on_head_complete(&mut self, now: MonoTime, body_pending: bool) {
         self.clear(DeadlineKind::Header);
         self.clear(DeadlineKind::Idle);
         if body_pending {
             self.arm(DeadlineKind::Body, now);
+            self.arm(DeadlineKind::BodyRate, now);
+        }
+    }
+
+    /// `bytes` of the announced body arrived: the body rate deadline moves
+    /// later by their credit (never the absolute body deadline: a body that
+    /// drips in at the rate still ends by `body`, which bounds the memory it
+    /// holds).
+    pub fn on_body_progress(&mut self, now: MonoTime, bytes: u64) {
+        self.credit_rate(DeadlineKind::BodyRate, now, bytes);
+    }
+
+    /// The server stopped reading (its own output is backed up, or the
+    /// connection yielded its turn): the body rate clock stops, because
+    /// the client is not the one behind.
+    pub fn on_reading_paused(&mut self) {
+        self.clear(DeadlineKind::BodyRate);
+    }
+
+    /// The server reads again: if a body is still announced and incomplete,
+    /// its rate clock restarts with a fresh grace period.
+    pub fn on_reading_resumed(&mut self, now: MonoTime) {
+        if self.deadline(DeadlineKind::Body).is_some() {
+            self.arm(DeadlineKind::BodyRate, now);
         }
     }
 
     /// The announced body is complete: the body deadline ends.
     pub fn on_body_complete(&mut self) {
         self.clear(DeadlineKind::Body);
+        self.clear(DeadlineKind::BodyRate);
     }
 
-    /// A response starts to send: arm the write deadline if it is unarmed.
-    /// It runs until the send queue is empty, so more responses queued behind
-    /// the first do not extend it, and a peer that reads slowly is closed.
+    /// A send was handed to the kernel: arm the write deadline and the send
+    /// rate clock if they are unarmed. More responses queued behind the
+    /// first do not extend them.
     pub fn on_send_started(&mut self, now: MonoTime) {
         self.arm(DeadlineKind::Write, now);
+        self.arm(DeadlineKind::SendRate, now);
     }
 
-    /// The send queue is empty: the write deadline ends. If
+    /// A send completed having moved `bytes` (> 0) into the kernel: the
+    /// write deadline restarts from `now` (it bounds a stall, not a whole
+    /// response, so an honest slow reader of a large response is not cut
+    /// off), and the send rate deadline moves later by the bytes' credit.
+    /// A reader that trickles just enough to avoid the stall is caught by
+    /// the rate; with no rate configured, only the stall bound applies.
+    pub fn on_send_progress(&mut self, now: MonoTime, bytes: u64) {
+        if self.deadline(DeadlineKind::Write).is_some() {
+            self.clear(DeadlineKind::Write);
+            self.arm(DeadlineKind::Write, now);
+        }
+        self.credit_rate(DeadlineKind::SendRate, now, bytes);
+    }
+
+    /// The send queue is empty: the write deadline and the send rate clock
+    /// end. If
     /// `keep_alive_idle` (the connection is keep-alive and no request is in
     /// progress), arm the idle deadline.
     ///
@@ -80,6 +124,7 @@ impl ConnTimers {
     /// progress, and its own deadline must keep governing it.
     pub fn on_send_drained(&mut self, now: MonoTime, keep_alive_idle: bool) {
         self.clear(DeadlineKind::Write);
+        self.clear(DeadlineKind::SendRate);
         let request_in_progress = self.deadline(DeadlineKind::Header).is_some()
             || self.deadline(DeadlineKind::Body).is_some();
         if keep_alive_idle && !request_in_progress {

@@ -32,7 +32,9 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use ringwall_timers::{ConnTimers, DeadlineKind, FireOutcome, MonoTime, Timeouts, TimerAction};
+use ringwall_timers::{
+    ConnTimers, DeadlineKind, FireOutcome, MinRate, MinRates, MonoTime, Timeouts, TimerAction,
+};
 
 const SEEDS: u64 = 2_000;
 const STEPS: usize = 400;
@@ -107,6 +109,16 @@ impl Sim {
             idle: rng.timeout(),
             write: rng.timeout(),
         };
+        let rate = |rng: &mut Rng| {
+            rng.bool().then(|| MinRate {
+                bytes_per_sec: 1 + rng.below(100_000) as u32,
+                grace: rng.timeout(),
+            })
+        };
+        let rates = MinRates {
+            body: rate(&mut rng),
+            send: rate(&mut rng),
+        };
         // Start far from zero so a saturating subtraction would show.
         let now = MonoTime::from_nanos(1_000_000_000 + rng.below(1_000_000));
         Sim {
@@ -114,11 +126,11 @@ impl Sim {
             rng,
             now,
             batch_now: now,
-            conn: ConnTimers::new(timeouts),
+            conn: ConnTimers::with_min_rates(timeouts, rates),
             timer: None,
             updates: VecDeque::new(),
             cq: VecDeque::new(),
-            trace: vec![format!("{timeouts:?}")],
+            trace: vec![format!("{timeouts:?} {rates:?}")],
             expired: 0,
         }
     }
@@ -195,7 +207,7 @@ impl Sim {
     fn transition(&mut self) {
         let now = self.batch_now;
         let c = &mut self.conn;
-        let step = match self.rng.below(13) {
+        let step = match self.rng.below(17) {
             0 => {
                 c.on_accept(now);
                 "on_accept".to_string()
@@ -242,6 +254,24 @@ impl Sim {
                 let kind = self.rng.kind();
                 c.clear(kind);
                 format!("clear({kind:?})")
+            }
+            13 => {
+                let bytes = self.rng.below(1 << 20);
+                c.on_send_progress(now, bytes);
+                format!("on_send_progress({bytes})")
+            }
+            14 => {
+                let bytes = self.rng.below(1 << 16);
+                c.on_body_progress(now, bytes);
+                format!("on_body_progress({bytes})")
+            }
+            15 => {
+                c.on_reading_paused();
+                "on_reading_paused".to_string()
+            }
+            16 => {
+                c.on_reading_resumed(now);
+                "on_reading_resumed".to_string()
             }
             _ => {
                 c.clear_all();

@@ -306,10 +306,12 @@ fn ties_are_reported_in_all_order() {
         write: same,
     });
     // Armed in reverse order, so insertion order cannot be what decides.
-    for kind in DeadlineKind::ALL.into_iter().rev() {
+    // The four timeout kinds; the rate kinds exist only with rates.
+    let kinds = &DeadlineKind::ALL[..4];
+    for &kind in kinds.iter().rev() {
         c.arm(kind, s(0));
     }
-    for kind in DeadlineKind::ALL {
+    for &kind in kinds {
         assert_eq!(c.earliest(), Some((kind, s(7))));
         let mut fired = c;
         assert_eq!(fired.on_fire(s(7)), FireOutcome::Expired(kind));

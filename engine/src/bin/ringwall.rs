@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use ringwall::{benchmark_app, Server};
+use ringwall::{benchmark_app, MinRate, Server};
 
 #[derive(Parser)]
 #[command(
@@ -51,9 +51,27 @@ struct ServeArgs {
     /// Time a keep-alive connection may sit idle.
     #[arg(long, value_parser = parse_duration, default_value = "60s")]
     idle_timeout: Duration,
-    /// Time for a response to leave.
+    /// Longest a response may go without any send making progress.
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     write_timeout: Duration,
+    /// Minimum request-body rate in bytes/s after the grace period (0: off).
+    #[arg(long, default_value_t = ringwall::DEFAULT_MIN_RATE.bytes_per_sec)]
+    min_request_body_rate: u32,
+    /// Minimum response rate in bytes/s after the grace period (0: off).
+    #[arg(long, default_value_t = ringwall::DEFAULT_MIN_RATE.bytes_per_sec)]
+    min_response_rate: u32,
+    /// Grace period of both minimum rates.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    min_rate_grace: Duration,
+    /// Connections one client address may hold at once (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    max_connections_per_ip: usize,
+    /// Server-wide budget for buffered request bodies, in bytes.
+    #[arg(long, default_value_t = ringwall::DEFAULT_MAX_BUFFERED_BODY_BYTES)]
+    max_buffered_body_bytes: usize,
+    /// Server-wide budget for queued response bytes, in bytes.
+    #[arg(long, default_value_t = ringwall::DEFAULT_MAX_QUEUED_OUTPUT_BYTES)]
+    max_queued_output_bytes: usize,
     /// Grace for in-flight requests on SIGINT/SIGTERM.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     shutdown_timeout: Duration,
@@ -96,6 +114,14 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(value * scale).map_err(|e| format!("`{text}`: {e}"))
 }
 
+/// A rate of 0 turns the minimum off.
+fn min_rate(bytes_per_sec: u32, grace: Duration) -> Option<MinRate> {
+    (bytes_per_sec > 0).then_some(MinRate {
+        bytes_per_sec,
+        grace,
+    })
+}
+
 /// Blocks SIGINT and SIGTERM in this thread (and the workers it spawns), so
 /// they are taken only by `wait_for_signal`.
 fn block_signals() -> libc::sigset_t {
@@ -133,7 +159,12 @@ fn main() -> ExitCode {
         .shutdown_timeout(args.shutdown_timeout)
         .max_connections(args.max_connections)
         .ring_entries(args.ring_entries)
-        .recv_buffers(args.recv_buffers, args.recv_buffer_size);
+        .recv_buffers(args.recv_buffers, args.recv_buffer_size)
+        .min_request_body_rate(min_rate(args.min_request_body_rate, args.min_rate_grace))
+        .min_response_rate(min_rate(args.min_response_rate, args.min_rate_grace))
+        .max_connections_per_ip(args.max_connections_per_ip)
+        .max_buffered_body_bytes(args.max_buffered_body_bytes)
+        .max_queued_output_bytes(args.max_queued_output_bytes);
     if let Some(workers) = args.workers {
         builder = builder.workers(workers);
     }
@@ -155,7 +186,9 @@ fn main() -> ExitCode {
     };
     println!(
         "ringwall listening on {} workers={} header_timeout={:?} body_timeout={:?} idle_timeout={:?} \
-         write_timeout={:?} max_connections={} ring_entries={} recv_buffers={}x{} max_head_bytes={} \
+         write_timeout={:?} min_request_body_rate={} min_response_rate={} min_rate_grace={:?} \
+         max_connections={} max_connections_per_ip={} max_buffered_body_bytes={} \
+         max_queued_output_bytes={} ring_entries={} recv_buffers={}x{} max_head_bytes={} \
          max_body_bytes={}",
         handle.local_addr(),
         c.workers,
@@ -163,7 +196,13 @@ fn main() -> ExitCode {
         c.body_timeout,
         c.idle_timeout,
         c.write_timeout,
+        args.min_request_body_rate,
+        args.min_response_rate,
+        args.min_rate_grace,
         c.max_connections,
+        c.max_connections_per_ip,
+        c.max_buffered_body_bytes,
+        c.max_queued_output_bytes,
         c.ring_entries,
         c.recv_buffers,
         c.recv_buffer_size,

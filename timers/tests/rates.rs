@@ -1,0 +1,227 @@
+//! Minimum data rates and the progress-based write deadline, on virtual
+//! time: a slow but honest client keeps its connection, a drip does not.
+
+use std::time::Duration;
+
+use ringwall_timers::{
+    ConnTimers, DeadlineKind, FireOutcome, MinRate, MinRates, MonoTime, Timeouts, TimerAction,
+};
+
+const WRITE: Duration = Duration::from_secs(30);
+const BODY: Duration = Duration::from_secs(30);
+const GRACE: Duration = Duration::from_secs(5);
+/// Kestrel's default minimum rate.
+const RATE: u32 = 240;
+
+fn ms(ms: u64) -> MonoTime {
+    MonoTime::from_nanos(1_000_000_000_000 + ms * 1_000_000)
+}
+
+fn rate() -> MinRate {
+    MinRate {
+        bytes_per_sec: RATE,
+        grace: GRACE,
+    }
+}
+
+fn timers(rates: MinRates) -> ConnTimers {
+    ConnTimers::with_min_rates(
+        Timeouts {
+            header: Duration::from_secs(10),
+            body: BODY,
+            idle: Duration::from_secs(60),
+            write: WRITE,
+        },
+        rates,
+    )
+}
+
+fn sending() -> ConnTimers {
+    let mut c = timers(MinRates {
+        body: None,
+        send: Some(rate()),
+    });
+    c.on_send_started(ms(0));
+    c
+}
+
+/// Drives the timer the way the engine does: fire at the pending instant,
+/// re-arm while early, until something expires or `until` passes.
+fn run_until(c: &mut ConnTimers, until: MonoTime) -> Option<(DeadlineKind, MonoTime)> {
+    let _ = c.plan();
+    while let Some(at) = c.pending_timer() {
+        if at > until {
+            return None;
+        }
+        match c.on_fire(at) {
+            FireOutcome::Expired(kind) => return Some((kind, at)),
+            FireOutcome::Rearm(_) => {}
+            FireOutcome::Nothing => return None,
+        }
+    }
+    None
+}
+
+#[test]
+fn send_rate_clock_starts_with_grace() {
+    let c = sending();
+    assert_eq!(c.deadline(DeadlineKind::SendRate), Some(ms(5_000)));
+}
+
+#[test]
+fn reader_keeping_up_with_the_rate_never_expires() {
+    let mut c = sending();
+    // 240 B/s in 480-byte steps every 2 s, for ten minutes.
+    for step in 1..=300u64 {
+        let now = ms(step * 2_000);
+        assert_eq!(run_until(&mut c, now), None, "expired at step {step}");
+        c.on_send_progress(now, 480);
+    }
+}
+
+#[test]
+fn stalled_reader_expires_grace_after_its_last_progress() {
+    let mut c = sending();
+    // The kernel's buffers take a burst at once: it banks at most `grace`.
+    c.on_send_progress(ms(10), 4 << 20);
+    assert_eq!(c.deadline(DeadlineKind::SendRate), Some(ms(5_010)));
+    assert_eq!(
+        run_until(&mut c, ms(60_000)),
+        Some((DeadlineKind::SendRate, ms(5_010)))
+    );
+}
+
+#[test]
+fn reader_slower_than_the_rate_expires_though_it_never_stalls() {
+    let mut c = sending();
+    // 32 bytes every second (a third of the rate's 96 bytes per 0.4 s):
+    // never a stall as long as `grace`, yet behind the rate.
+    let mut expired = None;
+    for step in 1..=120u64 {
+        let now = ms(step * 1_000);
+        if let Some(hit) = run_until(&mut c, now) {
+            expired = Some(hit);
+            break;
+        }
+        c.on_send_progress(now, 32);
+    }
+    let (kind, at) = expired.expect("a reader at 32 B/s must not outlive a 240 B/s minimum");
+    assert_eq!(kind, DeadlineKind::SendRate);
+    // Behind by 1 - 32/240 s each second, from 5 s of grace: about 5.8 s.
+    assert!(at > ms(5_000) && at < ms(7_000), "{at:?}");
+}
+
+#[test]
+fn progress_never_moves_the_rate_deadline_earlier() {
+    let mut c = sending();
+    c.on_send_progress(ms(4_000), 240 * 10);
+    let banked = c.deadline(DeadlineKind::SendRate).unwrap();
+    assert_eq!(banked, ms(9_000), "capped at progress + grace");
+    // A transition's `now` may be a batch's stale clock: its lower cap must
+    // not pull the deadline in.
+    c.on_send_progress(ms(3_000), 1);
+    assert_eq!(c.deadline(DeadlineKind::SendRate), Some(banked));
+}
+
+#[test]
+fn write_deadline_bounds_a_stall_not_the_whole_response() {
+    let mut c = timers(MinRates::default());
+    c.on_send_started(ms(0));
+    assert_eq!(c.deadline(DeadlineKind::Write), Some(ms(30_000)));
+    // A response that takes 100 s at a steady pace is never cut off.
+    for step in 1..=100u64 {
+        let now = ms(step * 1_000);
+        assert_eq!(run_until(&mut c, now), None, "cut off at {step} s");
+        c.on_send_progress(now, 100 * 1024);
+    }
+    // Then it stalls: closed `write` after the last progress.
+    assert_eq!(
+        run_until(&mut c, ms(1_000_000)),
+        Some((DeadlineKind::Write, ms(130_000)))
+    );
+}
+
+#[test]
+fn drained_queue_ends_write_and_send_rate() {
+    let mut c = sending();
+    c.on_send_drained(ms(100), true);
+    assert_eq!(c.deadline(DeadlineKind::Write), None);
+    assert_eq!(c.deadline(DeadlineKind::SendRate), None);
+    assert!(c.deadline(DeadlineKind::Idle).is_some());
+}
+
+#[test]
+fn no_configured_rate_arms_no_rate_deadline() {
+    let mut c = timers(MinRates::default());
+    c.on_head_complete(ms(0), true);
+    c.on_send_started(ms(0));
+    c.on_send_progress(ms(10), 100);
+    assert_eq!(c.deadline(DeadlineKind::BodyRate), None);
+    assert_eq!(c.deadline(DeadlineKind::SendRate), None);
+}
+
+fn receiving_body() -> ConnTimers {
+    let mut c = timers(MinRates {
+        body: Some(rate()),
+        send: None,
+    });
+    c.on_head_complete(ms(0), true);
+    c
+}
+
+#[test]
+fn slow_body_below_the_rate_expires_before_the_body_deadline() {
+    let mut c = receiving_body();
+    let mut expired = None;
+    for step in 1..=60u64 {
+        let now = ms(step * 500);
+        if let Some(hit) = run_until(&mut c, now) {
+            expired = Some(hit);
+            break;
+        }
+        c.on_body_progress(now, 1);
+    }
+    let (kind, at) = expired.expect("one byte per 0.5 s is below 240 B/s");
+    assert_eq!(kind, DeadlineKind::BodyRate);
+    assert!(at < ms(6_000), "{at:?}");
+}
+
+#[test]
+fn body_rate_clock_stops_while_the_server_is_not_reading() {
+    let mut c = receiving_body();
+    c.on_reading_paused();
+    assert_eq!(c.deadline(DeadlineKind::BodyRate), None);
+    // The absolute body deadline keeps running.
+    assert_eq!(c.deadline(DeadlineKind::Body), Some(ms(30_000)));
+    c.on_reading_resumed(ms(20_000));
+    assert_eq!(c.deadline(DeadlineKind::BodyRate), Some(ms(25_000)));
+}
+
+#[test]
+fn resumed_reading_without_a_body_arms_no_rate() {
+    let mut c = timers(MinRates {
+        body: Some(rate()),
+        send: None,
+    });
+    c.on_accept(ms(0));
+    c.on_reading_resumed(ms(10));
+    assert_eq!(c.deadline(DeadlineKind::BodyRate), None);
+}
+
+#[test]
+fn body_complete_ends_the_body_rate() {
+    let mut c = receiving_body();
+    c.on_body_complete();
+    assert_eq!(c.deadline(DeadlineKind::BodyRate), None);
+    assert_eq!(c.plan(), TimerAction::Nothing);
+}
+
+#[test]
+fn rate_deadline_moving_later_leaves_the_pending_timer_to_fire_early() {
+    let mut c = sending();
+    assert_eq!(c.plan(), TimerAction::Submit(ms(5_000)));
+    c.on_send_progress(ms(1_000), 480);
+    // Later: no SQE now; the pending timer fires early and re-arms.
+    assert_eq!(c.plan(), TimerAction::Nothing);
+    assert_eq!(c.on_fire(ms(5_000)), FireOutcome::Rearm(ms(6_000)));
+}
