@@ -15,6 +15,7 @@ pub fn small_limits() -> Limits {
     Limits {
         max_head_bytes: 128,
         max_headers: 6,
+        max_method_bytes: 8,
         max_target_bytes: 32,
         max_body_bytes: 64,
     }

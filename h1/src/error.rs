@@ -16,6 +16,9 @@ pub enum DecodeError {
     InvalidRequestLine,
     /// The method is not a token (RFC 9110 9.1).
     InvalidMethod,
+    /// The method is longer than `max_method_bytes` (RFC 9110 9.1: longer
+    /// than any method the server implements, SHOULD be 501).
+    MethodTooLong,
     /// The request-target is empty, has a forbidden byte, is not UTF-8, or is
     /// in none of the four forms of RFC 9112 3.2.
     InvalidTarget,
@@ -126,7 +129,7 @@ impl DecodeError {
             BodyTooLarge => 413,
             TargetTooLong => 414,
             HeadTooLarge | TooManyHeaders | TrailersTooLarge => 431,
-            UnsupportedTransferCoding => 501,
+            MethodTooLong | UnsupportedTransferCoding => 501,
             UnsupportedVersion => 505,
         }
     }
@@ -138,6 +141,7 @@ impl DecodeError {
         match self {
             InvalidRequestLine => "malformed request line",
             InvalidMethod => "invalid method",
+            MethodTooLong => "method too long",
             InvalidTarget => "invalid request target",
             TargetTooLong => "request target too long",
             InvalidVersion => "malformed HTTP version",
@@ -234,6 +238,15 @@ mod tests {
         assert_eq!(
             DecodeError::TargetTooLong.to_string(),
             "request target too long (414)"
+        );
+    }
+
+    #[test]
+    fn over_long_method_is_501_not_implemented() {
+        assert_eq!(DecodeError::MethodTooLong.status(), 501);
+        assert_eq!(
+            DecodeError::MethodTooLong.to_string(),
+            "method too long (501)"
         );
     }
 

@@ -76,11 +76,11 @@ impl HeadReader {
             // through to the incremental checks, which report errors at
             // split-independent positions.
             if let Ok(Some(layout)) = parse_head(window, limits, scratch, fields) {
-                return check_target(layout, limits, fields).map(Some);
+                return check_line_bounds(layout, limits, fields).map(Some);
             }
         }
         if !self.line_done {
-            match self.line.advance(window, limits.max_target_bytes)? {
+            match self.line.advance(window, limits)? {
                 LineScan::NeedMore => return self.partial(window, limits),
                 LineScan::Done { end } => {
                     self.line_done = true;
@@ -104,7 +104,7 @@ impl HeadReader {
                     let head = &window[..self.lines_end + n];
                     return match parse_head(head, limits, scratch, fields) {
                         Ok(Some(layout)) if layout.len == head.len() => {
-                            check_target(layout, limits, fields).map(Some)
+                            check_line_bounds(layout, limits, fields).map(Some)
                         }
                         Ok(_) => Err(DecodeError::InvalidRequestLine),
                         Err(e) => Err(request_error(e, head)),
@@ -213,19 +213,24 @@ fn parse_head(
     })
 }
 
-/// RFC 9112 3: a target over the limit is 414. The request-line scanner
-/// catches it early on a head that arrives in pieces; a head parsed whole is
-/// checked here.
-fn check_target(
+/// A method over the limit is 501 (RFC 9110 9.1), a target over it 414
+/// (RFC 9112 3). The request-line scanner catches both early on a head that
+/// arrives in pieces; a head parsed whole is checked here, method first
+/// because the scanner meets the method first.
+fn check_line_bounds(
     layout: HeadLayout,
     limits: &Limits,
     fields: &mut Vec<FieldSpan>,
 ) -> Result<HeadLayout, DecodeError> {
-    if layout.target.len() > limits.max_target_bytes {
-        fields.clear();
-        return Err(DecodeError::TargetTooLong);
-    }
-    Ok(layout)
+    let error = if layout.method.len() > limits.max_method_bytes {
+        DecodeError::MethodTooLong
+    } else if layout.target.len() > limits.max_target_bytes {
+        DecodeError::TargetTooLong
+    } else {
+        return Ok(layout);
+    };
+    fields.clear();
+    Err(error)
 }
 
 /// Maps an httparse error on a complete head. The request line and every

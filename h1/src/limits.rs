@@ -21,6 +21,12 @@ pub struct Limits {
     /// Default 100: hyper's default (`DEFAULT_MAX_HEADERS`); browsers send
     /// about 10-20.
     pub max_headers: usize,
+    /// Bytes of the method. Over it: 501 (RFC 9110 9.1: a method longer
+    /// than any the server implements SHOULD get 501).
+    ///
+    /// Default 32: the longest method in the IANA HTTP Method Registry,
+    /// `UPDATEREDIRECTREF`, has 17 bytes, so no registered method is refused.
+    pub max_method_bytes: usize,
     /// Bytes of the request-target. Over it: 414.
     ///
     /// Default 8 KiB: nginx's `large_client_header_buffers 4 8k` caps a
@@ -39,6 +45,7 @@ impl Default for Limits {
         Limits {
             max_head_bytes: 16 * 1024,
             max_headers: 100,
+            max_method_bytes: 32,
             max_target_bytes: 8 * 1024,
             max_body_bytes: 1024 * 1024,
         }
@@ -51,14 +58,21 @@ impl Limits {
         let zero = [
             ("max_head_bytes", self.max_head_bytes == 0),
             ("max_headers", self.max_headers == 0),
+            ("max_method_bytes", self.max_method_bytes == 0),
             ("max_target_bytes", self.max_target_bytes == 0),
             ("max_body_bytes", self.max_body_bytes == 0),
         ];
         if let Some((field, _)) = zero.iter().find(|(_, is_zero)| *is_zero) {
             return Err(LimitsError::Zero { field });
         }
-        // The target is part of the head: a larger target limit could never
-        // be the one that fires.
+        // The method and the target are part of the head: a larger limit on
+        // either could never be the one that fires.
+        if self.max_method_bytes > self.max_head_bytes {
+            return Err(LimitsError::MethodLongerThanHead {
+                max_method_bytes: self.max_method_bytes,
+                max_head_bytes: self.max_head_bytes,
+            });
+        }
         if self.max_target_bytes > self.max_head_bytes {
             return Err(LimitsError::TargetLongerThanHead {
                 max_target_bytes: self.max_target_bytes,
@@ -83,6 +97,11 @@ impl Limits {
 pub enum LimitsError {
     /// A limit is zero: no request could pass it.
     Zero { field: &'static str },
+    /// `max_method_bytes` exceeds `max_head_bytes`.
+    MethodLongerThanHead {
+        max_method_bytes: usize,
+        max_head_bytes: usize,
+    },
     /// `max_target_bytes` exceeds `max_head_bytes`.
     TargetLongerThanHead {
         max_target_bytes: usize,
@@ -100,6 +119,14 @@ impl fmt::Display for LimitsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LimitsError::Zero { field } => write!(f, "{field} must be greater than zero"),
+            LimitsError::MethodLongerThanHead {
+                max_method_bytes,
+                max_head_bytes,
+            } => write!(
+                f,
+                "max_method_bytes ({max_method_bytes}) exceeds max_head_bytes ({max_head_bytes}), \
+                 which contains the method"
+            ),
             LimitsError::TargetLongerThanHead {
                 max_target_bytes,
                 max_head_bytes,
@@ -151,6 +178,13 @@ mod tests {
             ),
             (
                 Limits {
+                    max_method_bytes: 0,
+                    ..d
+                },
+                "max_method_bytes",
+            ),
+            (
+                Limits {
                     max_target_bytes: 0,
                     ..d
                 },
@@ -180,6 +214,26 @@ mod tests {
         let err = l.validate().unwrap_err();
         assert!(matches!(err, LimitsError::TargetLongerThanHead { .. }));
         assert!(err.to_string().contains("max_target_bytes (101)"));
+    }
+
+    #[test]
+    fn method_limit_above_head_limit_is_rejected() {
+        let l = Limits {
+            max_head_bytes: 100,
+            max_method_bytes: 101,
+            max_target_bytes: 50,
+            max_headers: 10,
+            ..Limits::default()
+        };
+        let err = l.validate().unwrap_err();
+        assert!(matches!(err, LimitsError::MethodLongerThanHead { .. }));
+        assert!(err.to_string().contains("max_method_bytes (101)"));
+        // Equal to the head limit is reachable, so valid.
+        let l = Limits {
+            max_method_bytes: 100,
+            ..l
+        };
+        assert_eq!(l.validate(), Ok(()));
     }
 
     #[test]

@@ -8,12 +8,16 @@
 //! checks), so it only reports errors sooner, never different ones. It adds
 //! what httparse cannot tell while a line is still partial:
 //!
-//! - a target longer than `max_target_bytes` is reported as soon as its
-//!   first excess byte arrives (414), so a partial line holds bounded memory;
+//! - a method longer than `max_method_bytes` (501) or a target longer than
+//!   `max_target_bytes` (414) is reported as soon as its first excess byte
+//!   arrives, so a partial line holds bounded memory;
+//! - the version needs no bound of its own: `HTTP/D.D` is eight bytes, and
+//!   the first byte past them that is not CR or LF is 400;
 //! - a version that reads `HTTP/x.y` but is neither 1.0 nor 1.1 is 505, any
 //!   other version text is 400. httparse calls both `Error::Version`.
 
 use crate::error::DecodeError;
+use crate::limits::Limits;
 use crate::token::{is_target_byte, is_tchar};
 
 /// How far the request line has been scanned.
@@ -51,6 +55,7 @@ pub(crate) struct RequestLineScanner {
     state: State,
     /// Offset of the next byte to look at, relative to the head start.
     pos: usize,
+    method_len: usize,
     target_len: usize,
     major: u8,
     minor: u8,
@@ -63,6 +68,7 @@ impl RequestLineScanner {
         RequestLineScanner {
             state: State::EmptyLines,
             pos: 0,
+            method_len: 0,
             target_len: 0,
             major: 0,
             minor: 0,
@@ -74,7 +80,7 @@ impl RequestLineScanner {
     pub(crate) fn advance(
         &mut self,
         head: &[u8],
-        max_target_bytes: usize,
+        limits: &Limits,
     ) -> Result<LineScan, DecodeError> {
         while self.pos < head.len() {
             if self.state == State::Target {
@@ -85,7 +91,7 @@ impl RequestLineScanner {
                     .count();
                 self.target_len += run;
                 self.pos += run;
-                if self.target_len > max_target_bytes {
+                if self.target_len > limits.max_target_bytes {
                     return Err(DecodeError::TargetTooLong);
                 }
                 if self.pos == head.len() {
@@ -94,7 +100,7 @@ impl RequestLineScanner {
             }
             let b = head[self.pos];
             self.pos += 1;
-            self.state = self.step(b)?;
+            self.state = self.step(b, limits)?;
             if self.state == State::Done {
                 return Ok(LineScan::Done { end: self.pos });
             }
@@ -102,13 +108,13 @@ impl RequestLineScanner {
         Ok(LineScan::NeedMore)
     }
 
-    fn step(&mut self, b: u8) -> Result<State, DecodeError> {
+    fn step(&mut self, b: u8, limits: &Limits) -> Result<State, DecodeError> {
         use DecodeError::*;
         Ok(match self.state {
             State::EmptyLines => match b {
                 b'\r' => State::EmptyLineLf,
                 b'\n' => State::EmptyLines,
-                b if is_tchar(b) => State::Method,
+                b if is_tchar(b) => self.method_byte(limits)?,
                 _ => return Err(InvalidMethod),
             },
             State::EmptyLineLf => match b {
@@ -119,7 +125,7 @@ impl RequestLineScanner {
             // 3: no other whitespace; lenient splitting is a smuggling aid).
             State::Method => match b {
                 b' ' => State::Target,
-                b if is_tchar(b) => State::Method,
+                b if is_tchar(b) => self.method_byte(limits)?,
                 _ => return Err(InvalidMethod),
             },
             // Target bytes are consumed in bulk by `advance`; `b` is the
@@ -167,6 +173,18 @@ impl RequestLineScanner {
         })
     }
 
+    /// Counts one more method byte. RFC 9110 9.1: a method longer than any
+    /// the server implements SHOULD be answered 501; failing at the first
+    /// excess byte keeps a partial line from holding a method of up to
+    /// `max_head_bytes`.
+    fn method_byte(&mut self, limits: &Limits) -> Result<State, DecodeError> {
+        self.method_len += 1;
+        if self.method_len > limits.max_method_bytes {
+            return Err(DecodeError::MethodTooLong);
+        }
+        Ok(State::Method)
+    }
+
     /// The version is known to be well-formed; only 1.0 and 1.1 are spoken.
     fn finish(&self) -> Result<State, DecodeError> {
         match (self.major, self.minor) {
@@ -180,8 +198,17 @@ impl RequestLineScanner {
 mod tests {
     use super::*;
 
+    /// Method up to 8 bytes, target up to 16.
+    fn limits() -> Limits {
+        Limits {
+            max_method_bytes: 8,
+            max_target_bytes: 16,
+            ..Limits::default()
+        }
+    }
+
     fn scan(line: &[u8]) -> Result<LineScan, DecodeError> {
-        RequestLineScanner::new().advance(line, 16)
+        RequestLineScanner::new().advance(line, &limits())
     }
 
     #[test]
@@ -206,21 +233,55 @@ mod tests {
         let line = b"\r\nPOST /abc?d=e HTTP/1.1\r\n";
         let mut s = RequestLineScanner::new();
         for n in 1..line.len() {
-            assert_eq!(s.advance(&line[..n], 16), Ok(LineScan::NeedMore), "{n}");
+            assert_eq!(
+                s.advance(&line[..n], &limits()),
+                Ok(LineScan::NeedMore),
+                "{n}"
+            );
         }
-        assert_eq!(s.advance(line, 16), Ok(LineScan::Done { end: line.len() }));
+        assert_eq!(
+            s.advance(line, &limits()),
+            Ok(LineScan::Done { end: line.len() })
+        );
     }
 
     #[test]
     fn target_over_the_limit_fails_before_the_line_ends() {
         let mut s = RequestLineScanner::new();
         assert_eq!(
-            s.advance(b"GET /234567890123456", 16),
+            s.advance(b"GET /234567890123456", &limits()),
             Ok(LineScan::NeedMore)
         );
         assert_eq!(
-            s.advance(b"GET /2345678901234567", 16),
+            s.advance(b"GET /2345678901234567", &limits()),
             Err(DecodeError::TargetTooLong)
+        );
+    }
+
+    #[test]
+    fn method_over_the_limit_fails_before_the_line_ends() {
+        let mut s = RequestLineScanner::new();
+        assert_eq!(
+            s.advance(b"\r\n12345678", &limits()),
+            Ok(LineScan::NeedMore)
+        );
+        assert_eq!(
+            s.advance(b"\r\n123456789", &limits()),
+            Err(DecodeError::MethodTooLong)
+        );
+    }
+
+    #[test]
+    fn method_of_exactly_the_limit_is_counted_from_its_first_byte() {
+        // The first method byte is taken in the empty-lines state; it must
+        // count like the others.
+        assert_eq!(
+            scan(b"ABCDEFGH / HTTP/1.1\r\n"),
+            Ok(LineScan::Done { end: 21 })
+        );
+        assert_eq!(
+            scan(b"ABCDEFGHI / HTTP/1.1\r\n"),
+            Err(DecodeError::MethodTooLong)
         );
     }
 

@@ -77,6 +77,7 @@ fn empty_line_split_after_its_cr_is_still_skipped() {
     let limits = Limits {
         max_head_bytes: 64,
         max_headers: 4,
+        max_method_bytes: 8,
         max_target_bytes: 16,
         max_body_bytes: 10,
     };

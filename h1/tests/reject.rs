@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{run, whole};
+use common::{bytewise, run, whole};
 use ringwall_h1::{DecodeError, Limits};
 
 /// `name: input => Variant, status;` — the input, fed whole with default
@@ -50,6 +50,7 @@ fn small_limits() -> Limits {
     Limits {
         max_head_bytes: 64,
         max_headers: 4,
+        max_method_bytes: 8,
         max_target_bytes: 16,
         max_body_bytes: 10,
     }
@@ -304,6 +305,77 @@ fn partial_request_line_with_over_long_target_is_414_before_the_line_ends() {
 }
 
 #[test]
+fn method_of_exactly_max_method_bytes_is_accepted() {
+    // PROPFIND is 8 bytes, the small limit; one byte less of limit and the
+    // same request is refused.
+    let head = b"PROPFIND / HTTP/1.1\r\nHost: a\r\n\r\n";
+    let limits = small_limits();
+    assert_eq!(limits.max_method_bytes, 8);
+    let out = whole(limits, head);
+    assert_eq!(out.error, None);
+    assert_eq!(out.requests[0].method, "PROPFIND");
+    let limits = Limits {
+        max_method_bytes: 7,
+        ..limits
+    };
+    assert_eq!(whole(limits, head).error, Some(DecodeError::MethodTooLong));
+}
+
+#[test]
+fn partial_method_over_max_method_bytes_is_501_before_the_line_ends() {
+    // No SP ever comes: the decoder must not hold the method until
+    // max_head_bytes.
+    let limits = small_limits();
+    let mut stream = b"\r\n".to_vec();
+    stream.resize(2 + limits.max_method_bytes, b'M');
+    assert_eq!(whole(limits, &stream).error, None);
+    stream.push(b'M');
+    assert_eq!(
+        whole(limits, &stream).error,
+        Some(DecodeError::MethodTooLong)
+    );
+    assert_eq!(
+        bytewise(limits, &stream).error,
+        Some(DecodeError::MethodTooLong)
+    );
+}
+
+#[test]
+fn partial_version_over_eight_bytes_is_400_before_the_line_ends() {
+    // HTTP-version is fixed at eight bytes (RFC 9112 2.3), so it needs no
+    // limit of its own: the ninth byte, if not CR or LF, is refused, well
+    // before max_head_bytes.
+    let limits = Limits::default();
+    assert_eq!(whole(limits, b"GET / HTTP/1.1").error, None);
+    assert_eq!(
+        whole(limits, b"GET / HTTP/1.11").error,
+        Some(DecodeError::InvalidVersion)
+    );
+    let mut stream = b"GET / HTTP/1.1".to_vec();
+    stream.resize(6 + 10_000, b'1');
+    assert!(stream.len() < limits.max_head_bytes);
+    let err = whole(limits, &stream).error;
+    assert_eq!(err, Some(DecodeError::InvalidVersion));
+    assert_eq!(err.unwrap().status(), 400);
+}
+
+#[test]
+fn partial_garbage_in_place_of_the_version_is_400_at_its_first_byte() {
+    let limits = Limits::default();
+    assert_eq!(whole(limits, b"GET / ").error, None);
+    assert_eq!(
+        whole(limits, b"GET / x").error,
+        Some(DecodeError::InvalidVersion)
+    );
+    let mut stream = b"GET / ".to_vec();
+    stream.resize(6 + 10_000, b'x');
+    assert_eq!(
+        whole(limits, &stream).error,
+        Some(DecodeError::InvalidVersion)
+    );
+}
+
+#[test]
 fn max_headers_header_lines_are_accepted() {
     let limits = small_limits();
     let out = whole(
@@ -358,6 +430,16 @@ reject! {
     asterisk_form_for_get_is_400: b"GET * HTTP/1.1\r\nHost: a\r\n\r\n" => InvalidTarget, 400;
     connect_with_origin_form_is_400: b"CONNECT /x HTTP/1.1\r\nHost: a\r\n\r\n" => InvalidTarget, 400;
     absolute_form_without_double_slash_is_400: b"GET http:/a HTTP/1.1\r\nHost: a\r\n\r\n" => InvalidTarget, 400;
+    /// RFC 9110 9.1: longer than any method implemented, SHOULD be 501.
+    method_longer_than_max_method_bytes_is_501:
+        format!("{} / HTTP/1.1\r\nHost: a\r\n\r\n", "M".repeat(Limits::default().max_method_bytes + 1)).as_bytes()
+        => MethodTooLong, 501;
+    ten_thousand_byte_method_is_501_not_served:
+        format!("{} / HTTP/1.1\r\nHost: a\r\n\r\n", "M".repeat(10_000)).as_bytes()
+        => MethodTooLong, 501;
+    method_over_the_limit_wins_over_a_target_over_the_limit:
+        format!("{} /{} HTTP/1.1\r\nHost: a\r\n\r\n", "M".repeat(33), "t".repeat(8 * 1024)).as_bytes()
+        => MethodTooLong, 501;
 }
 
 #[test]
@@ -378,6 +460,7 @@ fn every_status_is_an_error_status() {
     for e in [
         InvalidRequestLine,
         InvalidMethod,
+        MethodTooLong,
         InvalidTarget,
         TargetTooLong,
         InvalidVersion,

@@ -22,6 +22,7 @@ fn small_limits() -> Limits {
     Limits {
         max_head_bytes: 96,
         max_headers: 4,
+        max_method_bytes: 8,
         max_target_bytes: 24,
         max_body_bytes: 32,
     }
@@ -73,6 +74,10 @@ fn corpus() -> Vec<Vec<u8>> {
         // Limits (with the small limits these trip; with the defaults not).
         b"GET /0123456789012345678901234567890123456789 HTTP/1.1\r\nHost: a\r\n\r\n",
         b"GET /0123456789012345678901234567890123456789 HTTP/1.1 garbage",
+        b"MKCALENDAR / HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"MKCALENDAR /0123456789012345678901234567890123456789 HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"\r\nMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMM",
+        b"GET / HTTP/1.111111111111111111111111111111111111111111111111",
         b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE",
         b"GET / HTTP/1.1\r\nHost: a\r\nX: 01234567890123456789012345678901234567890123456789012345678901234567890123456789\r\n\r\n",

@@ -12,6 +12,7 @@ use ringwall_tests::{app, builder, start_or_skip, wait_until, Client, CloseKind}
 const LIMITS: Limits = Limits {
     max_head_bytes: 4096,
     max_headers: 20,
+    max_method_bytes: 32,
     max_target_bytes: 1024,
     max_body_bytes: 1024,
 };
