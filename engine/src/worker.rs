@@ -572,8 +572,9 @@ impl<H: Handler> Worker<H> {
         )
         .is_ok()
         {
-            socket::send_nonblocking(fd, &self.refusal);
+            // Counted first: a client that reads the 503 sees the counter.
             self.counters().cap_responses.incr();
+            socket::send_nonblocking(fd, &self.refusal);
         }
         socket::close(fd);
     }

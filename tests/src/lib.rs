@@ -22,6 +22,7 @@ mod drip;
 mod fd_limit;
 mod response;
 mod server;
+mod tcp_table;
 
 pub use app::{app, MAX_BYTES_RESPONSE};
 pub use client::{connect_with_rcvbuf, set_linger_zero, Client};
@@ -33,3 +34,4 @@ pub use drip::{drip_heads, DeadlineCheck, DripOutcome};
 pub use fd_limit::raise_fd_limit;
 pub use response::{imf_fixdate_unix_secs, is_imf_fixdate, parse_response, Response};
 pub use server::{builder, heavy_test_lock, start_or_skip, wait_until};
+pub use tcp_table::{parse_tcp_table, sockets_on_local_port, TcpRow};
