@@ -59,6 +59,9 @@ pub(crate) struct Conn {
     /// Waiting for the worker's output budget to drain before dispatching
     /// another request; the recv was cancelled.
     pub budget_wait: bool,
+    /// The decoder holds a complete request the handler has not seen yet
+    /// (its turn or the output budget held it back).
+    pub answer_pending: bool,
     /// A send has completed: only then can the kernel hold unacknowledged
     /// bytes of ours, so only then is a deadline close worth the SIOCOUTQ
     /// check that decides between FIN and RST.
@@ -105,6 +108,7 @@ impl Conn {
             yielded: false,
             input_paused: false,
             budget_wait: false,
+            answer_pending: false,
             sent_any: false,
             body_reserved: 0,
             output_accounted: 0,

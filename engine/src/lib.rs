@@ -17,8 +17,16 @@
 //! A framework plugs in a [`Handler`]; ringwall owns sockets, parsing,
 //! framing, deadlines, limits and shutdown. Each connection has one kernel
 //! timer, due at or before its earliest live deadline (header, body, idle,
-//! write); a connection whose deadline passes is closed with
-//! `shutdown(SHUT_WR)` then `close`.
+//! write stall, and the minimum body and response rates); a connection
+//! whose deadline passes is closed with `shutdown(SHUT_WR)` then `close`,
+//! or reset (SO_LINGER 0) when response bytes are still unsent, so a
+//! timed-out slow reader pins no kernel memory.
+//!
+//! Against hostile clients: a connection yields its worker after 16
+//! requests or 256 KiB of output per turn; request bodies and queued output
+//! have server-wide budgets (503, or reading pauses); the connection cap
+//! and an optional per-address cap answer 503; every part of the request
+//! line, the head and the body have their own limits.
 //!
 //! What it does not do: TLS, HTTP/2, streaming request bodies to the handler
 //! (bodies are collected up to `max_body_bytes`), or run handlers off the

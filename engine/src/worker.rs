@@ -150,7 +150,8 @@ impl BufferPools {
     /// Takes what `conn` can give back: decoder buffers when it is between
     /// requests, send buffers when its queue is empty.
     fn take_from(&mut self, conn: &mut Conn) {
-        if conn.has_decode_buffers {
+        // A request waiting for its answer lives in the decoder's buffers.
+        if conn.has_decode_buffers && !conn.answer_pending {
             if let Some(bufs) = conn.decoder.reclaim() {
                 conn.has_decode_buffers = false;
                 if self.decode.len() < POOLED_BUFFERS
@@ -409,7 +410,12 @@ impl<H: Handler> Worker<H> {
                 self.dispatch(user_data, result, flags);
             }
             // After the completions (timers first among equals), never
-            // before: one connection's backlog cannot delay them.
+            // before: one connection's backlog cannot delay them. What they
+            // produced (responses, FINs) leaves before that backlog runs.
+            if !self.ready.is_empty() {
+                self.shared.counters.ring_enters.incr();
+                let _ = self.sink.ring.submit();
+            }
             self.serve_ready();
         }
         for fd in self.listeners.drain(..) {
@@ -696,21 +702,32 @@ impl<H: Handler> Worker<H> {
                 self.pause(key);
                 break;
             }
-            if conn.decoder.buffered() > 0 {
-                if answered >= TURN_BUDGET_REQUESTS
-                    || queued.saturating_sub(output_at_start) >= TURN_BUDGET_OUTPUT_BYTES
-                {
-                    self.yield_turn(key);
-                    break;
-                }
+            if (conn.answer_pending || conn.decoder.buffered() > 0)
+                && (answered >= TURN_BUDGET_REQUESTS
+                    || queued.saturating_sub(output_at_start) >= TURN_BUDGET_OUTPUT_BYTES)
+            {
+                self.yield_turn(key);
+                break;
+            }
+            if conn.answer_pending {
                 // The worker's output total as it will be once this
-                // connection's new output is counted.
+                // connection's new output is counted. Over budget, the
+                // complete request waits: parsing went on to here, so its
+                // deadlines ended normally, and only the handler waits.
                 let worker_output =
                     (self.output_queued + queued).saturating_sub(conn.output_accounted);
-                if worker_output > self.output_budget && conn.decoder.between_requests() {
+                if worker_output > self.output_budget {
                     self.wait_for_output_budget(key);
                     break;
                 }
+                conn.answer_pending = false;
+                answered += 1;
+                let keep_alive = self.answer(key);
+                self.release_body(key);
+                if !keep_alive {
+                    self.close_after_flush(key, CloseReason::Completed);
+                }
+                continue;
             }
             match conn.decoder.poll() {
                 Ok(None) => break,
@@ -747,12 +764,9 @@ impl<H: Handler> Worker<H> {
                 }
                 Ok(Some(Event::RequestComplete)) => {
                     conn.timers.on_body_complete();
-                    answered += 1;
-                    let keep_alive = self.answer(key);
-                    self.release_body(key);
-                    if !keep_alive {
-                        self.close_after_flush(key, CloseReason::Completed);
-                    }
+                    // Answered at the top of the loop, once the output
+                    // budget allows.
+                    conn.answer_pending = true;
                 }
                 Err(err) => {
                     encode_error(&mut conn.send.pending, &err, &self.date);
@@ -820,6 +834,13 @@ impl<H: Handler> Worker<H> {
         };
         self.output_queued = self.output_queued + queued - conn.output_accounted;
         conn.output_accounted = queued;
+        self.wake_budget_waiters();
+    }
+
+    /// Lets connections waiting for the output budget go, oldest first,
+    /// while the worker is under it. Called wherever output shrinks: a
+    /// send, or a close that drops a queue.
+    fn wake_budget_waiters(&mut self) {
         while self.output_queued <= self.output_budget {
             let Some((waiter, generation)) = self.budget_waiters.pop_front() else {
                 break;
@@ -895,6 +916,7 @@ impl<H: Handler> Worker<H> {
             || conn.paused
             || conn.yielded
             || conn.budget_wait
+            || conn.answer_pending
             || conn.close_after_flush
         {
             return;
@@ -1032,7 +1054,7 @@ impl<H: Handler> Worker<H> {
             }
             return;
         }
-        let idle = conn.decoder.is_idle();
+        let idle = conn.decoder.is_idle() && !conn.answer_pending;
         conn.timers.on_send_drained(self.now, idle);
         if conn.paused {
             conn.paused = false;
@@ -1049,7 +1071,11 @@ impl<H: Handler> Worker<H> {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if conn.phase == Phase::Open && conn.send.is_empty() && conn.decoder.is_idle() {
+        if conn.phase == Phase::Open
+            && conn.send.is_empty()
+            && conn.decoder.is_idle()
+            && !conn.answer_pending
+        {
             if self.shutting_down {
                 self.close_now(key, CloseReason::Shutdown);
                 return;
@@ -1300,6 +1326,9 @@ impl<H: Handler> Worker<H> {
         socket::close(conn.fd);
         self.output_queued -= conn.output_accounted;
         self.body_reserved -= conn.body_reserved;
+        if conn.output_accounted > 0 {
+            self.wake_budget_waiters();
+        }
         if let (Some(per_ip), true) = (&self.shared.per_ip, conn.ip_bucket != NO_IP_BUCKET) {
             per_ip.release(conn.ip_bucket);
         }
@@ -1350,7 +1379,12 @@ impl<H: Handler> Worker<H> {
         let idle: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.phase == Phase::Open && c.send.is_empty() && c.decoder.is_idle())
+            .filter(|(_, c)| {
+                c.phase == Phase::Open
+                    && c.send.is_empty()
+                    && c.decoder.is_idle()
+                    && !c.answer_pending
+            })
             .map(|(key, _)| key)
             .collect();
         for key in idle {

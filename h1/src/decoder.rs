@@ -198,14 +198,6 @@ impl Decoder {
         matches!(self.state, State::Head { .. } | State::Complete) && self.buffered() == 0
     }
 
-    /// No body is being read: the decoder is reading a head (or waiting for
-    /// one), or holds a completed request. A server that must hold off new
-    /// requests can stop here without leaving a body half-read.
-    #[must_use]
-    pub fn between_requests(&self) -> bool {
-        matches!(self.state, State::Head { .. } | State::Complete)
-    }
-
     /// Hands the buffers out (cleared, capacity kept) when idle, so the
     /// idle connection holds no memory. A completed request still held is
     /// dropped. `None` when not idle.

@@ -469,3 +469,44 @@ fn output_budget_holds_new_requests_until_sends_drain() {
         assert!(d.join().unwrap() >= 3 * mib);
     }
 }
+
+#[test]
+fn output_budget_freed_by_closes_lets_waiting_requests_run() {
+    let _heavy = heavy_test_lock();
+    let mib = 1 << 20;
+    let Some(server) = start_or_skip(builder().workers(1).max_queued_output_bytes(4 * mib), app)
+    else {
+        return;
+    };
+    let addr = server.local_addr();
+    let hoarders: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = connect_with_rcvbuf(addr, 4096).expect("connect");
+            s.write_all(format!("GET /bytes/{} HTTP/1.1\r\nHost: x\r\n\r\n", 3 * mib).as_bytes())
+                .expect("request");
+            s
+        })
+        .collect();
+    assert!(wait_until(Duration::from_secs(2), || server
+        .stats()
+        .requests
+        == 2));
+    let mut late = Client::connect(addr);
+    late.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(wait_until(Duration::from_secs(2), || {
+        server.stats().output_budget_waits >= 1
+    }));
+    // The hoarders vanish without reading: their queues are dropped, not
+    // sent, and that must free the budget just the same.
+    for s in hoarders {
+        ringwall_tests::set_linger_zero(&s);
+    }
+    let asked = Instant::now();
+    let r = late.read_response();
+    assert_eq!(r.status, 200);
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+}
