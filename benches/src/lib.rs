@@ -21,6 +21,7 @@ pub mod check;
 pub mod commands;
 pub mod load;
 pub mod report;
+pub mod slow_read;
 pub mod stats;
 pub mod sys;
 
