@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::attack::{run_attack, run_attack_with_load, AttackConfig, AttackMode};
+use crate::json_report::{self, Setup};
 use crate::load::{run_load, LoadConfig, LoadMode, RequestSpec};
 use crate::peers::parse_duration;
 use crate::report::{self, ModeRow};
@@ -201,6 +202,10 @@ pub struct SlowlorisArgs {
     /// Write every timed close as `mode,overshoot_ns` to this CSV file.
     #[arg(long)]
     pub csv: Option<PathBuf>,
+    /// Write the report (counts, overshoot percentiles, legit load, the
+    /// verdict per mode and overall) as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
     /// Fail when a timed mode's overshoot p99 exceeds this: a precision
     /// regression, not only a hang.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
@@ -328,7 +333,7 @@ fn idle_hold(args: &SlowlorisArgs) -> io::Result<Duration> {
 }
 
 /// `slowloris`: runs each mode with legit load beside it, prints the table,
-/// the warnings and every failure, and writes the CSV if asked;
+/// the warnings and every failure, and writes the CSV and JSON asked for;
 /// passes only when every mode's verdict does (see [`crate::verdict`]).
 pub fn slowloris(args: &SlowlorisArgs) -> io::Result<bool> {
     let target = resolve(&args.target)?;
@@ -415,6 +420,21 @@ pub fn slowloris(args: &SlowlorisArgs) -> io::Result<bool> {
     if let Some(path) = &args.csv {
         write_csv(path, &results)?;
         println!("overshoots written to {}", path.display());
+    }
+    if let Some(path) = &args.json {
+        let setup = Setup {
+            target,
+            connections: args.connections,
+            open_over: args.open_over,
+            legit_connections: args.legit_connections,
+            header_timeout: args.expect_header_timeout,
+            body_timeout: args.expect_body_timeout,
+            write_timeout: args.expect_write_timeout,
+            idle_timeout: args.expect_idle_timeout,
+        };
+        let json = json_report::slowloris_report(&setup, &policy, &results, &verdicts);
+        json_report::write(path, &json)?;
+        println!("report written to {}", path.display());
     }
     println!();
     let passed = verdicts.iter().all(Verdict::passed);

@@ -5,9 +5,12 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
+
+use serde_json::Value;
 
 use ringwall_bench::{
     run_attack_with_load, AttackConfig, AttackMode, LoadConfig, LoadMode, RequestSpec,
@@ -112,6 +115,32 @@ fn slow_read_harness(target: SocketAddr, extra: &[&str]) -> Output {
         .unwrap()
 }
 
+/// A file for the JSON report, removed when dropped.
+struct TempJson(PathBuf);
+
+impl TempJson {
+    fn new(test: &str) -> TempJson {
+        TempJson(
+            std::env::temp_dir().join(format!("ringwall-bench-{test}-{}.json", std::process::id())),
+        )
+    }
+
+    fn arg(&self) -> &str {
+        self.0.to_str().expect("temp paths are UTF-8 here")
+    }
+
+    fn parse(&self) -> Value {
+        let text = std::fs::read_to_string(&self.0).expect("the report was written");
+        serde_json::from_str(&text).expect("the report is JSON")
+    }
+}
+
+impl Drop for TempJson {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Stdout then stderr, for assertions and their messages.
 fn output_text(out: &Output) -> String {
     format!(
@@ -211,6 +240,44 @@ fn slowloris_command_names_a_missing_server() {
 }
 
 #[test]
+fn slowloris_command_writes_a_json_report_ci_can_read() {
+    let _serial = serial();
+    let server = common::spawn(
+        Duration::from_secs(8),
+        common::deadline_server(HEADER, Duration::from_secs(5)),
+    );
+    let json = TempJson::new("json-report");
+    let out = harness(server.addr, &["--json", json.arg(), "--max-p99", "10s"]);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let v = json.parse();
+    assert_eq!(v["verdict"], "pass", "{v}");
+    assert_eq!(v["target"], server.addr.to_string());
+    assert_eq!(v["expected_timeouts_ms"]["header"], 300.0);
+    assert_eq!(v["expected_timeouts_ms"]["idle"], 5000.0);
+    assert_eq!(v["expected_timeouts_ms"]["write"], Value::Null);
+    assert_eq!(v["settings"]["max_p99_ms"], 10_000.0);
+    let modes = v["modes"].as_array().unwrap();
+    let names: Vec<&str> = modes.iter().map(|m| m["mode"].as_str().unwrap()).collect();
+    assert_eq!(names, ["slowloris", "idle"]);
+    let slowloris = &modes[0];
+    assert_eq!(slowloris["verdict"], "pass");
+    assert_eq!(slowloris["counts"]["connections"], 20);
+    assert_eq!(slowloris["counts"]["closed"], 20);
+    assert_eq!(slowloris["counts"]["hangs"], 0);
+    assert_eq!(slowloris["overshoot"]["timed_closes"], 20);
+    for p in ["p50_us", "p90_us", "p99_us", "max_us"] {
+        assert!(slowloris["overshoot"][p].is_f64(), "{p}: {slowloris}");
+    }
+    assert!(
+        slowloris["legit"]["under_attack"]["requests"].as_u64() > Some(0),
+        "{slowloris}"
+    );
+    let idle = &modes[1];
+    assert_eq!(idle["counts"]["false_kills"], 0);
+    assert_eq!(idle["overshoot"]["p99_us"], Value::Null);
+}
+
+#[test]
 fn max_p99_fails_a_mode_whose_overshoot_tail_exceeds_it() {
     let _serial = serial();
     let server = common::spawn(
@@ -234,7 +301,8 @@ fn slow_read_warns_when_the_server_fins_with_data_still_flowing() {
         Duration::from_secs(8),
         common::stall_then_close(Duration::from_millis(300), false),
     );
-    let out = slow_read_harness(server.addr, &[]);
+    let json = TempJson::new("slow-read-fin");
+    let out = slow_read_harness(server.addr, &["--json", json.arg()]);
     let text = output_text(&out);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(
@@ -245,6 +313,13 @@ fn slow_read_warns_when_the_server_fins_with_data_still_flowing() {
         text.contains("reset timed-out slow readers (SO_LINGER 0)"),
         "{text}"
     );
+    let v = json.parse();
+    let s = &v["modes"][0]["slow_read"];
+    assert_eq!(s["fins"], 10, "{s}");
+    assert_eq!(s["fins_with_bytes_after_deadline"], 10, "{s}");
+    assert!(s["bytes_after_deadline_max"].as_u64() > Some(0), "{s}");
+    assert_eq!(s["connections"].as_array().unwrap().len(), 10);
+    assert_eq!(s["connections"][0]["end"], "fin_behind_data");
 }
 
 #[test]
