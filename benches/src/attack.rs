@@ -39,7 +39,10 @@
 //!   follows the data, the server had closed: `closed_behind_data`, untimed.
 //!   Otherwise it is a hang (`whole_response_read` says when the server's
 //!   socket buffers had taken the whole response, so no write deadline could
-//!   start: ask for more bytes).
+//!   start: ask for more bytes). At the deadline the client notes what has
+//!   arrived (read, plus queued unread: `FIONREAD`); what arrives after it,
+//!   until the end, is the connection's `bytes_after_deadline`: a server
+//!   whose FIN left its kernel still sending (see [`crate::slow_read`]).
 //! - **Idle**: one full keep-alive `GET /`, its response read whole, then
 //!   nothing for `hold` (shorter than the server's idle timeout). Any close
 //!   before the hold ends is a false kill; afterwards we close cleanly.
@@ -61,6 +64,7 @@ use std::time::Duration;
 
 use crate::check::{BodyCheck, Expect, Progress, ResponseParser};
 use crate::load::{run_load, LoadConfig, LoadReport};
+use crate::slow_read::{SlowReadConn, SlowReadEnd, SlowReadSummary};
 use crate::stats::{LatencyRecorder, LatencySummary, OvershootSummary};
 use crate::sys::{self, Connect, Epoll, Events, Interest, Ready, SocketOpts};
 
@@ -140,6 +144,9 @@ pub struct AttackReport {
     /// Idle: the request before the idle period got no complete keep-alive
     /// response (an error, `Connection: close`, or no answer in time).
     pub idle_unusable: usize,
+    /// Slow read: how each connection ended, and what still arrived after
+    /// its deadline. `None` in the other modes.
+    pub slow_read: Option<SlowReadSummary>,
     /// How late the client ran its own schedule (connects, drips, checks),
     /// in µs. A close can be seen late by about this much because of the
     /// client; when it is not small next to the overshoot, the client is the
@@ -211,9 +218,10 @@ pub fn run_attack(cfg: &AttackConfig) -> io::Result<AttackReport> {
     };
     let mut first_err = None;
     let mut lag = LatencyRecorder::new();
+    let mut slow_read = Vec::new();
     for h in handles {
         match h.join() {
-            Ok(Ok(t)) => t.add_to(&mut report, &mut lag),
+            Ok(Ok(t)) => t.add_to(&mut report, &mut lag, &mut slow_read),
             Ok(Err(e)) => first_err = first_err.or(Some(e)),
             Err(_) => first_err = first_err.or(Some(io::Error::other("an attack thread panicked"))),
         }
@@ -228,6 +236,9 @@ pub fn run_attack(cfg: &AttackConfig) -> io::Result<AttackReport> {
         .filter(|&o| o >= -(EARLY_TOLERANCE.as_nanos() as i64))
         .collect();
     report.overshoot = OvershootSummary::from_ns(&timed);
+    if let AttackMode::SlowRead { .. } = cfg.mode {
+        report.slow_read = Some(SlowReadSummary::from_conns(slow_read));
+    }
     report.client_lag = lag.summary();
     report.elapsed = Duration::from_nanos(sys::monotonic_ns() - start);
     Ok(report)
@@ -272,6 +283,8 @@ enum Due {
     Setup,
     /// The end of a slow-read drain.
     DrainEnd,
+    /// Slow read: the deadline, when what has arrived so far is noted.
+    Deadline,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -282,6 +295,8 @@ enum CloseKind {
 }
 
 struct Slot {
+    /// The connection's number, in connect order across threads.
+    index: usize,
     stream: Option<TcpStream>,
     phase: Phase,
     /// Where the server's deadline starts (see the module docs).
@@ -299,6 +314,11 @@ struct Slot {
     /// Slow read: `bytes_in` at the last drain check, and when the drain must end.
     drain_mark: u64,
     drain_until: u64,
+    /// Slow read: bytes arrived (read or queued) at the deadline; `None` before it.
+    arrived_at_deadline: Option<u64>,
+    /// Slow read: how it ended, set where the end is recognised.
+    end: Option<SlowReadEnd>,
+    overshoot_ns: Option<i64>,
 }
 
 #[derive(Default)]
@@ -317,11 +337,17 @@ struct Tally {
     closed_behind_data: usize,
     whole_response_read: usize,
     idle_unusable: usize,
+    slow_read: Vec<SlowReadConn>,
     lag: LatencyRecorder,
 }
 
 impl Tally {
-    fn add_to(self, r: &mut AttackReport, lag: &mut LatencyRecorder) {
+    fn add_to(
+        self,
+        r: &mut AttackReport,
+        lag: &mut LatencyRecorder,
+        slow_read: &mut Vec<SlowReadConn>,
+    ) {
         lag.merge(&self.lag);
         r.opened += self.opened;
         r.connect_failed += self.connect_failed;
@@ -337,6 +363,7 @@ impl Tally {
         r.closed_behind_data += self.closed_behind_data;
         r.whole_response_read += self.whole_response_read;
         r.idle_unusable += self.idle_unusable;
+        slow_read.extend(self.slow_read);
     }
 }
 
@@ -373,6 +400,7 @@ impl AttackThread {
             let at = t0 + (spread as u128 * k as u128 / cfg.connections as u128) as u64;
             heap.push(Reverse((at, slots.len(), Due::Connect)));
             slots.push(Slot {
+                index: k,
                 stream: None,
                 phase: Phase::Scheduled,
                 reference: 0,
@@ -384,6 +412,9 @@ impl AttackThread {
                 bytes_in: 0,
                 drain_mark: 0,
                 drain_until: 0,
+                arrived_at_deadline: None,
+                end: None,
+                overshoot_ns: None,
             });
         }
         let longest = match cfg.mode {
@@ -470,6 +501,7 @@ impl AttackThread {
                 Due::Check => self.check(i),
                 Due::Setup => self.setup_expired(i),
                 Due::DrainEnd => self.drain_end(i),
+                Due::Deadline => self.note_arrived_at_deadline(i),
             }
         }
         self.heap
@@ -567,6 +599,10 @@ impl AttackThread {
                 let reference = slot.reference;
                 self.heap
                     .push(Reverse((reference + ns(interval), i, Due::Drip)));
+                if let AttackMode::SlowRead { .. } = self.mode {
+                    self.heap
+                        .push(Reverse((reference + self.expected_ns, i, Due::Deadline)));
+                }
                 self.heap.push(Reverse((
                     reference + self.expected_ns + self.slack_ns,
                     i,
@@ -626,6 +662,15 @@ impl AttackThread {
         }
         // Scheduled from the previous due time, not from now: no drift.
         self.heap.push(Reverse((due + ns(interval), i, Due::Drip)));
+    }
+
+    /// Slow read: what has arrived by the deadline, so that whatever arrives
+    /// later is known to have left the server after it.
+    fn note_arrived_at_deadline(&mut self, i: usize) {
+        let slot = &mut self.slots[i];
+        if let Some(stream) = &slot.stream {
+            slot.arrived_at_deadline = Some(slot.bytes_in + sys::bytes_queued(stream).unwrap_or(0));
+        }
     }
 
     fn setup_expired(&mut self, i: usize) {
@@ -782,6 +827,7 @@ impl AttackThread {
                     return if slot.phase == Phase::Draining {
                         self.tally.closed_behind_data += 1;
                         self.tally.fin_seen += 1;
+                        slot.end = Some(SlowReadEnd::FinBehindData);
                         self.close_ours(i)
                     } else {
                         self.server_closed(i, seen, CloseKind::Fin)
@@ -813,6 +859,7 @@ impl AttackThread {
                     return if self.slots[i].phase == Phase::Draining {
                         self.tally.closed_behind_data += 1;
                         self.tally.reset_seen += 1;
+                        self.slots[i].end = Some(SlowReadEnd::ResetBehindData);
                         self.close_ours(i)
                     } else {
                         self.server_closed(i, seen, CloseKind::Reset)
@@ -875,11 +922,21 @@ impl AttackThread {
     /// The server closed slot `i`; the client saw it at `at`.
     fn server_closed(&mut self, i: usize, at: u64, kind: CloseKind) {
         let phase = self.slots[i].phase;
-        match kind {
-            CloseKind::Fin => self.tally.fin_seen += 1,
-            CloseKind::Reset => self.tally.reset_seen += 1,
-            CloseKind::WriteFailed => self.tally.write_failed_seen += 1,
-        }
+        let end = match kind {
+            CloseKind::Fin => {
+                self.tally.fin_seen += 1;
+                SlowReadEnd::Fin
+            }
+            CloseKind::Reset => {
+                self.tally.reset_seen += 1;
+                SlowReadEnd::Reset
+            }
+            CloseKind::WriteFailed => {
+                self.tally.write_failed_seen += 1;
+                SlowReadEnd::WriteFailed
+            }
+        };
+        self.slots[i].end = Some(end);
         self.tally.closed += 1;
         match self.mode {
             AttackMode::Idle { .. } => {
@@ -893,6 +950,7 @@ impl AttackThread {
                 let deadline = self.slots[i].reference + self.expected_ns;
                 let overshoot = at as i64 - deadline as i64;
                 self.tally.overshoots_ns.push(overshoot);
+                self.slots[i].overshoot_ns = Some(overshoot);
                 if overshoot < -(EARLY_TOLERANCE.as_nanos() as i64) {
                     self.tally.early_closes += 1;
                 }
@@ -903,13 +961,14 @@ impl AttackThread {
 
     fn connect_failed(&mut self, i: usize) {
         self.tally.connect_failed += 1;
+        self.slots[i].end = Some(SlowReadEnd::ConnectFailed);
         self.finish(i);
     }
 
     /// Hard stop: whatever is unresolved counts as a hang.
     fn give_up(&mut self, i: usize) {
         match self.slots[i].phase {
-            Phase::Scheduled | Phase::Connecting => self.tally.connect_failed += 1,
+            Phase::Scheduled | Phase::Connecting => return self.connect_failed(i),
             Phase::Requesting => self.tally.idle_unusable += 1,
             _ => self.tally.hangs += 1,
         }
@@ -931,6 +990,24 @@ impl AttackThread {
         }
         if slot.phase == Phase::DrainPending {
             self.drains_pending -= 1;
+        }
+        if let AttackMode::SlowRead { .. } = self.mode {
+            let queued = slot
+                .stream
+                .as_ref()
+                .map_or(0, |s| sys::bytes_queued(s).unwrap_or(0));
+            let arrived = slot.bytes_in + queued;
+            self.tally.slow_read.push(SlowReadConn {
+                index: slot.index,
+                // Every other way to end is a hang: a drain that found no
+                // close, a close after deadline + slack, the hard stop.
+                end: slot.end.unwrap_or(SlowReadEnd::Hang),
+                overshoot_ns: slot.overshoot_ns,
+                bytes_received: arrived,
+                bytes_after_deadline: slot
+                    .arrived_at_deadline
+                    .map_or(0, |at| arrived.saturating_sub(at)),
+            });
         }
         // Dropping the socket closes it and removes it from the epoll set.
         slot.stream = None;

@@ -10,13 +10,13 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::attack::{
-    run_attack, run_attack_with_load, AttackConfig, AttackMode, AttackReport, AttackWithLoad,
-};
+use crate::attack::{run_attack, run_attack_with_load, AttackConfig, AttackMode};
+use crate::json_report::{self, Setup};
 use crate::load::{run_load, LoadConfig, LoadMode, RequestSpec};
 use crate::peers::parse_duration;
 use crate::report::{self, ModeRow};
 use crate::sys;
+use crate::verdict::{judge, ModeResult, Policy, Verdict};
 
 /// Resolves `HOST:PORT`, preferring IPv4.
 pub fn resolve(target: &str) -> io::Result<SocketAddr> {
@@ -202,6 +202,19 @@ pub struct SlowlorisArgs {
     /// Write every timed close as `mode,overshoot_ns` to this CSV file.
     #[arg(long)]
     pub csv: Option<PathBuf>,
+    /// Write the report (counts, overshoot percentiles, legit load, the
+    /// verdict per mode and overall) as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Fail when a timed mode's overshoot p99 exceeds this: a precision
+    /// regression, not only a hang.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub max_p99: Option<Duration>,
+    /// Fail slow-read when the server closes a timed-out reader with a FIN
+    /// and response bytes keep arriving after the deadline (by default a
+    /// warning): the server should reset it (SO_LINGER 0).
+    #[arg(long)]
+    pub require_reset_slow_read: bool,
 }
 
 struct ModeRun {
@@ -319,14 +332,20 @@ fn idle_hold(args: &SlowlorisArgs) -> io::Result<Duration> {
     Ok(hold)
 }
 
-/// `slowloris`: runs each mode with legit load beside it, prints the table and
-/// every failure; passes only with no hang, early close, false kill, failed
-/// connect or legit error.
+/// `slowloris`: runs each mode with legit load beside it, prints the table,
+/// the warnings and every failure, and writes the CSV and JSON asked for;
+/// passes only when every mode's verdict does (see [`crate::verdict`]).
 pub fn slowloris(args: &SlowlorisArgs) -> io::Result<bool> {
     let target = resolve(&args.target)?;
     probe(target)?;
     let limit = sys::raise_nofile_limit()?;
     let runs = plan_modes(args)?;
+    let policy = Policy {
+        slack: args.slack,
+        min_legit_kept: args.min_legit_kept,
+        max_p99: args.max_p99,
+        require_reset_slow_read: args.require_reset_slow_read,
+    };
     println!(
         "slowloris harness against {target}: {} connections per mode opened over {:?}, slack {:?}; \
          legit keep-alive c={} ({}); RLIMIT_NOFILE {limit}",
@@ -339,8 +358,7 @@ pub fn slowloris(args: &SlowlorisArgs) -> io::Result<bool> {
             LegitExpect::Any => format!("GET {}, any framed 200", args.legit_path),
         }
     );
-    let mut results: Vec<(&'static str, AttackReport, Option<AttackWithLoad>)> = Vec::new();
-    let mut failures = Vec::new();
+    let mut results: Vec<ModeResult> = Vec::new();
     for run in &runs {
         let attack = AttackConfig {
             target,
@@ -371,154 +389,75 @@ pub fn slowloris(args: &SlowlorisArgs) -> io::Result<bool> {
             (run_attack(&attack)?, None)
         };
         println!("done in {:.2}s", report.elapsed.as_secs_f64());
-        judge(run, &report, legit.as_ref(), args, &mut failures);
-        results.push((run.name, report, legit));
+        results.push(ModeResult {
+            mode: run.mode,
+            deadline: run.expected,
+            window: run.window,
+            attack: report,
+            legit,
+        });
     }
+    let verdicts: Vec<Verdict> = results.iter().map(|m| judge(m, &policy)).collect();
     let rows: Vec<ModeRow<'_>> = results
         .iter()
-        .map(|(name, a, l)| ModeRow {
-            mode: name,
-            attack: a,
-            legit: l.as_ref(),
+        .map(|m| ModeRow {
+            mode: m.name(),
+            attack: &m.attack,
+            legit: m.legit.as_ref(),
         })
         .collect();
     println!();
     print!("{}", report::attack_table(&rows));
-    println!("(overshoot = close seen - deadline; early = more than 5ms before it; hang = open at deadline + slack)");
-    for (name, a, _) in &results {
-        for note in notes(a) {
-            println!("{name}: {note}");
+    println!(
+        "(overshoot = close seen - deadline; early = more than 5ms before it; hang = open at \
+         deadline + slack; after deadline = slow-read response bytes that arrived after it)"
+    );
+    for (m, v) in results.iter().zip(&verdicts) {
+        for w in &v.warnings {
+            println!("{}: {w}", m.name());
         }
     }
     if let Some(path) = &args.csv {
         write_csv(path, &results)?;
         println!("overshoots written to {}", path.display());
     }
+    if let Some(path) = &args.json {
+        let setup = Setup {
+            target,
+            connections: args.connections,
+            open_over: args.open_over,
+            legit_connections: args.legit_connections,
+            header_timeout: args.expect_header_timeout,
+            body_timeout: args.expect_body_timeout,
+            write_timeout: args.expect_write_timeout,
+            idle_timeout: args.expect_idle_timeout,
+        };
+        let json = json_report::slowloris_report(&setup, &policy, &results, &verdicts);
+        json_report::write(path, &json)?;
+        println!("report written to {}", path.display());
+    }
     println!();
-    if failures.is_empty() {
-        println!("PASS: no hang, early close, false kill or legit error");
+    let passed = verdicts.iter().all(Verdict::passed);
+    if passed {
+        let p99 = args.max_p99.map_or(String::new(), |max| {
+            format!(", overshoot p99 within {max:?}")
+        });
+        println!("PASS: no hang, early close, false kill or legit error{p99}");
     } else {
-        for f in &failures {
-            println!("FAIL {f}");
+        for (m, v) in results.iter().zip(&verdicts) {
+            for f in &v.failures {
+                println!("FAIL {}: {f}", m.name());
+            }
         }
     }
-    Ok(failures.is_empty())
+    Ok(passed)
 }
 
-fn judge(
-    run: &ModeRun,
-    a: &AttackReport,
-    legit: Option<&AttackWithLoad>,
-    args: &SlowlorisArgs,
-    failures: &mut Vec<String>,
-) {
-    let name = run.name;
-    if a.hangs > 0 {
-        failures.push(format!(
-            "{name}: {} of {} connections still open {:?} past the {:?} deadline",
-            a.hangs, a.opened, args.slack, run.expected
-        ));
-    }
-    if a.early_closes > 0 {
-        failures.push(format!(
-            "{name}: {} connections closed more than 5ms before the {:?} deadline",
-            a.early_closes, run.expected
-        ));
-    }
-    if a.false_kills > 0 {
-        failures.push(format!(
-            "{name}: {} idle keep-alive connections closed within the {:?} hold",
-            a.false_kills, run.window
-        ));
-    }
-    if a.idle_unusable > 0 {
-        failures.push(format!(
-            "{name}: {} connections got no complete keep-alive response to their first request",
-            a.idle_unusable
-        ));
-    }
-    if a.connect_failed > 0 {
-        failures.push(format!(
-            "{name}: {} of {} attack connects failed (refused, or the listen backlog overflowed)",
-            a.connect_failed, a.connections
-        ));
-    }
-    if let Some(l) = legit {
-        if l.legit_baseline.errors.total() > 0 {
-            failures.push(format!(
-                "{name}: legit load fails even without the attack: {} (check --legit-path / --legit-expect)",
-                l.legit_baseline.errors
-            ));
-        } else if l.legit_under_attack.errors.total() > 0 {
-            failures.push(format!(
-                "{name}: legit load under attack: {}",
-                l.legit_under_attack.errors
-            ));
-        }
-        if l.legit_under_attack.requests == 0 {
-            failures.push(format!("{name}: legit load got no response under attack"));
-        }
-        if args.min_legit_kept > 0.0 && l.legit_kept_percent() < args.min_legit_kept {
-            failures.push(format!(
-                "{name}: legit load kept {:.1}% of its baseline, below --min-legit-kept {}",
-                l.legit_kept_percent(),
-                args.min_legit_kept
-            ));
-        }
-    }
-}
-
-/// Client lag above this makes the overshoot columns partly the client's.
-const LAG_WARNING_US: u64 = 5_000;
-
-fn notes(a: &AttackReport) -> Vec<String> {
-    let mut v = Vec::new();
-    if a.client_lag.p99_us > LAG_WARNING_US {
-        v.push(format!(
-            "the attack client ran behind its own schedule (lag p99 {}, max {}): overshoots may \
-             include client delay; use fewer connections or a longer --interval",
-            report::us(a.client_lag.p99_us as f64),
-            report::us(a.client_lag.max_us as f64)
-        ));
-    }
-    if a.responses_seen > 0 {
-        v.push(format!(
-            "the server sent bytes (e.g. a 408) on {} connections before closing",
-            a.responses_seen
-        ));
-    }
-    if a.closed_behind_data > 0 {
-        v.push(format!(
-            "{} connections were closed with a FIN stuck behind unsent data: seen only after \
-             draining, so untimed (the server gave up on them; not a hang)",
-            a.closed_behind_data
-        ));
-    }
-    if a.whole_response_read > 0 {
-        v.push(format!(
-            "{} hung connections had the whole response delivered while draining: the server's \
-             socket buffers held it all, so no write deadline could start (try a larger --slow-read-bytes)",
-            a.whole_response_read
-        ));
-    }
-    if a.hangs > a.whole_response_read && a.mode == "slow-read" {
-        v.push(
-            "slow-read hangs were drained after deadline + slack until no byte came for 250ms, without a FIN; a server that \
-             closed with its FIN queued behind a large unsent buffer also looks like this"
-                .to_string(),
-        );
-    }
-    v
-}
-
-fn write_csv(
-    path: &PathBuf,
-    results: &[(&'static str, AttackReport, Option<AttackWithLoad>)],
-) -> io::Result<()> {
+fn write_csv(path: &PathBuf, results: &[ModeResult]) -> io::Result<()> {
     let mut out = String::from("mode,overshoot_ns\n");
-    for (name, a, _) in results {
-        for o in &a.overshoots_ns {
-            out.push_str(&format!("{name},{o}\n"));
+    for m in results {
+        for o in &m.attack.overshoots_ns {
+            out.push_str(&format!("{},{o}\n", m.name()));
         }
     }
     std::fs::write(path, out)

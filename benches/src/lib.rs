@@ -14,15 +14,19 @@
 //! sockets: no async runtime, so a timestamp is taken the moment the kernel
 //! reports the event. They never talk to anything but the target they are
 //! given. They do not start servers (see `peers`) or decide what a result
-//! means beyond the counts (see `runners` and the `slowloris` command).
+//! means beyond the counts (see `runners`, and `verdict` for the `slowloris`
+//! command, whose report `json_report` writes for CI).
 
 pub mod attack;
 pub mod check;
 pub mod commands;
+pub mod json_report;
 pub mod load;
 pub mod report;
+pub mod slow_read;
 pub mod stats;
 pub mod sys;
+pub mod verdict;
 
 pub mod peers;
 pub mod runners;

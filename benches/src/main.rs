@@ -22,7 +22,10 @@ struct Cli {
 enum Command {
     /// Slowloris regression harness against any HTTP/1.1 server: slowloris,
     /// slow body, slow read and idle keep-alive, with legit load beside them.
-    /// Fails on any hang, early close, false kill or legit error.
+    /// Fails on any hang, early close, false kill or legit error; on an
+    /// overshoot p99 above --max-p99; with --require-reset-slow-read, on a
+    /// slow reader FINed while its response kept flowing. --json FILE writes
+    /// the report for CI.
     Slowloris(SlowlorisArgs),
     /// Checked HTTP/1.1 load: keep-alive, pipelined or churn.
     Load(LoadArgs),

@@ -79,6 +79,21 @@ pub fn us(v: f64) -> String {
     }
 }
 
+/// Bytes as `812B`, `4.00KiB`, `12.50MiB`, `1.20GiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 3] = ["KiB", "MiB", "GiB"];
+    if n < 1024 {
+        return format!("{n}B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.2}{}", UNITS[unit])
+}
+
 fn ms_or_s(secs: f64) -> String {
     if secs < 1.0 {
         format!("{:.0}ms", secs * 1000.0)
@@ -110,6 +125,7 @@ pub fn attack_table(rows: &[ModeRow<'_>]) -> String {
         "over p99",
         "over max",
         "false kills",
+        "after deadline",
         "legit kept",
         "legit errors",
         "client lag p99",
@@ -138,6 +154,9 @@ pub fn attack_table(rows: &[ModeRow<'_>]) -> String {
             } else {
                 "-".into()
             },
+            a.slow_read
+                .as_ref()
+                .map_or("-".into(), |s| bytes(s.bytes_after_deadline_total)),
             r.legit
                 .map_or("-".into(), |l| format!("{:.1}%", l.legit_kept_percent())),
             r.legit.map_or("-".into(), |l| {
@@ -178,6 +197,14 @@ mod tests {
         assert_eq!(us(812.4), "812us");
         assert_eq!(us(1250.0), "1.25ms");
         assert_eq!(us(-300.0), "-300us");
+    }
+
+    #[test]
+    fn bytes_switch_units_at_1024() {
+        assert_eq!(bytes(812), "812B");
+        assert_eq!(bytes(4096), "4.00KiB");
+        assert_eq!(bytes(12 << 20), "12.00MiB");
+        assert_eq!(bytes(3 << 30), "3.00GiB");
     }
 
     #[test]

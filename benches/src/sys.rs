@@ -1,5 +1,5 @@
 //! The few Linux calls std does not expose: epoll, `CLOCK_MONOTONIC` in
-//! nanoseconds, `RLIMIT_NOFILE`, and a nonblocking connect whose socket
+//! nanoseconds, `RLIMIT_NOFILE`, `FIONREAD`, and a nonblocking connect whose socket
 //! options (`SO_RCVBUF`, `TCP_NODELAY`) are set before the handshake.
 //!
 //! Everything else goes through `std::net::TcpStream` (reads, writes with
@@ -176,6 +176,18 @@ pub fn set_recv_buffer(stream: &TcpStream, bytes: usize) -> io::Result<()> {
         libc::SO_RCVBUF,
         bytes as libc::c_int,
     )
+}
+
+/// Bytes that have arrived on `stream` and are not read yet (`FIONREAD`).
+/// Still answers after the peer's FIN or RST: the queue outlives the close.
+pub fn bytes_queued(stream: &TcpStream) -> io::Result<u64> {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, which outlives the call.
+    let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::FIONREAD, &mut queued) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(queued.max(0) as u64)
 }
 
 /// Closes with an RST instead of a FIN (`SO_LINGER` 0), so closing thousands

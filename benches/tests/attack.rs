@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use ringwall_bench::slow_read::SlowReadEnd;
 use ringwall_bench::{run_attack, AttackConfig, AttackMode, AttackReport};
 
 const SLACK: Duration = Duration::from_millis(500);
@@ -136,6 +137,17 @@ fn slow_read_sees_a_reset_behind_queued_data() {
     assert_eq!(r.reset_seen, 20, "{r:?}");
     assert_eq!((r.hangs, r.early_closes), (0, 0), "{r:?}");
     assert_seen_promptly(&r);
+    // The reset dropped the server's queue: nothing left to arrive.
+    let s = r.slow_read.as_ref().expect("slow read reports its closes");
+    assert_eq!((s.resets, s.fins), (20, 0), "{s:?}");
+    assert_eq!(s.fins_with_bytes_after_deadline, 0, "{s:?}");
+    assert_eq!(s.bytes_after_deadline_total, 0, "{s:?}");
+    assert!(
+        s.connections
+            .iter()
+            .all(|c| c.end == SlowReadEnd::Reset && c.overshoot_ns.is_some()),
+        "{s:?}"
+    );
 }
 
 #[test]
@@ -152,6 +164,18 @@ fn slow_read_finds_a_fin_stuck_behind_unsent_data() {
     let r = attack(&config(server.addr, mode, 20));
     assert_eq!(r.closed_behind_data, 20, "{r:?}");
     assert_eq!(r.hangs, 0, "{r:?}");
+    // The server's kernel still held its 64 KiB send buffer, and delivered
+    // it after the deadline, ahead of the FIN.
+    let s = r.slow_read.as_ref().expect("slow read reports its closes");
+    assert_eq!((s.fins, s.resets), (20, 0), "{s:?}");
+    assert_eq!(s.fins_with_bytes_after_deadline, 20, "{s:?}");
+    assert!(
+        s.connections
+            .iter()
+            .all(|c| c.end == SlowReadEnd::FinBehindData && c.bytes_after_deadline >= 16 * 1024),
+        "{s:?}"
+    );
+    assert_eq!(s.connections.len(), 20);
 }
 
 #[test]
