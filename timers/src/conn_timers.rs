@@ -3,6 +3,8 @@
 //! rules; `kernel_timer.rs` turns it into timer actions and `transitions.rs`
 //! maps protocol events onto it.
 
+use std::time::Duration;
+
 use crate::{DeadlineKind, MinRate, MinRates, MonoTime, Timeouts};
 
 /// One connection's deadlines and its one kernel timer.
@@ -25,12 +27,22 @@ use crate::{DeadlineKind, MinRate, MinRates, MonoTime, Timeouts};
 ///   `plan` submits only when none is pending.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnTimers {
-    pub(crate) timeouts: Timeouts,
-    pub(crate) rates: MinRates,
+    /// How long each kind runs once armed, in nanoseconds (saturated),
+    /// indexed by [`DeadlineKind::index`]: the four timeouts, then each
+    /// rate's grace. Nanoseconds rather than `Duration`s, and the rates
+    /// below rather than `MinRates`, because there is one of these in every
+    /// connection slot: 56 bytes less per connection.
+    runs_ns: [u64; 6],
+    /// Bytes per second of the body and send rates; 0: no such rate.
+    rates_bps: [u32; 2],
     /// Indexed by [`DeadlineKind::index`]; `None` is unarmed.
     pub(crate) deadlines: [Option<MonoTime>; 6],
     /// Expiry of the kernel timer believed in flight; `None` if there is none.
     pub(crate) pending: Option<MonoTime>,
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl ConnTimers {
@@ -40,11 +52,21 @@ impl ConnTimers {
     }
 
     /// As [`new`](Self::new), holding the connection to minimum data rates
-    /// as well (the `BodyRate` and `SendRate` deadlines).
+    /// as well (the `BodyRate` and `SendRate` deadlines). A rate of 0 bytes/s
+    /// counts as none.
     pub fn with_min_rates(timeouts: Timeouts, rates: MinRates) -> Self {
+        let grace = |r: Option<MinRate>| r.map_or(0, |r| nanos(r.grace));
+        let bps = |r: Option<MinRate>| r.map_or(0, |r| r.bytes_per_sec);
         ConnTimers {
-            timeouts,
-            rates,
+            runs_ns: [
+                nanos(timeouts.header),
+                nanos(timeouts.body),
+                nanos(timeouts.idle),
+                nanos(timeouts.write),
+                grace(rates.body),
+                grace(rates.send),
+            ],
+            rates_bps: [bps(rates.body), bps(rates.send)],
             deadlines: [None; 6],
             pending: None,
         }
@@ -52,15 +74,22 @@ impl ConnTimers {
 
     /// The minimum rates this connection is held to.
     pub fn min_rates(&self) -> MinRates {
-        self.rates
+        MinRates {
+            body: self.rate_for(DeadlineKind::BodyRate),
+            send: self.rate_for(DeadlineKind::SendRate),
+        }
     }
 
     fn rate_for(&self, kind: DeadlineKind) -> Option<MinRate> {
-        match kind {
-            DeadlineKind::BodyRate => self.rates.body,
-            DeadlineKind::SendRate => self.rates.send,
-            _ => None,
-        }
+        let bytes_per_sec = match kind {
+            DeadlineKind::BodyRate => self.rates_bps[0],
+            DeadlineKind::SendRate => self.rates_bps[1],
+            _ => 0,
+        };
+        (bytes_per_sec > 0).then(|| MinRate {
+            bytes_per_sec,
+            grace: Duration::from_nanos(self.runs_ns[kind.index()]),
+        })
     }
 
     /// `bytes` of progress seen at `now` move the armed rate deadline `kind`
@@ -78,9 +107,16 @@ impl ConnTimers {
         }
     }
 
-    /// The timeouts this connection was created with.
+    /// The timeouts this connection was created with (saturated at
+    /// `u64::MAX` nanoseconds, about 584 years).
     pub fn timeouts(&self) -> Timeouts {
-        self.timeouts
+        let run = |kind: DeadlineKind| Duration::from_nanos(self.runs_ns[kind.index()]);
+        Timeouts {
+            header: run(DeadlineKind::Header),
+            body: run(DeadlineKind::Body),
+            idle: run(DeadlineKind::Idle),
+            write: run(DeadlineKind::Write),
+        }
     }
 
     /// Arms `kind` at `now + timeout(kind)` (a rate kind: `now + grace`) if
@@ -89,18 +125,15 @@ impl ConnTimers {
     /// drip bytes would extend it forever (seed 001). A rate kind without a
     /// configured rate is never armed.
     pub fn arm(&mut self, kind: DeadlineKind, now: MonoTime) -> bool {
-        let run = match kind {
-            DeadlineKind::BodyRate | DeadlineKind::SendRate => match self.rate_for(kind) {
-                Some(rate) => rate.grace,
-                None => return false,
-            },
-            _ => self.timeouts.get(kind),
-        };
+        let is_rate = matches!(kind, DeadlineKind::BodyRate | DeadlineKind::SendRate);
+        if is_rate && self.rate_for(kind).is_none() {
+            return false;
+        }
         let slot = &mut self.deadlines[kind.index()];
         if slot.is_some() {
             return false;
         }
-        *slot = Some(now.saturating_add(run));
+        *slot = Some(now.saturating_add(Duration::from_nanos(self.runs_ns[kind.index()])));
         true
     }
 
@@ -151,12 +184,11 @@ impl ConnTimers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn conn_timers_stay_small() {
         // One per connection slot: keep it a handful of cache lines.
-        assert!(std::mem::size_of::<ConnTimers>() <= 240);
+        assert!(std::mem::size_of::<ConnTimers>() <= 168);
     }
 
     #[test]

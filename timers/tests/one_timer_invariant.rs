@@ -358,7 +358,7 @@ impl Sim {
         while !self.updates.is_empty() {
             self.apply_update();
         }
-        self.conn = ConnTimers::new(self.conn.timeouts());
+        self.conn = ConnTimers::with_min_rates(self.conn.timeouts(), self.conn.min_rates());
         self.batch_now = self.now;
         self.conn.on_accept(self.now);
         self.log("close; slot reused: on_accept".to_string());
