@@ -51,11 +51,13 @@ impl SendQueue {
     }
 
     /// A send completed with `n` bytes: a short send leaves the rest for the
-    /// next `start_send`, which resumes at the right offset.
-    pub fn complete_send(&mut self, n: usize) {
+    /// next `start_send`, which resumes at the right offset. Returns whether
+    /// it was short (the kernel took less than it was offered).
+    pub fn complete_send(&mut self, n: usize) -> bool {
         debug_assert!(self.in_flight);
         self.in_flight = false;
         self.sent = (self.sent + n).min(self.sending.len());
+        self.sent < self.sending.len()
     }
 
     /// The send failed or was cancelled.
@@ -110,10 +112,10 @@ mod tests {
         let mut q = SendQueue::default();
         q.pending.extend_from_slice(b"0123456789");
         assert_eq!(q.start_send().unwrap(), b"0123456789");
-        q.complete_send(4);
+        assert!(q.complete_send(4), "4 of 10 is short");
         q.pending.extend_from_slice(b"AB");
         assert_eq!(q.start_send().unwrap(), b"456789");
-        q.complete_send(6);
+        assert!(!q.complete_send(6));
         assert_eq!(q.start_send().unwrap(), b"AB");
         q.complete_send(2);
         assert!(q.is_empty());

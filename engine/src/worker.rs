@@ -1029,10 +1029,10 @@ impl<H: Handler> Worker<H> {
             }
             return;
         }
-        conn.send.complete_send(result as usize);
+        let short = conn.send.complete_send(result as usize);
         if result > 0 {
             conn.sent_any = true;
-            conn.timers.on_send_progress(self.now, result as u64);
+            conn.timers.on_send_progress(self.now, result as u64, short);
         }
         self.counters().bytes_out.add(result as u64);
         self.account_output(key);

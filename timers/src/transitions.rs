@@ -90,26 +90,32 @@ impl ConnTimers {
         self.clear(DeadlineKind::BodyRate);
     }
 
-    /// A send was handed to the kernel: arm the write deadline and the send
-    /// rate clock if they are unarmed. More responses queued behind the
-    /// first do not extend them.
+    /// A send was handed to the kernel: arm the write deadline if it is
+    /// unarmed. More responses queued behind the first do not extend it.
     pub fn on_send_started(&mut self, now: MonoTime) {
         self.arm(DeadlineKind::Write, now);
-        self.arm(DeadlineKind::SendRate, now);
     }
 
-    /// A send completed having moved `bytes` (> 0) into the kernel: the
-    /// write deadline restarts from `now` (it bounds a stall, not a whole
+    /// A send completed having moved `bytes` into the kernel: the write
+    /// deadline restarts from `now` (it bounds a stall, not a whole
     /// response, so an honest slow reader of a large response is not cut
-    /// off), and the send rate deadline moves later by the bytes' credit.
-    /// A reader that trickles just enough to avoid the stall is caught by
-    /// the rate; with no rate configured, only the stall bound applies.
-    pub fn on_send_progress(&mut self, now: MonoTime, bytes: u64) {
+    /// off), and the send rate deadline, if running, moves later by the
+    /// bytes' credit.
+    ///
+    /// `short`: the kernel took less than was offered, so the server now
+    /// waits on the client: the send rate clock starts (`now + grace`) if
+    /// it is not running. A response that leaves whole in one send never
+    /// starts it, so the common small response costs no timer update. A
+    /// reader that trickles just enough to avoid the stall bound is caught
+    /// by the rate; with no rate configured only the stall bound applies.
+    pub fn on_send_progress(&mut self, now: MonoTime, bytes: u64, short: bool) {
         if self.deadline(DeadlineKind::Write).is_some() {
             self.clear(DeadlineKind::Write);
             self.arm(DeadlineKind::Write, now);
         }
-        self.credit_rate(DeadlineKind::SendRate, now, bytes);
+        if !(short && self.arm(DeadlineKind::SendRate, now)) {
+            self.credit_rate(DeadlineKind::SendRate, now, bytes);
+        }
     }
 
     /// The send queue is empty: the write deadline and the send rate clock

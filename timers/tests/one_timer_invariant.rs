@@ -257,8 +257,9 @@ impl Sim {
             }
             13 => {
                 let bytes = self.rng.below(1 << 20);
-                c.on_send_progress(now, bytes);
-                format!("on_send_progress({bytes})")
+                let short = self.rng.bool();
+                c.on_send_progress(now, bytes, short);
+                format!("on_send_progress({bytes}, short {short})")
             }
             14 => {
                 let bytes = self.rng.below(1 << 16);

@@ -36,12 +36,15 @@ fn timers(rates: MinRates) -> ConnTimers {
     )
 }
 
+/// A response whose first send at 0 was short: the server waits on the
+/// client from then on.
 fn sending() -> ConnTimers {
     let mut c = timers(MinRates {
         body: None,
         send: Some(rate()),
     });
     c.on_send_started(ms(0));
+    c.on_send_progress(ms(0), 1, true);
     c
 }
 
@@ -63,9 +66,32 @@ fn run_until(c: &mut ConnTimers, until: MonoTime) -> Option<(DeadlineKind, MonoT
 }
 
 #[test]
-fn send_rate_clock_starts_with_grace() {
-    let c = sending();
-    assert_eq!(c.deadline(DeadlineKind::SendRate), Some(ms(5_000)));
+fn send_rate_clock_starts_with_grace_at_the_first_short_send() {
+    let mut c = timers(MinRates {
+        body: None,
+        send: Some(rate()),
+    });
+    c.on_send_started(ms(0));
+    assert_eq!(c.deadline(DeadlineKind::SendRate), None);
+    c.on_send_progress(ms(10), 4096, true);
+    assert_eq!(c.deadline(DeadlineKind::SendRate), Some(ms(5_010)));
+}
+
+#[test]
+fn response_that_leaves_whole_never_starts_the_rate_clock() {
+    let mut c = timers(MinRates {
+        body: None,
+        send: Some(rate()),
+    });
+    c.on_accept(ms(0));
+    let _ = c.plan();
+    c.on_head_complete(ms(1), false);
+    c.on_send_started(ms(1));
+    // Nothing earlier than the pending timer: no update SQE per request.
+    assert_eq!(c.plan(), TimerAction::Nothing);
+    c.on_send_progress(ms(2), 200, false);
+    assert_eq!(c.deadline(DeadlineKind::SendRate), None);
+    assert_eq!(c.plan(), TimerAction::Nothing);
 }
 
 #[test]
@@ -75,7 +101,7 @@ fn reader_keeping_up_with_the_rate_never_expires() {
     for step in 1..=300u64 {
         let now = ms(step * 2_000);
         assert_eq!(run_until(&mut c, now), None, "expired at step {step}");
-        c.on_send_progress(now, 480);
+        c.on_send_progress(now, 480, true);
     }
 }
 
@@ -83,7 +109,7 @@ fn reader_keeping_up_with_the_rate_never_expires() {
 fn stalled_reader_expires_grace_after_its_last_progress() {
     let mut c = sending();
     // The kernel's buffers take a burst at once: it banks at most `grace`.
-    c.on_send_progress(ms(10), 4 << 20);
+    c.on_send_progress(ms(10), 4 << 20, true);
     assert_eq!(c.deadline(DeadlineKind::SendRate), Some(ms(5_010)));
     assert_eq!(
         run_until(&mut c, ms(60_000)),
@@ -103,7 +129,7 @@ fn reader_slower_than_the_rate_expires_though_it_never_stalls() {
             expired = Some(hit);
             break;
         }
-        c.on_send_progress(now, 32);
+        c.on_send_progress(now, 32, true);
     }
     let (kind, at) = expired.expect("a reader at 32 B/s must not outlive a 240 B/s minimum");
     assert_eq!(kind, DeadlineKind::SendRate);
@@ -114,12 +140,12 @@ fn reader_slower_than_the_rate_expires_though_it_never_stalls() {
 #[test]
 fn progress_never_moves_the_rate_deadline_earlier() {
     let mut c = sending();
-    c.on_send_progress(ms(4_000), 240 * 10);
+    c.on_send_progress(ms(4_000), 240 * 10, true);
     let banked = c.deadline(DeadlineKind::SendRate).unwrap();
     assert_eq!(banked, ms(9_000), "capped at progress + grace");
     // A transition's `now` may be a batch's stale clock: its lower cap must
     // not pull the deadline in.
-    c.on_send_progress(ms(3_000), 1);
+    c.on_send_progress(ms(3_000), 1, true);
     assert_eq!(c.deadline(DeadlineKind::SendRate), Some(banked));
 }
 
@@ -132,7 +158,7 @@ fn write_deadline_bounds_a_stall_not_the_whole_response() {
     for step in 1..=100u64 {
         let now = ms(step * 1_000);
         assert_eq!(run_until(&mut c, now), None, "cut off at {step} s");
-        c.on_send_progress(now, 100 * 1024);
+        c.on_send_progress(now, 100 * 1024, true);
     }
     // Then it stalls: closed `write` after the last progress.
     assert_eq!(
@@ -155,7 +181,7 @@ fn no_configured_rate_arms_no_rate_deadline() {
     let mut c = timers(MinRates::default());
     c.on_head_complete(ms(0), true);
     c.on_send_started(ms(0));
-    c.on_send_progress(ms(10), 100);
+    c.on_send_progress(ms(10), 100, true);
     assert_eq!(c.deadline(DeadlineKind::BodyRate), None);
     assert_eq!(c.deadline(DeadlineKind::SendRate), None);
 }
@@ -220,7 +246,7 @@ fn body_complete_ends_the_body_rate() {
 fn rate_deadline_moving_later_leaves_the_pending_timer_to_fire_early() {
     let mut c = sending();
     assert_eq!(c.plan(), TimerAction::Submit(ms(5_000)));
-    c.on_send_progress(ms(1_000), 480);
+    c.on_send_progress(ms(1_000), 480, true);
     // Later: no SQE now; the pending timer fires early and re-arms.
     assert_eq!(c.plan(), TimerAction::Nothing);
     assert_eq!(c.on_fire(ms(5_000)), FireOutcome::Rearm(ms(6_000)));
