@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 
+use crate::large_buffers::{LargeBufferPool, LARGE_BUFFER_MIN};
+
 use ringwall_h1::{
     encode_response, encode_sized_head, sized_body_expected, EncodeContext, EncodeError,
     RequestHead, Version,
@@ -71,6 +73,8 @@ impl<'a> Request<'a> {
 /// queue, framed by the encoder (Content-Length, Date, Connection).
 pub struct Response<'a> {
     pub(crate) out: &'a mut Vec<u8>,
+    /// Where a large body's buffer comes from (see `large_buffers.rs`).
+    pub(crate) large: &'a mut LargeBufferPool,
     pub(crate) ctx: EncodeContext<'a>,
     pub(crate) sent: bool,
 }
@@ -88,6 +92,7 @@ impl Response<'_> {
         if self.sent {
             return Err(ResponseError::AlreadySent);
         }
+        self.make_room(body.len());
         encode_response(self.out, status, headers, body, &self.ctx)
             .map_err(ResponseError::Encode)?;
         self.sent = true;
@@ -110,13 +115,11 @@ impl Response<'_> {
         if self.sent {
             return Err(ResponseError::AlreadySent);
         }
+        self.make_room(body_len);
         let mark = self.out.len();
         encode_sized_head(self.out, status, headers, body_len as u64, &self.ctx)
             .map_err(ResponseError::Encode)?;
         if sized_body_expected(status, &self.ctx) {
-            // One allocation of the final size: a large body grown by
-            // doubling would leave freed chunks of every size behind it.
-            self.out.reserve_exact(body_len);
             let mut writer = BodyWriter {
                 out: self.out,
                 remaining: body_len,
@@ -133,6 +136,27 @@ impl Response<'_> {
         }
         self.sent = true;
         Ok(())
+    }
+
+    /// Room for a head and `body_len` body bytes, in one allocation: a
+    /// large body grown by doubling would copy itself several times. A
+    /// large one comes from the worker's pool of recently freed large
+    /// buffers when one fits, so its pages are already mapped.
+    fn make_room(&mut self, body_len: usize) {
+        const HEAD_ROOM: usize = 1024;
+        let need = self.out.len() + HEAD_ROOM + body_len;
+        if need <= self.out.capacity() {
+            return;
+        }
+        if body_len >= LARGE_BUFFER_MIN {
+            if let Some(mut buffer) = self.large.take(need) {
+                buffer.extend_from_slice(self.out);
+                let old = std::mem::replace(self.out, buffer);
+                self.large.give(old);
+                return;
+            }
+        }
+        self.out.reserve_exact(need - self.out.len());
     }
 
     /// Whether `send` has succeeded.

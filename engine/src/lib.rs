@@ -53,6 +53,7 @@ mod conn;
 mod conn_cap;
 mod error;
 mod handler;
+mod large_buffers;
 mod malloc;
 mod per_ip;
 mod send_queue;

@@ -29,6 +29,9 @@ pub(crate) enum OpTag {
     TimerUpdate = 8,
     /// Cancellation of one of the connection's operations on close.
     Cancel = 9,
+    /// The once-a-second check that frees an unused large-buffer pool (no
+    /// slot); armed only while the pool holds something.
+    PoolTimer = 10,
 }
 
 impl OpTag {
@@ -43,6 +46,7 @@ impl OpTag {
             7 => OpTag::Timer,
             8 => OpTag::TimerUpdate,
             9 => OpTag::Cancel,
+            10 => OpTag::PoolTimer,
             _ => return None,
         })
     }

@@ -39,6 +39,7 @@ use crate::conn::{timespec_at, Conn, Phase, NO_IP_BUCKET};
 use crate::conn_cap::ConnCap;
 use crate::error::UringUnavailable;
 use crate::handler::{Handler, Request, Response};
+use crate::large_buffers::LargeBufferPool;
 use crate::per_ip::PerIpCap;
 use crate::socket;
 use crate::stats::{CloseReason, WorkerCounters};
@@ -144,6 +145,8 @@ impl SqeSink {
 struct BufferPools {
     decode: Vec<DecodeBuffers>,
     send: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Send buffers of large responses, for the next large response.
+    large: LargeBufferPool,
 }
 
 impl BufferPools {
@@ -161,11 +164,14 @@ impl BufferPools {
                 }
             }
         }
-        if let Some(bufs) = conn.send.take_buffers() {
+        if let Some((sending, pending)) = conn.send.take_buffers() {
             if self.send.len() < POOLED_BUFFERS
-                && bufs.0.capacity() + bufs.1.capacity() <= POOLED_BUFFER_MAX_BYTES
+                && sending.capacity() + pending.capacity() <= POOLED_BUFFER_MAX_BYTES
             {
-                self.send.push(bufs);
+                self.send.push((sending, pending));
+            } else {
+                self.large.give(sending);
+                self.large.give(pending);
             }
         }
     }
@@ -182,6 +188,8 @@ pub(crate) struct Worker<H: Handler> {
     wake_fd: RawFd,
     wake_buf: Box<u64>,
     backoff_spec: Box<Timespec>,
+    pool_tick_spec: Box<Timespec>,
+    pool_timer_armed: bool,
     shutdown_spec: Box<Timespec>,
     listeners: Vec<RawFd>,
     handler: Arc<H>,
@@ -316,6 +324,8 @@ impl<H: Handler> Worker<H> {
             wake_fd,
             wake_buf: Box::new(0),
             backoff_spec: Box::new(Timespec::from(ACCEPT_BACKOFF)),
+            pool_tick_spec: Box::new(Timespec::new().sec(1)),
+            pool_timer_armed: false,
             shutdown_spec: Box::new(Timespec::from(config.shutdown_timeout)),
             listeners,
             handler,
@@ -417,6 +427,9 @@ impl<H: Handler> Worker<H> {
                 let _ = self.sink.ring.submit();
             }
             self.serve_ready();
+            if !self.pool_timer_armed && !self.pools.large.is_empty() {
+                self.arm_pool_timer();
+            }
         }
         for fd in self.listeners.drain(..) {
             socket::stop_listening(fd);
@@ -451,6 +464,10 @@ impl<H: Handler> Worker<H> {
                     self.arm_accept(ud.slot as usize)
                 }
             }
+            OpTag::PoolTimer => {
+                self.pool_timer_armed = false;
+                self.pools.large.tick();
+            }
             OpTag::Cancel if ud.slot == NO_SLOT => {}
             OpTag::Recv | OpTag::Send | OpTag::Timer | OpTag::TimerUpdate | OpTag::Cancel => {
                 let key = ud.slot as usize;
@@ -474,6 +491,17 @@ impl<H: Handler> Worker<H> {
                 self.maybe_free(key);
             }
         }
+    }
+
+    /// A relative one-second timeout: the pool is checked even on a worker
+    /// that no completion wakes.
+    fn arm_pool_timer(&mut self) {
+        self.pool_timer_armed = true;
+        let entry = opcode::Timeout::new(&*self.pool_tick_spec as *const Timespec)
+            .build()
+            .user_data(UserData::worker(OpTag::PoolTimer).encode());
+        // SAFETY: pool_tick_spec is boxed in the worker and outlives the ring.
+        unsafe { self.push(entry) };
     }
 
     // ---- accept ----
@@ -944,6 +972,7 @@ impl<H: Handler> Worker<H> {
         let mark = conn.send.pending.len();
         let mut response = Response {
             out: &mut conn.send.pending,
+            large: &mut self.pools.large,
             ctx: EncodeContext {
                 date: &self.date,
                 version,

@@ -72,6 +72,10 @@ struct ServeArgs {
     /// Server-wide budget for queued response bytes, in bytes.
     #[arg(long, default_value_t = ringwall::DEFAULT_MAX_QUEUED_OUTPUT_BYTES)]
     max_queued_output_bytes: usize,
+    /// Leave glibc's malloc thresholds alone: large responses reuse heap
+    /// memory (less CPU per large response) but RSS stays at its peak.
+    #[arg(long)]
+    keep_freed_memory: bool,
     /// Grace for in-flight requests on SIGINT/SIGTERM.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     shutdown_timeout: Duration,
@@ -164,7 +168,8 @@ fn main() -> ExitCode {
         .min_response_rate(min_rate(args.min_response_rate, args.min_rate_grace))
         .max_connections_per_ip(args.max_connections_per_ip)
         .max_buffered_body_bytes(args.max_buffered_body_bytes)
-        .max_queued_output_bytes(args.max_queued_output_bytes);
+        .max_queued_output_bytes(args.max_queued_output_bytes)
+        .return_memory_to_os(!args.keep_freed_memory);
     if let Some(workers) = args.workers {
         builder = builder.workers(workers);
     }
