@@ -118,6 +118,7 @@ pub fn load(args: &LoadArgs) -> io::Result<bool> {
         threads: args.threads,
         duration: args.duration,
         max_requests: args.max_requests,
+        pace: None,
         request: args.request.clone(),
     };
     println!("{}", report::describe_load(&cfg));
@@ -360,6 +361,7 @@ pub fn slowloris(args: &SlowlorisArgs) -> io::Result<bool> {
                 threads: args.legit_threads,
                 duration: args.open_over + run.window + args.slack,
                 max_requests: None,
+                pace: None,
                 request: match args.legit_expect {
                     LegitExpect::Hello => RequestSpec::Hello,
                     LegitExpect::Any => RequestSpec::Get(args.legit_path.clone()),
