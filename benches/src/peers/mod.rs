@@ -22,6 +22,7 @@ pub mod nginx;
 mod process;
 pub mod procfs;
 mod scratch;
+pub mod tcp_table;
 
 use std::fmt;
 use std::io;
