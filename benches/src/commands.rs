@@ -214,7 +214,7 @@ struct ModeRun {
 
 /// Ten drips per deadline: enough to catch a server whose deadline moves
 /// with each byte, few enough that thousands of connections stay cheap.
-fn default_interval(deadline: Duration) -> Duration {
+pub fn default_interval(deadline: Duration) -> Duration {
     (deadline / 10).clamp(Duration::from_millis(10), Duration::from_secs(1))
 }
 

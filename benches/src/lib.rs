@@ -8,19 +8,24 @@
 //!                                                                     close is seen, on
 //!                                                                     CLOCK_MONOTONIC
 //!   run_attack_with_load: baseline load, then the same load beside the attack
+//!   soak    ── all of it at once, plus resets, half-closes, malformed requests,
+//!              deep pipelines and non-readers, for minutes ─► did the server
+//!              answer right, close on time, and give back its fds and memory?
 //! ```
 //!
 //! The clients run on std threads with one epoll each and nonblocking
 //! sockets: no async runtime, so a timestamp is taken the moment the kernel
 //! reports the event. They never talk to anything but the target they are
 //! given. They do not start servers (see `peers`) or decide what a result
-//! means beyond the counts (see `runners` and the `slowloris` command).
+//! means beyond the counts (see `runners`, the `slowloris` command and
+//! `soak`).
 
 pub mod attack;
 pub mod check;
 pub mod commands;
 pub mod load;
 pub mod report;
+pub mod soak;
 pub mod stats;
 pub mod sys;
 

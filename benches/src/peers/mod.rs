@@ -33,8 +33,8 @@ use std::time::Duration;
 pub use built::ringwall_command;
 pub use deadlines::{format_duration, parse_duration, Deadlines};
 pub use process::{
-    find_executable, free_loopback_addr, probe_hello, raise_nofile_limit, sibling_binary,
-    ServerProcess, Stopped, START_TIMEOUT,
+    find_executable, free_loopback_addr, is_executable, probe_hello, raise_nofile_limit,
+    sibling_binary, ServerProcess, Stopped, START_TIMEOUT,
 };
 pub use scratch::Scratch;
 
