@@ -217,12 +217,23 @@ fn waves_that_fit(end: Instant, wave_len: Duration) -> usize {
     (left.as_millis() / wave_len.as_millis().max(1)) as usize + 1
 }
 
+/// What a worker does once one of its exchanges hung.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterHang {
+    Continue,
+    /// Start no more: the fault is shown, and more of the same would only
+    /// pile work onto a server that is stuck on it, hiding what the other
+    /// classes would show.
+    Stop,
+}
+
 /// `workers` threads, each running `exchange` one after another with
 /// `pause` between, while the soak lasts (each runs at least once).
 pub fn exchanges<F>(
     name: &'static str,
     workers: usize,
     pause: Duration,
+    after_hang: AfterHang,
     end: Instant,
     exchange: F,
 ) -> ClassReport
@@ -243,7 +254,11 @@ where
                         if k > 0 && Instant::now() >= end {
                             break;
                         }
-                        r.record(exchange(k * workers as u64 + w as u64));
+                        let outcome = exchange(k * workers as u64 + w as u64);
+                        r.record(outcome);
+                        if after_hang == AfterHang::Stop && matches!(outcome, Outcome::Hang(_)) {
+                            break;
+                        }
                         let rest = end.saturating_duration_since(Instant::now());
                         std::thread::sleep(pause.min(rest));
                     }
@@ -380,6 +395,34 @@ mod tests {
         assert_eq!(c.ok, 8);
         assert_eq!(c.false_kills, 2);
         assert_eq!(c.hangs.total(), 0);
+    }
+
+    #[test]
+    fn a_worker_told_to_stop_after_a_hang_starts_no_more() {
+        let end = Instant::now() + Duration::from_millis(200);
+        let hang = |_| Outcome::Hang("stalled");
+        let stopped = exchanges(
+            "x",
+            2,
+            Duration::from_millis(10),
+            AfterHang::Stop,
+            end,
+            hang,
+        );
+        assert_eq!(stopped.started, 2, "one per worker");
+        let went_on = exchanges(
+            "x",
+            2,
+            Duration::from_millis(10),
+            AfterHang::Continue,
+            end,
+            hang,
+        );
+        assert!(went_on.started > 4, "{went_on:?}");
+        assert!(
+            Instant::now() < end + Duration::from_millis(100),
+            "ends with the soak"
+        );
     }
 
     #[test]

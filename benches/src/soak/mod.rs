@@ -38,7 +38,7 @@ use crate::peers::{
 };
 use crate::sys;
 
-use classes::ClassReport;
+use classes::{AfterHang, ClassReport};
 use counters::find_counters;
 use exchanges::Ctx;
 use sampler::{mib, Phase, Sampler};
@@ -305,7 +305,7 @@ fn describe_classes(args: &SoakArgs) -> String {
     format!(
         "classes: legit keep-alive {KEEPALIVE_CONNECTIONS} conns at {} req/s and churn at {} conn/s \
          (answers checked); waves of {w} slowloris, {w} slow-body, {} slow-read ({} MiB), {w} idle \
-         (hold {:?}); reset x2, half-close x2, malformed x2, pipeline x1 ({} HEAD /bytes/{}), \
+         (hold {:?}); reset x2, half-close x2, malformed x2, pipeline x1 ({} HEAD /bytes/{}; none after a stall), \
          non-reader x4 (GET /bytes/{}){}",
         args.legit_rate,
         args.churn_rate,
@@ -487,31 +487,35 @@ fn run_classes(
         let wanted = |class| !args.skip.contains(&class);
         if wanted(Skippable::Reset) {
             one_connection.push(s.spawn(move || {
-                classes::exchanges("reset", 2, ms(50), end, |_| {
+                classes::exchanges("reset", 2, ms(50), AfterHang::Continue, end, |_| {
                     exchanges::reset_mid_response(ctx)
                 })
             }));
         }
         if wanted(Skippable::HalfClose) {
             one_connection.push(s.spawn(move || {
-                classes::exchanges("half-close", 2, ms(50), end, |_| exchanges::half_close(ctx))
+                classes::exchanges("half-close", 2, ms(50), AfterHang::Continue, end, |_| {
+                    exchanges::half_close(ctx)
+                })
             }));
         }
         if wanted(Skippable::Malformed) {
             one_connection.push(s.spawn(move || {
-                classes::exchanges("malformed", 2, ms(20), end, |n| {
+                classes::exchanges("malformed", 2, ms(20), AfterHang::Continue, end, |n| {
                     exchanges::malformed(ctx, &bad_requests[n as usize % bad_requests.len()])
                 })
             }));
         }
         if wanted(Skippable::Pipeline) {
             one_connection.push(s.spawn(move || {
-                classes::exchanges("pipeline", 1, ms(1000), end, |_| exchanges::pipeline(ctx))
+                classes::exchanges("pipeline", 1, ms(1000), AfterHang::Stop, end, |_| {
+                    exchanges::pipeline(ctx)
+                })
             }));
         }
         if wanted(Skippable::NonReader) {
             one_connection.push(s.spawn(move || {
-                classes::exchanges("non-reader", 4, ms(100), end, |_| {
+                classes::exchanges("non-reader", 4, ms(100), AfterHang::Continue, end, |_| {
                     exchanges::non_reader(ctx)
                 })
             }));
