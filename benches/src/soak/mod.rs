@@ -127,8 +127,13 @@ pub enum Skippable {
 }
 
 /// Legit load alone before the baseline: the allocator's arenas and the
-/// server's buffers exist by then, so the baseline is a warm server.
+/// server's buffers exist by then, so the baseline is a warm server. Besides
+/// `Hello`, the warm-up asks for the 1 MiB answers resets ask for all soak
+/// long, so that a heap grown once for them is in the baseline, not
+/// counted as memory kept.
 const WARMUP: Duration = Duration::from_secs(2);
+/// Warm-up answers of [`exchanges::RESET_RESPONSE_BYTES`] per second.
+const WARMUP_LARGE_RATE: u32 = 20;
 const KEEPALIVE_CONNECTIONS: usize = 4;
 const CHURN_CONNECTIONS: usize = 2;
 /// Each wave's connects are spread over this.
@@ -332,6 +337,7 @@ fn describe_classes(args: &SoakArgs) -> String {
 fn legit_load(
     target: SocketAddr,
     mode: LoadMode,
+    request: RequestSpec,
     connections: usize,
     per_second: u32,
     duration: Duration,
@@ -343,18 +349,19 @@ fn legit_load(
         threads: 1,
         duration,
         max_requests: None,
-        request: RequestSpec::Hello,
+        request,
         pace: Some(Duration::from_secs_f64(
             connections as f64 / f64::from(per_second),
         )),
     }
 }
 
-/// Legit keep-alive and churn alone, for [`WARMUP`].
+/// Legit keep-alive, churn and 1 MiB answers alone, for [`WARMUP`].
 fn warm_up(args: &SoakArgs, addr: SocketAddr) -> io::Result<Vec<ClassReport>> {
     let keepalive = legit_load(
         addr,
         LoadMode::KeepAlive,
+        RequestSpec::Hello,
         KEEPALIVE_CONNECTIONS,
         args.legit_rate,
         WARMUP,
@@ -362,14 +369,24 @@ fn warm_up(args: &SoakArgs, addr: SocketAddr) -> io::Result<Vec<ClassReport>> {
     let churn = legit_load(
         addr,
         LoadMode::Churn,
+        RequestSpec::Hello,
         CHURN_CONNECTIONS,
         args.churn_rate,
+        WARMUP,
+    );
+    let large = legit_load(
+        addr,
+        LoadMode::KeepAlive,
+        RequestSpec::Bytes(exchanges::RESET_RESPONSE_BYTES),
+        2,
+        WARMUP_LARGE_RATE,
         WARMUP,
     );
     thread::scope(|s| {
         let k = s.spawn(|| classes::legit("warm-up keep-alive", &keepalive));
         let c = s.spawn(|| classes::legit("warm-up churn", &churn));
-        Ok(vec![joined(k)??, joined(c)??])
+        let l = s.spawn(|| classes::legit("warm-up 1 MiB", &large));
+        Ok(vec![joined(k)??, joined(c)??, joined(l)??])
     })
 }
 
@@ -390,6 +407,7 @@ fn run_classes(
     let keepalive = legit_load(
         addr,
         LoadMode::KeepAlive,
+        RequestSpec::Hello,
         KEEPALIVE_CONNECTIONS,
         args.legit_rate,
         duration,
@@ -397,6 +415,7 @@ fn run_classes(
     let churn = legit_load(
         addr,
         LoadMode::Churn,
+        RequestSpec::Hello,
         CHURN_CONNECTIONS,
         args.churn_rate,
         duration,
