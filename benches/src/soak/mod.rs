@@ -243,6 +243,12 @@ pub fn run(args: &SoakArgs) -> io::Result<bool> {
         },
         &limits,
     );
+    print_verdict(&failures);
+    Ok(failures.is_empty())
+}
+
+/// One line per check, `ok` or each failure with its figures, then the sum.
+fn print_verdict(failures: &[verdict::Failure]) {
     println!();
     for check in verdict::CHECKS {
         let failed: Vec<_> = failures.iter().filter(|f| f.check == check).collect();
@@ -262,7 +268,6 @@ pub fn run(args: &SoakArgs) -> io::Result<bool> {
             .collect();
         println!("FAIL: {}", names.join(", "));
     }
-    Ok(failures.is_empty())
 }
 
 fn validate(args: &SoakArgs) -> io::Result<()> {
