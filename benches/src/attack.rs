@@ -160,6 +160,50 @@ impl AttackReport {
     pub fn failures(&self) -> usize {
         self.hangs + self.early_closes + self.false_kills
     }
+
+    /// Adds a later run of the same attack (the soak's next wave): counts
+    /// and overshoots add up, the overshoot summary is recomputed, and the
+    /// client lag is the worse of the two, since lags cannot be merged from
+    /// their summaries.
+    pub fn merge(&mut self, wave: AttackReport) {
+        self.connections += wave.connections;
+        self.opened += wave.opened;
+        self.connect_failed += wave.connect_failed;
+        self.closed += wave.closed;
+        self.hangs += wave.hangs;
+        self.early_closes += wave.early_closes;
+        self.fin_seen += wave.fin_seen;
+        self.reset_seen += wave.reset_seen;
+        self.write_failed_seen += wave.write_failed_seen;
+        self.overshoots_ns.extend(wave.overshoots_ns);
+        self.false_kills += wave.false_kills;
+        self.responses_seen += wave.responses_seen;
+        self.closed_behind_data += wave.closed_behind_data;
+        self.whole_response_read += wave.whole_response_read;
+        self.idle_unusable += wave.idle_unusable;
+        if wave.client_lag.p99_us > self.client_lag.p99_us {
+            self.client_lag = wave.client_lag;
+        }
+        self.elapsed += wave.elapsed;
+        self.overshoot = OvershootSummary::from_ns(&timed_overshoots(&self.overshoots_ns));
+        self.slow_read = match (self.slow_read.take(), wave.slow_read) {
+            (Some(mine), Some(theirs)) => {
+                let mut conns = mine.connections;
+                conns.extend(theirs.connections);
+                Some(SlowReadSummary::from_conns(conns))
+            }
+            (mine, theirs) => mine.or(theirs),
+        };
+    }
+}
+
+/// The overshoots of closes that were not early: what the summary describes.
+fn timed_overshoots(all_ns: &[i64]) -> Vec<i64> {
+    all_ns
+        .iter()
+        .copied()
+        .filter(|&o| o >= -(EARLY_TOLERANCE.as_nanos() as i64))
+        .collect()
 }
 
 /// A close this much before its deadline is early.
@@ -229,13 +273,7 @@ pub fn run_attack(cfg: &AttackConfig) -> io::Result<AttackReport> {
     if let Some(e) = first_err {
         return Err(e);
     }
-    let timed: Vec<i64> = report
-        .overshoots_ns
-        .iter()
-        .copied()
-        .filter(|&o| o >= -(EARLY_TOLERANCE.as_nanos() as i64))
-        .collect();
-    report.overshoot = OvershootSummary::from_ns(&timed);
+    report.overshoot = OvershootSummary::from_ns(&timed_overshoots(&report.overshoots_ns));
     if let AttackMode::SlowRead { .. } = cfg.mode {
         report.slow_read = Some(SlowReadSummary::from_conns(slow_read));
     }
@@ -1060,4 +1098,34 @@ pub fn run_attack_with_load(
         legit_baseline,
         legit_under_attack: legit_under_attack?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wave(hangs: usize, overshoots_ns: Vec<i64>) -> AttackReport {
+        AttackReport {
+            mode: "slowloris",
+            connections: 10,
+            opened: 10,
+            closed: 10 - hangs,
+            hangs,
+            overshoot: OvershootSummary::from_ns(&overshoots_ns),
+            overshoots_ns,
+            ..AttackReport::default()
+        }
+    }
+
+    #[test]
+    fn merged_waves_add_up_and_are_summarised_again() {
+        let mut total = wave(1, vec![1_000_000, 2_000_000]);
+        // An early close (-10 ms) is kept with the rest but left out of the summary.
+        total.merge(wave(2, vec![9_000_000, -10_000_000]));
+        assert_eq!(total.connections, 20);
+        assert_eq!(total.hangs, 3);
+        assert_eq!(total.overshoots_ns.len(), 4);
+        assert_eq!(total.overshoot.count, 3);
+        assert_eq!(total.overshoot.max_us, 9_000.0);
+    }
 }

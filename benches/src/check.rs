@@ -180,6 +180,10 @@ pub enum BodyCheck {
     Echo(usize),
     /// Any body, as long as it is framed (probing an unknown server).
     Any,
+    /// The answer to a HEAD of a resource of N bytes: no body follows,
+    /// whatever the framing says (RFC 9110 9.3.2), and a Content-Length,
+    /// when sent, says N.
+    Head(usize),
 }
 
 impl BodyCheck {
@@ -187,7 +191,7 @@ impl BodyCheck {
         match self {
             BodyCheck::Exact(b) => Some(b.len()),
             BodyCheck::Length(n) | BodyCheck::Echo(n) => Some(n),
-            BodyCheck::Any => None,
+            BodyCheck::Any | BodyCheck::Head(_) => None,
         }
     }
 }
@@ -445,6 +449,13 @@ impl ResponseParser {
             self.state = State::Body { remaining: 0 };
             return Ok(Some(n));
         }
+        if let BodyCheck::Head(want) = self.expect.body {
+            if content_length.is_some_and(|len| len != want) {
+                return fail(ErrorKind::WrongBody, "HEAD Content-Length is not GET's");
+            }
+            self.state = State::Body { remaining: 0 };
+            return Ok(Some(n));
+        }
         if transfer_encoding && content_length.is_some() {
             return fail(
                 ErrorKind::BadFraming,
@@ -483,6 +494,9 @@ impl ResponseParser {
         let end = off + bytes.len();
         match self.expect.body {
             BodyCheck::Any => {}
+            BodyCheck::Head(_) => {
+                return fail(ErrorKind::WrongBody, "body bytes after a HEAD response")
+            }
             BodyCheck::Length(n) => {
                 if end > n {
                     return fail(ErrorKind::WrongBody, "body longer than expected");
@@ -684,6 +698,11 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nContent-Length: 30\r\n\r\nabcdefghijklmnopqrstuvwxyzabcd" => vec![Ok(OK)];
         echo_pattern_mismatch_is_wrong_body: Expect { status: Some(200), body: BodyCheck::Echo(30) },
             b"HTTP/1.1 200 OK\r\nContent-Length: 30\r\n\r\nabcdefghijklmnopqrstuvwxyzabce" => vec![Err(ErrorKind::WrongBody)];
+        head_responses_carry_no_body: Expect { status: Some(200), body: BodyCheck::Head(67_108_864) },
+            b"HTTP/1.1 200 OK\r\nContent-Length: 67108864\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 67108864\r\n\r\n"
+            => vec![Ok(OK), Ok(OK)];
+        head_length_other_than_get_is_wrong_body: Expect { status: Some(200), body: BodyCheck::Head(67_108_864) },
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n" => vec![Err(ErrorKind::WrongBody)];
         any_accepts_404_with_body: Expect { status: None, body: BodyCheck::Any },
             b"HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n\r\nnop"
             => vec![Ok(Progress::Complete { keep_alive: true, status: 404 })];

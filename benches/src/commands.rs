@@ -118,6 +118,7 @@ pub fn load(args: &LoadArgs) -> io::Result<bool> {
         threads: args.threads,
         duration: args.duration,
         max_requests: args.max_requests,
+        pace: None,
         request: args.request.clone(),
     };
     println!("{}", report::describe_load(&cfg));
@@ -226,7 +227,7 @@ struct ModeRun {
 
 /// Ten drips per deadline: enough to catch a server whose deadline moves
 /// with each byte, few enough that thousands of connections stay cheap.
-fn default_interval(deadline: Duration) -> Duration {
+pub fn default_interval(deadline: Duration) -> Duration {
     (deadline / 10).clamp(Duration::from_millis(10), Duration::from_secs(1))
 }
 
@@ -378,6 +379,7 @@ pub fn slowloris(args: &SlowlorisArgs) -> io::Result<bool> {
                 threads: args.legit_threads,
                 duration: args.open_over + run.window + args.slack,
                 max_requests: None,
+                pace: None,
                 request: match args.legit_expect {
                     LegitExpect::Hello => RequestSpec::Hello,
                     LegitExpect::Any => RequestSpec::Get(args.legit_path.clone()),

@@ -314,8 +314,11 @@ mod tests {
         let modes = modes();
         let verdicts: Vec<Verdict> = modes.iter().map(|m| judge(m, &policy)).collect();
         let report = slowloris_report(&setup(), &policy, &modes, &verdicts);
+        // One file per call: the tests of this module run in parallel.
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = std::env::temp_dir().join(format!(
-            "ringwall-bench-json-report-{}.json",
+            "ringwall-bench-json-report-{}-{call}.json",
             std::process::id()
         ));
         write(&path, &report).unwrap();

@@ -8,14 +8,17 @@
 //!                                                                     close is seen, on
 //!                                                                     CLOCK_MONOTONIC
 //!   run_attack_with_load: baseline load, then the same load beside the attack
+//!   soak    ── all of it at once, plus resets, half-closes, malformed requests,
+//!              deep pipelines and non-readers, for minutes ─► did the server
+//!              answer right, close on time, and give back its fds and memory?
 //! ```
 //!
 //! The clients run on std threads with one epoll each and nonblocking
 //! sockets: no async runtime, so a timestamp is taken the moment the kernel
 //! reports the event. They never talk to anything but the target they are
 //! given. They do not start servers (see `peers`) or decide what a result
-//! means beyond the counts (see `runners`, and `verdict` for the `slowloris`
-//! command, whose report `json_report` writes for CI).
+//! means beyond the counts (see `runners`, `soak`, and `verdict` for the
+//! `slowloris` command, whose report `json_report` writes for CI).
 
 pub mod attack;
 pub mod check;
@@ -24,6 +27,7 @@ pub mod json_report;
 pub mod load;
 pub mod report;
 pub mod slow_read;
+pub mod soak;
 pub mod stats;
 pub mod sys;
 pub mod verdict;

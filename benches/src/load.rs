@@ -15,6 +15,11 @@
 //! not reconnect after a server's close reported zero, so every way a
 //! connection can end leads back to a connect.
 //!
+//! With a `pace`, a connection sends its next batch (churning: opens its
+//! next connection) no sooner than `pace` after the last one: a steady rate,
+//! so a long run such as the soak spends its CPU on checking rather than on
+//! racing the server.
+//!
 //! Errors count failure events: one per broken response, dropped connection,
 //! failed connect or timeout, not one per request of a pipelined batch lost
 //! with its connection. When a server announces `Connection: close`, the
@@ -71,6 +76,10 @@ pub struct LoadConfig {
     pub duration: Duration,
     pub max_requests: Option<u64>,
     pub request: RequestSpec,
+    /// Each connection starts a batch (churning: a connection) at most once
+    /// per `pace`: a steady rate rather than as fast as the server answers.
+    /// `None`: as fast as it answers.
+    pub pace: Option<Duration>,
 }
 
 impl LoadConfig {
@@ -84,6 +93,7 @@ impl LoadConfig {
             duration: Duration::from_secs(10),
             max_requests: None,
             request: RequestSpec::Hello,
+            pace: None,
         }
     }
 }
@@ -177,6 +187,9 @@ fn validate(cfg: &LoadConfig) -> io::Result<()> {
     if cfg.duration.is_zero() {
         return bad("load duration must be positive");
     }
+    if cfg.pace.is_some_and(|p| p.is_zero()) {
+        return bad("load pace must be positive");
+    }
     Ok(())
 }
 
@@ -193,6 +206,7 @@ struct Plan {
     read_buffer: usize,
     max_requests: Option<u64>,
     issued: AtomicU64,
+    pace_ns: Option<u64>,
 }
 
 impl Plan {
@@ -221,6 +235,7 @@ impl Plan {
             },
             max_requests: cfg.max_requests,
             issued: AtomicU64::new(0),
+            pace_ns: cfg.pace.map(|p| p.as_nanos().min(u64::MAX as u128) as u64),
         }
     }
 
@@ -279,6 +294,14 @@ enum Phase {
     Finished,
 }
 
+/// What a wakeup is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Wakeup {
+    Connect,
+    /// A paced connection's next batch.
+    Send,
+}
+
 struct Conn {
     stream: Option<TcpStream>,
     phase: Phase,
@@ -293,6 +316,9 @@ struct Conn {
     sent_at: u64,
     /// When the current phase must be over (connect, response, close).
     due: u64,
+    /// Paced: when the next batch is sent (0: none is waiting). A wakeup
+    /// for another time is stale.
+    next_send: u64,
     writable_interest: bool,
     backoff_ns: u64,
 }
@@ -309,7 +335,8 @@ struct LoadThread<'a> {
     plan: &'a Plan,
     epoll: Epoll,
     conns: Vec<Conn>,
-    reconnects: BinaryHeap<Reverse<(u64, usize)>>,
+    /// Reconnects and paced batches, by due time.
+    wakeups: BinaryHeap<Reverse<(u64, usize, Wakeup)>>,
     end: u64,
     finished: usize,
     out: ThreadOutcome,
@@ -330,6 +357,7 @@ impl<'a> LoadThread<'a> {
                 inflight: 0,
                 sent_at: 0,
                 due: 0,
+                next_send: 0,
                 writable_interest: false,
                 backoff_ns: 0,
             })
@@ -339,7 +367,7 @@ impl<'a> LoadThread<'a> {
             plan,
             epoll: Epoll::new()?,
             conns,
-            reconnects: (0..n).map(|i| Reverse((now, i))).collect(),
+            wakeups: (0..n).map(|i| Reverse((now, i, Wakeup::Connect))).collect(),
             end,
             finished: 0,
             out: ThreadOutcome {
@@ -360,13 +388,13 @@ impl<'a> LoadThread<'a> {
             if now >= self.end || self.finished == self.conns.len() {
                 break;
             }
-            self.start_due_reconnects(now);
+            self.start_due(now);
             if now >= next_scan {
                 self.expire(now);
                 next_scan = now + SCAN_EVERY_NS;
             }
             let mut wake = self.end.min(next_scan);
-            if let Some(Reverse((due, _))) = self.reconnects.peek() {
+            if let Some(Reverse((due, _, _))) = self.wakeups.peek() {
                 wake = wake.min(*due);
             }
             let timeout = Duration::from_nanos(wake.saturating_sub(sys::monotonic_ns()));
@@ -388,14 +416,19 @@ impl<'a> LoadThread<'a> {
         ))
     }
 
-    fn start_due_reconnects(&mut self, now: u64) {
-        while let Some(&Reverse((due, i))) = self.reconnects.peek() {
+    fn start_due(&mut self, now: u64) {
+        while let Some(&Reverse((due, i, what))) = self.wakeups.peek() {
             if due > now {
                 break;
             }
-            self.reconnects.pop();
-            if self.conns[i].phase == Phase::Waiting {
-                self.connect(i);
+            self.wakeups.pop();
+            let c = &self.conns[i];
+            match what {
+                Wakeup::Connect if c.phase == Phase::Waiting => self.connect(i),
+                Wakeup::Send if c.phase == Phase::Active && c.next_send == due => {
+                    self.send_batch(i)
+                }
+                _ => {}
             }
         }
     }
@@ -468,6 +501,7 @@ impl<'a> LoadThread<'a> {
         }
         let now = sys::monotonic_ns();
         let c = &mut self.conns[i];
+        c.next_send = 0;
         c.write_off = 0;
         c.write_len = n * self.plan.request_len;
         c.inflight = n;
@@ -647,7 +681,7 @@ impl<'a> LoadThread<'a> {
                         }
                         c.start = 0;
                         c.end = 0;
-                        self.send_batch(i);
+                        self.next_batch(i);
                         return;
                     }
                 }
@@ -657,6 +691,22 @@ impl<'a> LoadThread<'a> {
                 }
             }
         }
+    }
+
+    /// Sends the next batch now, or when the pace allows.
+    fn next_batch(&mut self, i: usize) {
+        let Some(pace) = self.plan.pace_ns else {
+            return self.send_batch(i);
+        };
+        let c = &mut self.conns[i];
+        let at = c.sent_at + pace;
+        if at <= sys::monotonic_ns() {
+            return self.send_batch(i);
+        }
+        // Nothing is owed while waiting: no timeout runs.
+        c.due = 0;
+        c.next_send = at;
+        self.wakeups.push(Reverse((at, i, Wakeup::Send)));
     }
 
     fn on_eof(&mut self, i: usize) {
@@ -701,23 +751,28 @@ impl<'a> LoadThread<'a> {
         c.start = 0;
         c.end = 0;
         c.due = 0;
+        c.next_send = 0;
         c.writable_interest = false;
         c.parser.reset();
     }
 
-    /// After a clean close, reconnect at once; after a failure, back off
-    /// (1 ms doubling to 100 ms) so a dead server is not hammered.
+    /// After a clean close, reconnect at once (paced: when the pace allows);
+    /// after a failure, back off (1 ms doubling to 100 ms) so a dead server
+    /// is not hammered.
     fn schedule_reconnect(&mut self, i: usize, clean: bool) {
         let c = &mut self.conns[i];
         let now = sys::monotonic_ns();
         let delay = if clean {
             c.backoff_ns = 0;
-            0
+            self.plan
+                .pace_ns
+                .map_or(0, |pace| (c.sent_at + pace).saturating_sub(now))
         } else {
             c.backoff_ns = (c.backoff_ns * 2).clamp(BACKOFF_MIN_NS, BACKOFF_MAX_NS);
             c.backoff_ns
         };
         c.phase = Phase::Waiting;
-        self.reconnects.push(Reverse((now + delay, i)));
+        self.wakeups
+            .push(Reverse((now + delay, i, Wakeup::Connect)));
     }
 }

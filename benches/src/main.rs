@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use ringwall_bench::commands::{self, LoadArgs, SlowlorisArgs};
-use ringwall_bench::runners;
+use ringwall_bench::{runners, soak};
 
 #[derive(Parser, Debug)]
 #[command(name = "ringwall-bench", version, about)]
@@ -37,6 +37,12 @@ enum Command {
     Throughput(runners::throughput::ThroughputArgs),
     /// RSS per idle keep-alive and per slowloris connection, per server.
     Memory(runners::memory::MemoryArgs),
+    /// Every client at once against one server for --duration: checked legit
+    /// load, slow attackers, resets, half-closes, malformed requests, deep
+    /// HEAD pipelines, non-readers, idle keep-alive. Fails on a wrong answer,
+    /// a hang, a false kill, counters that do not add up, or descriptors or
+    /// RSS not given back.
+    Soak(soak::SoakArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +53,7 @@ fn main() -> ExitCode {
         Command::Deadline(args) => runners::deadline::run(args).map(|()| true),
         Command::Throughput(args) => runners::throughput::run(args).map(|()| true),
         Command::Memory(args) => runners::memory::run(args).map(|()| true),
+        Command::Soak(args) => soak::run(args),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

@@ -39,6 +39,13 @@ pub fn describe_load(cfg: &LoadConfig) -> String {
     if let Some(max) = cfg.max_requests {
         let _ = write!(s, ", at most {max} requests");
     }
+    if let Some(pace) = cfg.pace {
+        let _ = write!(
+            s,
+            ", one batch per {} per connection",
+            ms_or_s(pace.as_secs_f64())
+        );
+    }
     s
 }
 

@@ -48,6 +48,7 @@ fn legit_load_runs_alone_then_beside_the_attack() {
         threads: 1,
         duration: Duration::from_millis(400),
         max_requests: None,
+        pace: None,
         request: RequestSpec::Hello,
     };
     let r = run_attack_with_load(&attack, &load).unwrap();

@@ -18,6 +18,7 @@ fn load(target: SocketAddr, mode: LoadMode) -> LoadReport {
         threads: 2,
         duration: Duration::from_millis(300),
         max_requests: None,
+        pace: None,
         request: RequestSpec::Hello,
     })
     .unwrap()
@@ -156,6 +157,7 @@ fn max_requests_bounds_what_is_sent() {
         threads: 1,
         duration: Duration::from_secs(3),
         max_requests: Some(100),
+        pace: None,
         request: RequestSpec::Hello,
     })
     .unwrap();
@@ -175,4 +177,41 @@ fn a_dead_server_is_connect_errors_with_backoff() {
     // 4 connections backing off from 1 ms to 100 ms over 300 ms: a few dozen
     // attempts, not the tens of thousands of a hot loop.
     assert!(r.errors.connect < 200, "{r:?}");
+}
+
+fn paced(target: SocketAddr, mode: LoadMode) -> LoadReport {
+    run_load(&LoadConfig {
+        target,
+        mode,
+        connections: 2,
+        threads: 1,
+        duration: Duration::from_millis(600),
+        max_requests: None,
+        pace: Some(Duration::from_millis(100)),
+        request: RequestSpec::Hello,
+    })
+    .unwrap()
+}
+
+#[test]
+fn paced_keep_alive_sends_one_request_per_pace() {
+    let server = serve(HELLO, None);
+    let r = paced(server.addr, LoadMode::KeepAlive);
+    // 2 connections, one request per 100 ms for 600 ms: about 12, not the
+    // thousands an unpaced loop sends.
+    assert!((8..=14).contains(&r.requests), "{r:?}");
+    assert_eq!(r.errors.total(), 0, "{r:?}");
+    assert_eq!(r.connects, 2, "{r:?}");
+}
+
+#[test]
+fn paced_churn_opens_one_connection_per_pace() {
+    let server = serve(
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 13\r\n\r\nHello, World!",
+        Some(1),
+    );
+    let r = paced(server.addr, LoadMode::Churn);
+    assert!((8..=14).contains(&r.requests), "{r:?}");
+    assert!((8..=14).contains(&r.connects), "{r:?}");
+    assert_eq!(r.errors.total(), 0, "{r:?}");
 }

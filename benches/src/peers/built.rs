@@ -3,6 +3,7 @@
 //! through `$RINGWALL_BIN` / `$HYPER_PEER_BIN`).
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::Command;
 
 use super::deadlines::format_duration;
@@ -18,6 +19,11 @@ pub(super) fn start_ringwall(
     let binary = sibling_binary("RINGWALL_BIN", "ringwall").map_err(|e| StartError::Missing {
         reason: format!("{e}: build it: cargo build --release -p ringwall"),
     })?;
+    spawn_in_scratch("ringwall", ringwall_command(&binary, config, addr))
+}
+
+/// The `ringwall serve` command line for `config` on `addr`.
+pub fn ringwall_command(binary: &Path, config: &PeerConfig, addr: SocketAddr) -> Command {
     let d = &config.deadlines;
     let mut command = Command::new(binary);
     command
@@ -36,7 +42,7 @@ pub(super) fn start_ringwall(
         .arg(format_duration(d.write))
         .arg("--max-connections")
         .arg(config.max_connections.to_string());
-    spawn_in_scratch("ringwall", command)
+    command
 }
 
 /// hyper 1.x on tokio (`src/bin/hyper_peer.rs`). hyper has no idle timeout

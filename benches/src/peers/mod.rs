@@ -22,6 +22,7 @@ pub mod nginx;
 mod process;
 pub mod procfs;
 mod scratch;
+pub mod tcp_table;
 
 use std::fmt;
 use std::io;
@@ -29,11 +30,13 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use built::ringwall_command;
 pub use deadlines::{format_duration, parse_duration, Deadlines};
-pub use process::{find_executable, probe_hello, raise_nofile_limit};
-
-use process::{free_loopback_addr, ServerProcess, START_TIMEOUT};
-use scratch::Scratch;
+pub use process::{
+    find_executable, free_loopback_addr, is_executable, probe_hello, raise_nofile_limit,
+    sibling_binary, ServerProcess, Stopped, START_TIMEOUT,
+};
+pub use scratch::Scratch;
 
 /// One of the servers a run can compare.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -217,7 +220,7 @@ impl Peer {
 
     /// Stops the server now (dropping the peer does the same).
     pub fn stop(mut self) {
-        self.process.stop();
+        let _ = self.process.stop();
     }
 }
 

@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,17 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How long a server gets to exit after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// How a server ended when it was stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// It had exited before it was asked to (a crash), with this status.
+    AlreadyExited(ExitStatus),
+    /// It exited on SIGTERM within the grace period.
+    OnSigterm(ExitStatus),
+    /// It was still running after the grace period and was killed.
+    Killed,
+}
 
 /// A running server process, stopped on drop.
 #[derive(Debug)]
@@ -49,6 +60,11 @@ impl ServerProcess {
         log_tail(&self.log)
     }
 
+    /// Everything the server wrote to stdout and stderr so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// Waits until `addr` answers `GET /` with `200` and `Hello, World!`.
     /// A server that exits first, or never answers, is an error that carries
     /// the tail of its log.
@@ -73,21 +89,23 @@ impl ServerProcess {
 
     /// SIGTERM, wait, SIGKILL if it is still there, and reap it. Descendants
     /// (nginx workers) that outlive their parent are killed by their PIDs.
-    pub fn stop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
+    pub fn stop(&mut self) -> Stopped {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return Stopped::AlreadyExited(status);
         }
         let pid = self.pid();
         let descendants: Vec<i32> = procfs::process_tree(pid).into_iter().skip(1).collect();
         signal(pid, libc::SIGTERM);
         let start = Instant::now();
+        let mut stopped = Stopped::Killed;
         while start.elapsed() < STOP_GRACE {
-            if let Ok(Some(_)) = self.child.try_wait() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                stopped = Stopped::OnSigterm(status);
                 break;
             }
             thread::sleep(Duration::from_millis(10));
         }
-        if !matches!(self.child.try_wait(), Ok(Some(_))) {
+        if stopped == Stopped::Killed {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
@@ -96,12 +114,13 @@ impl ServerProcess {
                 signal(d, libc::SIGKILL);
             }
         }
+        stopped
     }
 }
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
-        self.stop();
+        let _ = self.stop();
     }
 }
 

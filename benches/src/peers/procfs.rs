@@ -1,9 +1,10 @@
-//! Server CPU time and resident memory, read from `/proc`.
+//! Server CPU time, resident memory and open descriptors, read from `/proc`.
 //!
 //! A server is a process tree: nginx is a master and its workers, the others
 //! one process with threads (whose times `/proc/PID/stat` already sums). CPU
 //! time is `utime + stime` (proc(5) fields 14 and 15, in clock ticks); memory
-//! is `VmRSS` from `/proc/PID/status`. Both are summed over the tree.
+//! is `VmRSS` from `/proc/PID/status`. Both are summed over the tree, or read
+//! for one process; descriptors are the entries of `/proc/PID/fd`.
 
 use std::fs;
 use std::io;
@@ -48,6 +49,22 @@ pub fn parse_vm_rss(status: &str) -> Option<u64> {
         Some("kB") => Some(value * 1024),
         _ => None,
     }
+}
+
+/// Resident memory of `pid` alone, in bytes.
+pub fn process_rss(pid: i32) -> io::Result<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    parse_vm_rss(&status).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("no VmRSS in /proc/{pid}/status"),
+        )
+    })
+}
+
+/// Descriptors `pid` has open: sockets, the ring, eventfds, files.
+pub fn fd_count(pid: i32) -> io::Result<usize> {
+    Ok(fs::read_dir(format!("/proc/{pid}/fd"))?.count())
 }
 
 /// Reads and parses `/proc/PID/stat`.
@@ -180,6 +197,16 @@ mod tests {
         let me = std::process::id() as i32;
         assert_eq!(read_stat(me).expect("own stat").pid, me);
         assert!(tree_rss(me).expect("own rss") > 0);
+        assert!(process_rss(me).expect("own rss") > 0);
         assert!(tree_cpu_time(me).is_ok());
+    }
+
+    #[test]
+    fn own_descriptors_are_counted() {
+        let me = std::process::id() as i32;
+        let _listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let n = fd_count(me).expect("own fds");
+        assert!(n >= 4, "stdin, stdout, stderr and the socket: {n}");
+        assert!(fd_count(-1).is_err());
     }
 }

@@ -207,6 +207,7 @@ pub fn run(args: &DeadlineArgs) -> io::Result<()> {
                 threads: args.load_threads,
                 duration: args.open_over + args.header_timeout + args.slack,
                 max_requests: None,
+                pace: None,
                 request: RequestSpec::Hello,
             };
             match run_attack_with_load(&attack, &load) {

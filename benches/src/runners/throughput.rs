@@ -323,6 +323,7 @@ pub fn run(args: &ThroughputArgs) -> io::Result<()> {
         threads: args.threads,
         duration,
         max_requests: None,
+        pace: None,
         request: RequestSpec::Hello,
     };
     // Warm-up: first connections, lazy allocations, page faults.

@@ -1,0 +1,761 @@
+//! `ringwall-bench soak`: every kind of client at once against one server,
+//! for a while, watching what the server holds and whether it gives it back.
+//!
+//! ```text
+//!                              ┌ legit keep-alive and churn, paced, every answer checked
+//!   start ringwall ─► warm-up, ├ slowloris, slow-body, slow-read, idle keep-alive: waves
+//!   (or --target      baseline ┤ resets mid-response, half-closes, malformed requests,     ─► settle ─► SIGTERM
+//!    --pid)           fds, RSS └ deep HEAD pipelines, large-response non-readers   for D      fds, RSS   counters
+//!                                                                                            back?      add up?
+//!   sampler, every second: fds, RSS, and on the server's port open and closing sockets and Send-Q
+//! ```
+//!
+//! What fails a soak is in [`verdict`]: a wrong answer, a hang, a false kill,
+//! counters that do not add up, descriptors or memory not given back. It
+//! measures no throughput and no deadline precision (`throughput` and
+//! `deadline` do), and talks to loopback only.
+
+pub mod classes;
+pub mod counters;
+pub mod exchanges;
+pub mod sampler;
+pub mod verdict;
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use clap::ValueEnum as _;
+
+use crate::attack::{AttackConfig, AttackMode};
+use crate::commands::{default_interval, probe, resolve};
+use crate::load::{LoadConfig, LoadMode, RequestSpec};
+use crate::peers::{
+    self, parse_duration, procfs, ringwall_command, sibling_binary, tcp_table, Deadlines,
+    PeerConfig, Scratch, ServerProcess, Stopped, START_TIMEOUT,
+};
+use crate::sys;
+
+use classes::{AfterHang, ClassReport};
+use counters::find_counters;
+use exchanges::Ctx;
+use sampler::{mib, Phase, Sampler};
+use verdict::{CounterCheck, Limits, Observed, Resources};
+
+/// Arguments of `ringwall-bench soak`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct SoakArgs {
+    /// How long every class of client runs at once.
+    #[arg(short = 'd', long, value_parser = parse_duration, default_value = "60s")]
+    pub duration: Duration,
+    /// The ringwall binary to start (default: `ringwall` next to this
+    /// binary, or $RINGWALL_BIN).
+    #[arg(long, conflicts_with = "target")]
+    pub server_bin: Option<PathBuf>,
+    /// Worker threads of the started server.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Soak a server the soak did not start, HOST:PORT (with --pid). Its
+    /// counters cannot be read, so they are not checked.
+    #[arg(long, requires = "pid")]
+    pub target: Option<String>,
+    /// The PID of the --target server, for /proc.
+    #[arg(long, requires = "target")]
+    pub pid: Option<i32>,
+    /// Header deadline: given to the started server, or what --target enforces.
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub header_timeout: Duration,
+    /// Body deadline (as --header-timeout).
+    #[arg(long, value_parser = parse_duration, default_value = "3s")]
+    pub body_timeout: Duration,
+    /// Keep-alive idle timeout (as --header-timeout); idle clients hold
+    /// for this minus twice the slack.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub idle_timeout: Duration,
+    /// Write deadline (as --header-timeout).
+    #[arg(long, value_parser = parse_duration, default_value = "3s")]
+    pub write_timeout: Duration,
+    /// A close later than its deadline plus this is a hang. Generous:
+    /// clients and server share the cores.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub slack: Duration,
+    /// Connections per slowloris, slow-body and idle wave (slow-read: half).
+    #[arg(long, default_value_t = 40)]
+    pub wave: usize,
+    /// Legit keep-alive requests per second, over 4 connections.
+    #[arg(long, default_value_t = 1000)]
+    pub legit_rate: u32,
+    /// Legit churn connections per second (one request each), over 2 clients.
+    #[arg(long, default_value_t = 50)]
+    pub churn_rate: u32,
+    /// A pipeline with no new response for this long is a hang.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub pipeline_stall: Duration,
+    /// Longest wait, once every client is gone, for descriptors and memory
+    /// to come back.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub settle: Duration,
+    /// Descriptors allowed above the baseline after the settle.
+    #[arg(long, default_value_t = 4)]
+    pub fd_tolerance: usize,
+    /// RSS allowed after the settle, as a multiple of the baseline.
+    #[arg(long, default_value_t = 2.0)]
+    pub rss_factor: f64,
+    /// Print every Nth sample (0: about 60 rows whatever the duration).
+    #[arg(long, default_value_t = 0)]
+    pub print_every: usize,
+    /// Leave these classes out (legit load always runs), e.g. to see what
+    /// fails once a known failure is taken away.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub skip: Vec<Skippable>,
+}
+
+/// The classes `--skip` can leave out.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skippable {
+    Slowloris,
+    SlowBody,
+    SlowRead,
+    Idle,
+    Reset,
+    HalfClose,
+    Malformed,
+    Pipeline,
+    NonReader,
+}
+
+/// Legit load alone before the baseline: the allocator's arenas and the
+/// server's buffers exist by then, so the baseline is a warm server. Besides
+/// `Hello`, the warm-up asks for the 1 MiB answers resets ask for all soak
+/// long, so that a heap grown once for them is in the baseline, not
+/// counted as memory kept.
+const WARMUP: Duration = Duration::from_secs(2);
+/// Warm-up answers of [`exchanges::RESET_RESPONSE_BYTES`] per second.
+const WARMUP_LARGE_RATE: u32 = 20;
+const KEEPALIVE_CONNECTIONS: usize = 4;
+const CHURN_CONNECTIONS: usize = 2;
+/// Each wave's connects are spread over this.
+const WAVE_OPEN_OVER: Duration = Duration::from_secs(1);
+/// Given to the started server, so SIGTERM ends it well within the stop grace.
+const SHUTDOWN_TIMEOUT: &str = "2s";
+
+/// `soak`: runs everything, prints the samples, the classes, the server's
+/// figures and the verdict; passes only if every check does.
+pub fn run(args: &SoakArgs) -> io::Result<bool> {
+    validate(args)?;
+    // Before the server starts, so that it inherits the raised limit too.
+    let nofile = sys::raise_nofile_limit()?;
+    let deadlines = Deadlines {
+        header: args.header_timeout,
+        body: args.body_timeout,
+        idle: args.idle_timeout,
+        write: args.write_timeout,
+    };
+    let limits = Limits {
+        fd_tolerance: args.fd_tolerance,
+        rss_factor: args.rss_factor,
+    };
+    let server = Server::start(args, deadlines)?;
+    let (addr, pid) = (server.addr(), server.pid());
+    println!(
+        "soak: {} against {addr} (pid {pid}, {}); deadlines {deadlines}; slack {:?}; RLIMIT_NOFILE {nofile}",
+        peers::format_duration(args.duration),
+        server.describe(),
+        args.slack,
+    );
+    println!("{}", describe_classes(args));
+    let expected = WARMUP + args.duration + args.idle_timeout + args.settle;
+    let print_every = match args.print_every {
+        0 => (expected.as_secs() / 60).max(1) as usize,
+        n => n,
+    };
+    let max_samples = (expected + Duration::from_secs(120)).as_secs() as usize;
+    let sampler = Sampler::start(pid, addr.port(), print_every, max_samples)?;
+
+    let mut classes = warm_up(args, addr)?;
+    let baseline = baseline(pid)?;
+    println!(
+        "baseline after the warm-up: fds {} rss {} MiB",
+        baseline.fds,
+        mib(baseline.rss)
+    );
+
+    let end = Instant::now() + args.duration;
+    sampler.set_phase(Phase::Soak, Some(end));
+    classes.extend(run_classes(args, addr, deadlines, end)?);
+    let tail = Instant::now().saturating_duration_since(end);
+
+    sampler.set_phase(Phase::Settle, None);
+    let settle_start = Instant::now();
+    let settled = settle(pid, baseline, &limits, args.settle);
+    let settle_took = settle_start.elapsed();
+    let send_q_after = tcp_table::read()
+        .ok()
+        .map(|t| tcp_table::port_use(&t, addr.port()));
+    let samples = sampler.finish();
+    let counters = server.stop();
+
+    println!();
+    println!("{}", classes::table(&classes));
+    let peaks = sampler::peaks(&samples);
+    println!(
+        "baseline  fds {:>5}  rss {:>7} MiB  (after a {}s warm-up)",
+        baseline.fds,
+        mib(baseline.rss),
+        WARMUP.as_secs()
+    );
+    println!(
+        "peak      fds {:>5}  rss {:>7} MiB  Send-Q {} KiB  open {}  closing {}",
+        peaks.fds,
+        mib(peaks.rss),
+        peaks.send_q / 1024,
+        peaks.open,
+        peaks.closing
+    );
+    match settled {
+        Some(r) => println!(
+            "settled   fds {:>5}  rss {:>7} MiB  Send-Q {} KiB  closing {}  (clients gone {:.1}s after the end, settled in {:.1}s of {:?})",
+            r.fds,
+            mib(r.rss),
+            send_q_after.map_or(0, |p| p.send_q / 1024),
+            send_q_after.map_or(0, |p| p.closing),
+            tail.as_secs_f64(),
+            settle_took.as_secs_f64(),
+            args.settle
+        ),
+        None => println!("settled   the server was gone"),
+    }
+    match &counters {
+        CounterCheck::NotChecked => {
+            println!("counters  not checked: the soak did not start the server")
+        }
+        CounterCheck::Missing(why) => println!("counters  missing: {why}"),
+        CounterCheck::Read(c) => println!("counters  {c}"),
+    }
+    let failures = verdict::judge(
+        &Observed {
+            classes: &classes,
+            baseline,
+            settled,
+            counters: &counters,
+        },
+        &limits,
+    );
+    print_verdict(&failures);
+    Ok(failures.is_empty())
+}
+
+/// One line per check, `ok` or each failure with its figures, then the sum.
+fn print_verdict(failures: &[verdict::Failure]) {
+    println!();
+    for check in verdict::CHECKS {
+        let failed: Vec<_> = failures.iter().filter(|f| f.check == check).collect();
+        if failed.is_empty() {
+            println!("ok   {check}");
+        }
+        for f in failed {
+            println!("FAIL {f}");
+        }
+    }
+    if failures.is_empty() {
+        println!("PASS");
+    } else {
+        let names: Vec<&str> = verdict::CHECKS
+            .into_iter()
+            .filter(|check| failures.iter().any(|f| f.check == *check))
+            .collect();
+        println!("FAIL: {}", names.join(", "));
+    }
+}
+
+fn validate(args: &SoakArgs) -> io::Result<()> {
+    let bad = |what: String| Err(io::Error::new(io::ErrorKind::InvalidInput, what));
+    if args.duration.is_zero() {
+        return bad("--duration must be positive".into());
+    }
+    if args.idle_timeout <= args.slack * 2 {
+        return bad(format!(
+            "--idle-timeout ({:?}) must exceed twice the slack ({:?}): idle clients hold for the difference",
+            args.idle_timeout, args.slack
+        ));
+    }
+    if args.wave < 2 || args.legit_rate == 0 || args.churn_rate == 0 || args.workers == 0 {
+        return bad(
+            "--wave needs 2 or more; --legit-rate, --churn-rate and --workers 1 or more".into(),
+        );
+    }
+    if args.rss_factor < 1.0 {
+        return bad(
+            "--rss-factor below 1 would fail a server for using what it used at rest".into(),
+        );
+    }
+    Ok(())
+}
+
+/// How long idle clients hold their connection: below the idle timeout by
+/// twice the slack, so the server's own timer never races the hold.
+fn idle_hold(args: &SoakArgs) -> Duration {
+    args.idle_timeout - args.slack * 2
+}
+
+/// What a slow reader asks for: twice the largest send buffer the kernel
+/// lets a socket grow to (`tcp_wmem`'s maximum), so the server can never
+/// hand the whole answer to its kernel and be done; within 1..64 MiB.
+fn slow_read_bytes() -> usize {
+    let wmem_max = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .ok()
+        .and_then(|t| t.split_whitespace().nth(2)?.parse::<usize>().ok())
+        .unwrap_or(4 << 20);
+    (2 * wmem_max).clamp(1 << 20, exchanges::LARGE_BYTES)
+}
+
+fn describe_classes(args: &SoakArgs) -> String {
+    format!(
+        "classes: legit keep-alive {KEEPALIVE_CONNECTIONS} conns at {} req/s and churn at {} conn/s \
+         (answers checked); waves of {w} slowloris, {w} slow-body, {} slow-read ({} MiB), {w} idle \
+         (hold {:?}); reset x2, half-close x2, malformed x2, pipeline x1 ({} HEAD /bytes/{}; none after a stall), \
+         non-reader x4 (GET /bytes/{}){}",
+        args.legit_rate,
+        args.churn_rate,
+        args.wave / 2,
+        slow_read_bytes() >> 20,
+        idle_hold(args),
+        exchanges::PIPELINE_DEPTH,
+        exchanges::LARGE_BYTES,
+        exchanges::LARGE_BYTES,
+        if args.skip.is_empty() {
+            String::new()
+        } else {
+            let names: Vec<String> = args
+                .skip
+                .iter()
+                .filter_map(|c| Some(c.to_possible_value()?.get_name().to_string()))
+                .collect();
+            format!("; skipped: {}", names.join(", "))
+        },
+        w = args.wave,
+    )
+}
+
+fn legit_load(
+    target: SocketAddr,
+    mode: LoadMode,
+    request: RequestSpec,
+    connections: usize,
+    per_second: u32,
+    duration: Duration,
+) -> LoadConfig {
+    LoadConfig {
+        target,
+        mode,
+        connections,
+        threads: 1,
+        duration,
+        max_requests: None,
+        request,
+        pace: Some(Duration::from_secs_f64(
+            connections as f64 / f64::from(per_second),
+        )),
+    }
+}
+
+/// Legit keep-alive, churn and 1 MiB answers alone, for [`WARMUP`].
+fn warm_up(args: &SoakArgs, addr: SocketAddr) -> io::Result<Vec<ClassReport>> {
+    let keepalive = legit_load(
+        addr,
+        LoadMode::KeepAlive,
+        RequestSpec::Hello,
+        KEEPALIVE_CONNECTIONS,
+        args.legit_rate,
+        WARMUP,
+    );
+    let churn = legit_load(
+        addr,
+        LoadMode::Churn,
+        RequestSpec::Hello,
+        CHURN_CONNECTIONS,
+        args.churn_rate,
+        WARMUP,
+    );
+    let large = legit_load(
+        addr,
+        LoadMode::KeepAlive,
+        RequestSpec::Bytes(exchanges::RESET_RESPONSE_BYTES),
+        2,
+        WARMUP_LARGE_RATE,
+        WARMUP,
+    );
+    thread::scope(|s| {
+        let k = s.spawn(|| classes::legit("warm-up keep-alive", &keepalive));
+        let c = s.spawn(|| classes::legit("warm-up churn", &churn));
+        let l = s.spawn(|| classes::legit("warm-up 1 MiB", &large));
+        Ok(vec![joined(k)??, joined(c)??, joined(l)??])
+    })
+}
+
+fn joined<T>(h: thread::ScopedJoinHandle<'_, T>) -> io::Result<T> {
+    h.join()
+        .map_err(|_| io::Error::other("a soak client thread panicked"))
+}
+
+/// Every class at once until `end`; returns when each has finished what it
+/// started.
+fn run_classes(
+    args: &SoakArgs,
+    addr: SocketAddr,
+    deadlines: Deadlines,
+    end: Instant,
+) -> io::Result<Vec<ClassReport>> {
+    let duration = end.saturating_duration_since(Instant::now());
+    let keepalive = legit_load(
+        addr,
+        LoadMode::KeepAlive,
+        RequestSpec::Hello,
+        KEEPALIVE_CONNECTIONS,
+        args.legit_rate,
+        duration,
+    );
+    let churn = legit_load(
+        addr,
+        LoadMode::Churn,
+        RequestSpec::Hello,
+        CHURN_CONNECTIONS,
+        args.churn_rate,
+        duration,
+    );
+    let attack = |mode: AttackMode, connections: usize, expected: Duration| AttackConfig {
+        target: addr,
+        mode,
+        connections,
+        open_over: WAVE_OPEN_OVER,
+        expected_timeout: expected,
+        slack: args.slack,
+    };
+    // A wave lasts its connects' spread, the deadline (or the hold) and the slack.
+    let wave_len = |t: Duration| WAVE_OPEN_OVER + t + args.slack;
+    let waves = [
+        (
+            Skippable::Slowloris,
+            "slowloris",
+            attack(
+                AttackMode::Slowloris {
+                    interval: default_interval(deadlines.header),
+                },
+                args.wave,
+                deadlines.header,
+            ),
+            wave_len(deadlines.header),
+        ),
+        (
+            Skippable::SlowBody,
+            "slow-body",
+            attack(
+                AttackMode::SlowBody {
+                    interval: default_interval(deadlines.body),
+                },
+                args.wave,
+                deadlines.body,
+            ),
+            wave_len(deadlines.body),
+        ),
+        (
+            Skippable::SlowRead,
+            "slow-read",
+            attack(
+                AttackMode::SlowRead {
+                    response_bytes: slow_read_bytes(),
+                    interval: default_interval(deadlines.write),
+                },
+                args.wave / 2,
+                deadlines.write,
+            ),
+            wave_len(deadlines.write),
+        ),
+        (
+            Skippable::Idle,
+            "idle",
+            attack(
+                AttackMode::Idle {
+                    hold: idle_hold(args),
+                },
+                args.wave,
+                deadlines.idle,
+            ),
+            wave_len(idle_hold(args)),
+        ),
+    ];
+    let ctx = Ctx {
+        target: addr,
+        deadlines,
+        slack: args.slack,
+        end,
+        pipeline_stall: args.pipeline_stall,
+    };
+    let ctx = &ctx;
+    let bad_requests = exchanges::malformed_requests();
+    let bad_requests = &bad_requests;
+    let ms = Duration::from_millis;
+    thread::scope(|s| {
+        let legit = [
+            s.spawn(|| classes::legit("legit keep-alive", &keepalive)),
+            s.spawn(|| classes::legit("legit churn", &churn)),
+        ];
+        let attackers: Vec<_> = waves
+            .iter()
+            .filter(|(class, ..)| !args.skip.contains(class))
+            .map(|(_, name, cfg, len)| s.spawn(move || classes::attack_waves(name, cfg, *len, end)))
+            .collect();
+        let mut one_connection = Vec::new();
+        let wanted = |class| !args.skip.contains(&class);
+        if wanted(Skippable::Reset) {
+            one_connection.push(s.spawn(move || {
+                classes::exchanges("reset", 2, ms(50), AfterHang::Continue, end, |_| {
+                    exchanges::reset_mid_response(ctx)
+                })
+            }));
+        }
+        if wanted(Skippable::HalfClose) {
+            one_connection.push(s.spawn(move || {
+                classes::exchanges("half-close", 2, ms(50), AfterHang::Continue, end, |_| {
+                    exchanges::half_close(ctx)
+                })
+            }));
+        }
+        if wanted(Skippable::Malformed) {
+            one_connection.push(s.spawn(move || {
+                classes::exchanges("malformed", 2, ms(20), AfterHang::Continue, end, |n| {
+                    exchanges::malformed(ctx, &bad_requests[n as usize % bad_requests.len()])
+                })
+            }));
+        }
+        if wanted(Skippable::Pipeline) {
+            one_connection.push(s.spawn(move || {
+                classes::exchanges("pipeline", 1, ms(1000), AfterHang::Stop, end, |_| {
+                    exchanges::pipeline(ctx)
+                })
+            }));
+        }
+        if wanted(Skippable::NonReader) {
+            one_connection.push(s.spawn(move || {
+                classes::exchanges("non-reader", 4, ms(100), AfterHang::Continue, end, |_| {
+                    exchanges::non_reader(ctx)
+                })
+            }));
+        }
+        let mut out = Vec::new();
+        let mut first_err = None;
+        for h in legit.into_iter().chain(attackers) {
+            match joined(h).and_then(|r| r) {
+                Ok(report) => out.push(report),
+                Err(e) => first_err = first_err.or(Some(e)),
+            }
+        }
+        for h in one_connection {
+            match joined(h) {
+                Ok(report) => out.push(report),
+                Err(e) => first_err = first_err.or(Some(e)),
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    })
+}
+
+fn resources(pid: i32) -> Option<Resources> {
+    Some(Resources {
+        fds: procfs::fd_count(pid).ok()?,
+        rss: procfs::process_rss(pid).ok()?,
+    })
+}
+
+/// Waits for the descriptor count to hold still (the warm-up's connections
+/// closing), then reads descriptors and memory.
+fn baseline(pid: i32) -> io::Result<Resources> {
+    let gone = || io::Error::other(format!("the server (pid {pid}) is gone after the warm-up"));
+    let mut last = None;
+    let mut still = 0;
+    // Three equal readings 100 ms apart, 3 s at most.
+    for _ in 0..30 {
+        let fds = procfs::fd_count(pid).map_err(|_| gone())?;
+        still = if last == Some(fds) { still + 1 } else { 0 };
+        if still >= 3 {
+            break;
+        }
+        last = Some(fds);
+        thread::sleep(Duration::from_millis(100));
+    }
+    resources(pid).ok_or_else(gone)
+}
+
+/// Polls until descriptors and memory are back within the limits, or `max`
+/// has passed; returns the last reading (`None`: the server is gone).
+fn settle(pid: i32, base: Resources, limits: &Limits, max: Duration) -> Option<Resources> {
+    let step = Duration::from_millis(250);
+    let start = Instant::now();
+    let mut now = resources(pid)?;
+    for _ in 0..=(max.as_millis() / step.as_millis()) {
+        if limits.fds_back(base, now) && limits.rss_back(base, now) || start.elapsed() >= max {
+            break;
+        }
+        thread::sleep(step);
+        now = resources(pid)?;
+    }
+    Some(now)
+}
+
+/// The server under soak: started here, or found at `--target`.
+enum Server {
+    Started {
+        // Declared before `scratch`: the process stops before its log goes.
+        process: ServerProcess,
+        scratch: Scratch,
+        addr: SocketAddr,
+        binary: PathBuf,
+    },
+    External {
+        addr: SocketAddr,
+        pid: i32,
+    },
+}
+
+impl Server {
+    fn start(args: &SoakArgs, deadlines: Deadlines) -> io::Result<Server> {
+        if let (Some(target), Some(pid)) = (&args.target, args.pid) {
+            let addr = resolve(target)?;
+            probe(addr)?;
+            procfs::fd_count(pid).map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot read /proc/{pid}/fd (--pid): {e}"))
+            })?;
+            return Ok(Server::External { addr, pid });
+        }
+        let binary = match &args.server_bin {
+            Some(path) if peers::is_executable(path) => path.clone(),
+            Some(path) => {
+                return Err(io::Error::other(format!(
+                    "--server-bin {} is not an executable",
+                    path.display()
+                )))
+            }
+            None => sibling_binary("RINGWALL_BIN", "ringwall").map_err(|e| {
+                io::Error::other(format!(
+                    "{e}: build it (cargo build --release -p ringwall) or pass --server-bin"
+                ))
+            })?,
+        };
+        let addr = peers::free_loopback_addr()?;
+        let config = PeerConfig {
+            workers: args.workers,
+            deadlines,
+            ..PeerConfig::default()
+        };
+        let mut command = ringwall_command(&binary, &config, addr);
+        command.arg("--shutdown-timeout").arg(SHUTDOWN_TIMEOUT);
+        let scratch = Scratch::new("soak")?;
+        let mut process = ServerProcess::spawn(command, &scratch.path().join("server.log"))?;
+        process
+            .wait_ready(addr, START_TIMEOUT)
+            .map_err(|e| io::Error::other(format!("{} {e}", binary.display())))?;
+        Ok(Server::Started {
+            process,
+            scratch,
+            addr,
+            binary,
+        })
+    }
+
+    fn addr(&self) -> SocketAddr {
+        match self {
+            Server::Started { addr, .. } | Server::External { addr, .. } => *addr,
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        match self {
+            Server::Started { process, .. } => process.pid(),
+            Server::External { pid, .. } => *pid,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Server::Started { binary, .. } => format!("started: {}", binary.display()),
+            Server::External { .. } => "not started by the soak".to_string(),
+        }
+    }
+
+    /// SIGTERM to a server started here, and its counters from its output.
+    fn stop(self) -> CounterCheck {
+        let Server::Started {
+            mut process,
+            scratch,
+            ..
+        } = self
+        else {
+            return CounterCheck::NotChecked;
+        };
+        let stopped = process.stop();
+        let log = process.log_text();
+        drop(scratch);
+        match (stopped, find_counters(&log)) {
+            (Stopped::AlreadyExited(status), _) => CounterCheck::Missing(format!(
+                "the server had exited ({status}) before the soak stopped it: {}",
+                tail(&log)
+            )),
+            (_, Ok(c)) => CounterCheck::Read(c),
+            (Stopped::Killed, Err(_)) => CounterCheck::Missing(
+                "the server did not exit within the grace period after SIGTERM and was killed"
+                    .to_string(),
+            ),
+            (Stopped::OnSigterm(status), Err(why)) => {
+                CounterCheck::Missing(format!("{why} (it exited: {status}): {}", tail(&log)))
+            }
+        }
+    }
+}
+
+/// The last lines of a server's output, on one line.
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(4)..].join(" | ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        soak: SoakArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<SoakArgs, clap::Error> {
+        Cli::try_parse_from(["soak"].iter().chain(args)).map(|c| c.soak)
+    }
+
+    #[test]
+    fn defaults_are_a_valid_sixty_second_soak() {
+        let a = parse(&[]).unwrap();
+        assert_eq!(a.duration, Duration::from_secs(60));
+        assert!(validate(&a).is_ok());
+        assert_eq!(idle_hold(&a), Duration::from_secs(8));
+    }
+
+    #[test]
+    fn target_needs_pid_and_excludes_server_bin() {
+        assert!(parse(&["--target", "127.0.0.1:1"]).is_err());
+        assert!(parse(&["--target", "127.0.0.1:1", "--pid", "1"]).is_ok());
+        assert!(parse(&["--target", "127.0.0.1:1", "--pid", "1", "--server-bin", "x"]).is_err());
+    }
+
+    #[test]
+    fn idle_timeout_must_leave_room_for_the_hold() {
+        let a = parse(&["--idle-timeout", "2s", "--slack", "1s"]).unwrap();
+        assert!(validate(&a).is_err());
+    }
+}
