@@ -654,6 +654,13 @@ impl Server {
         };
         let mut command = ringwall_command(&binary, &config, addr);
         command.arg("--shutdown-timeout").arg(SHUTDOWN_TIMEOUT);
+        // ringwall's minimum response rate (default grace 5 s) would close a
+        // slow reader later than the 3 s write deadline the slow-read class
+        // times it against: with the grace equal to the write timeout, a
+        // reader that stalls is closed at the write deadline either way.
+        command
+            .arg("--min-rate-grace")
+            .arg(peers::format_duration(args.write_timeout));
         let scratch = Scratch::new("soak")?;
         let mut process = ServerProcess::spawn(command, &scratch.path().join("server.log"))?;
         process
