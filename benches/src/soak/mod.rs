@@ -57,6 +57,10 @@ pub struct SoakArgs {
     /// Worker threads of the started server.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
+    /// One more argument for the started server (repeatable), e.g.
+    /// `--server-arg=--max-queued-output-bytes=1073741824`.
+    #[arg(long, conflicts_with = "target", allow_hyphen_values = true)]
+    pub server_arg: Vec<String>,
     /// Soak a server the soak did not start, HOST:PORT (with --pid). Its
     /// counters cannot be read, so they are not checked.
     #[arg(long, requires = "pid")]
@@ -661,6 +665,22 @@ impl Server {
         command
             .arg("--min-rate-grace")
             .arg(peers::format_duration(args.write_timeout));
+        // Four 64 MiB non-readers fill a worker's share of ringwall's default
+        // output budget (512 MiB), and then new requests on that worker wait
+        // until the hoarders are reset: by design (tests/tests/hostile.rs
+        // pins it), but the slow-read class, timed from its request, would
+        // read the late start as a hang. The soak is after hangs and leaks,
+        // so it lifts the budget unless told otherwise.
+        if !args
+            .server_arg
+            .iter()
+            .any(|a| a.starts_with("--max-queued-output-bytes"))
+        {
+            command
+                .arg("--max-queued-output-bytes")
+                .arg((4u64 << 30).to_string());
+        }
+        command.args(&args.server_arg);
         let scratch = Scratch::new("soak")?;
         let mut process = ServerProcess::spawn(command, &scratch.path().join("server.log"))?;
         process
