@@ -32,6 +32,8 @@ pub(crate) enum OpTag {
     /// The once-a-second check that frees an unused large-buffer pool (no
     /// slot); armed only while the pool holds something.
     PoolTimer = 10,
+    /// `SO_LINGER {1, 0}` set through the ring before a reset close.
+    Linger = 11,
 }
 
 impl OpTag {
@@ -47,6 +49,7 @@ impl OpTag {
             8 => OpTag::TimerUpdate,
             9 => OpTag::Cancel,
             10 => OpTag::PoolTimer,
+            11 => OpTag::Linger,
             _ => return None,
         })
     }

@@ -63,6 +63,12 @@ pub(crate) const TURN_BUDGET_OUTPUT_BYTES: usize = 256 * 1024;
 /// until its turn comes: bounds what a client pipelining faster than it is
 /// served can make the worker hold.
 const INPUT_HIGH_WATER: usize = 64 * 1024;
+/// The option a reset close sets: linger on, zero seconds, so `close`
+/// sends RST and drops the send queue.
+static LINGER_ZERO: libc::linger = libc::linger {
+    l_onoff: 1,
+    l_linger: 0,
+};
 /// `IORING_ENTER_GETEVENTS`: a non-waiting enter still needs it, or the
 /// deferred task work (DEFER_TASKRUN) that posts completions never runs.
 const ZERO_WAIT: Timespec = Timespec::new();
@@ -190,6 +196,9 @@ pub(crate) struct Worker<H: Handler> {
     backoff_spec: Box<Timespec>,
     pool_tick_spec: Box<Timespec>,
     pool_timer_armed: bool,
+    /// SO_LINGER through `IORING_OP_URING_CMD` (Linux 6.7+) until the
+    /// kernel refuses it once.
+    linger_through_ring: bool,
     shutdown_spec: Box<Timespec>,
     listeners: Vec<RawFd>,
     handler: Arc<H>,
@@ -326,6 +335,7 @@ impl<H: Handler> Worker<H> {
             backoff_spec: Box::new(Timespec::from(ACCEPT_BACKOFF)),
             pool_tick_spec: Box::new(Timespec::new().sec(1)),
             pool_timer_armed: false,
+            linger_through_ring: true,
             shutdown_spec: Box::new(Timespec::from(config.shutdown_timeout)),
             listeners,
             handler,
@@ -469,7 +479,12 @@ impl<H: Handler> Worker<H> {
                 self.pools.large.tick();
             }
             OpTag::Cancel if ud.slot == NO_SLOT => {}
-            OpTag::Recv | OpTag::Send | OpTag::Timer | OpTag::TimerUpdate | OpTag::Cancel => {
+            OpTag::Recv
+            | OpTag::Send
+            | OpTag::Timer
+            | OpTag::TimerUpdate
+            | OpTag::Cancel
+            | OpTag::Linger => {
                 let key = ud.slot as usize;
                 match self.conns.get(key) {
                     Some(conn) if conn.generation == ud.generation => {}
@@ -486,6 +501,16 @@ impl<H: Handler> Worker<H> {
                     // An update that failed (-ENOENT) raced the fire; the
                     // fire's CQE re-plans, so the result needs no action.
                     OpTag::TimerUpdate | OpTag::Cancel => self.conns[key].inflight -= 1,
+                    OpTag::Linger => {
+                        let conn = &mut self.conns[key];
+                        conn.inflight -= 1;
+                        if result < 0 {
+                            // Kernels before 6.7 have no socket setsockopt
+                            // command: the syscall, now and from now on.
+                            socket::set_linger_zero(conn.fd);
+                            self.linger_through_ring = false;
+                        }
+                    }
                     _ => unreachable!("connection tags are matched above"),
                 }
                 self.maybe_free(key);
@@ -1293,9 +1318,29 @@ impl<H: Handler> Worker<H> {
         self.record_reason(key, reason, reset);
         let conn = &mut self.conns[key];
         if reset {
-            socket::set_linger_zero(conn.fd);
             self.shared.counters.resets.incr();
+            if self.linger_through_ring {
+                // Through the ring, so the resets of a burst of expiries
+                // leave in one io_uring_enter like FINs do; the fd is closed
+                // only after this SQE's CQE (it counts in `inflight`).
+                conn.inflight += 1;
+                let entry = opcode::SetSockOpt::new(
+                    Fd(conn.fd),
+                    libc::SOL_SOCKET as u32,
+                    libc::SO_LINGER as u32,
+                    (&LINGER_ZERO as *const libc::linger).cast(),
+                    std::mem::size_of::<libc::linger>() as u32,
+                )
+                .build()
+                .user_data(UserData::new(key as u32, conn.generation, OpTag::Linger).encode());
+                // SAFETY: the option value is a static; the fd stays open
+                // until the slot frees, which waits for this SQE's CQE.
+                unsafe { self.push(entry) };
+            } else {
+                socket::set_linger_zero(conn.fd);
+            }
         }
+        let conn = &mut self.conns[key];
         let was_lingering = conn.phase == Phase::Lingering;
         conn.phase = Phase::Closed;
         let generation = conn.generation;
