@@ -1,5 +1,5 @@
 //! Checks every response the load client receives, so a broken server cannot
-//! look fast (seed 000: a sink that misread reversed bytes reported 4x the real
+//! look fast (a sink that misread reversed bytes once reported 4x the real
 //! throughput).
 //!
 //! ```text
@@ -473,7 +473,7 @@ impl ResponseParser {
             return Ok(Some(n));
         }
         let Some(len) = content_length else {
-            // Every response must carry its length (DESIGN.md); a close-delimited
+            // Every response must carry its length (ARCHITECTURE.md, HTTP/1.1 rules); a close-delimited
             // body cannot be told apart from a truncated one.
             return fail(ErrorKind::BadFraming, "neither Content-Length nor chunked");
         };

@@ -304,7 +304,7 @@ fn plan_modes(args: &SlowlorisArgs) -> io::Result<Vec<ModeRun>> {
 }
 
 /// Long enough to outlast the header deadline (a server that arms it on idle
-/// keep-alive connections kills them: seed 001), short enough to stay below
+/// keep-alive connections kills them), short enough to stay below
 /// the idle timeout.
 fn idle_hold(args: &SlowlorisArgs) -> io::Result<Duration> {
     if let Some(hold) = args.idle_hold {

@@ -5,7 +5,8 @@
 //! arrives: appending to it could reallocate memory the kernel is reading.
 //! Handlers append to `pending`; when no send is in flight, `pending` becomes
 //! the in-flight buffer. Appending, never prepending, keeps the wire order
-//! (seed 000: prepending reversed it).
+//! (prepending once reversed the wire order: ARCHITECTURE.md, Engine
+//! invariants).
 
 #[derive(Debug, Default)]
 pub(crate) struct SendQueue {

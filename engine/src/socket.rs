@@ -178,7 +178,7 @@ pub(crate) fn peer_addr(fd: RawFd) -> Option<SocketAddr> {
 }
 
 /// Sends FIN: the peer reads 0 instead of a reset, and unlike a RST a FIN is
-/// retransmitted until acknowledged (seed 001).
+/// retransmitted until acknowledged (ARCHITECTURE.md, Engine invariants).
 pub(crate) fn shutdown_write(fd: RawFd) {
     // SAFETY: fd is a socket this worker owns; errors (ENOTCONN) are harmless.
     unsafe { libc::shutdown(fd, libc::SHUT_WR) };

@@ -3,7 +3,7 @@
 //! Layout (high to low): slot index (32 bits) | generation (24 bits) | tag (8 bits).
 //! The generation makes a CQE that names a slot's previous occupant
 //! recognisable, so it is dropped instead of being applied to the new
-//! connection (seed 001: a timer CQE for a closed connection must not close
+//! connection (a timer CQE for a closed connection must not close
 //! its successor).
 
 /// Which operation a completion belongs to. Every variant is handled in

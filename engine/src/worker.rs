@@ -93,7 +93,8 @@ pub(crate) struct WorkerShared {
 struct SqeSink {
     ring: IoUring,
     /// SQEs that did not fit even after submitting: pushed, in order, before
-    /// anything new. A timer SQE is never lost (seed 001).
+    /// anything new. A timer SQE is never lost: a dropped one is a
+    /// deadline that never fires.
     backlog: VecDeque<squeue::Entry>,
 }
 
@@ -565,7 +566,8 @@ impl<H: Handler> Worker<H> {
             socket::close(fd);
             return;
         }
-        // Claim before taking a slot: one CAS, never check-then-add (seed 003).
+        // Claim before taking a slot: one CAS, never check-then-add: an accept
+        // storm overruns a cap that is checked and then incremented.
         if !self.shared.cap.try_claim() {
             self.refuse(fd, CloseReason::ConnectionCap);
             return;
@@ -1207,7 +1209,8 @@ impl<H: Handler> Worker<H> {
             return;
         }
         self.shared.counters.timer_fires.incr();
-        // Never a cached `now`: the batch may be old (seed 001).
+        // Never a cached `now`: the batch may be old, and a stale clock
+        // makes a due deadline look early.
         let now = mono_now();
         match conn.timers.on_fire(now) {
             FireOutcome::Expired(kind) => {

@@ -2,7 +2,7 @@
 //! what the server put on the wire.
 //!
 //! Strict on purpose: every response must be framed by `Content-Length` or
-//! chunked (DESIGN.md), lines end in CRLF, and the status line is
+//! chunked (ARCHITECTURE.md), lines end in CRLF, and the status line is
 //! `HTTP-version SP 3DIGIT SP reason` (RFC 9112 section 4). A server that
 //! slips is reported, not tolerated.
 

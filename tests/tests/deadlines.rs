@@ -1,5 +1,5 @@
 //! Deadlines enforced by the kernel timer, measured from the client: header
-//! (slowloris), body, keep-alive idle and write (DESIGN.md "Deadlines").
+//! (slowloris), body, keep-alive idle and write (ARCHITECTURE.md, Deadline rules).
 //!
 //! Bounds: a close may not come before the deadline (beyond `EARLY_SLACK`
 //! of clock granularity, measured from just before `connect`, so the server
@@ -155,7 +155,7 @@ fn slow_body_is_closed_at_body_timeout() {
         let _ = client.stream.write(b"b");
     }
     let closed = closed.expect("the slow body was never closed");
-    // A 408 before the close is allowed (DESIGN.md), nothing else is.
+    // A 408 before the close is allowed, nothing else is.
     assert!(
         closed.data.is_empty() || closed.data.starts_with(b"HTTP/1.1 408 "),
         "{:?}",

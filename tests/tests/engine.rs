@@ -417,7 +417,7 @@ fn handler_panic_after_send_answers_only_500() {
     assert_500_then_close("/send-then-panic");
 }
 
-/// DESIGN.md: a head that arrives whole never touches the timer, and a
+/// ARCHITECTURE.md, Deadline rules: a head that arrives whole never touches the timer, and a
 /// deadline later than the pending timer leaves it alone. With every other
 /// timeout longer than the header timeout, a hundred keep-alive requests
 /// cost no timer SQE beyond the one armed at accept.

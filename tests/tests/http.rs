@@ -1,5 +1,5 @@
 //! HTTP/1.1 behaviour on the wire: keep-alive, pipelining, chunked bodies,
-//! 100-continue, HEAD, HTTP/1.0 and `Connection: close` (DESIGN.md "Accept").
+//! 100-continue, HEAD, HTTP/1.0 and `Connection: close` (ARCHITECTURE.md, HTTP/1.1 rules).
 
 use std::time::Duration;
 

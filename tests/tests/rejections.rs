@@ -1,4 +1,4 @@
-//! Every rejection rule of DESIGN.md reaches the wire as its status with
+//! Every rejection rule of ARCHITECTURE.md reaches the wire as its status with
 //! `Connection: close`, followed by a FIN; the handler never sees the request.
 
 use std::sync::atomic::{AtomicUsize, Ordering};

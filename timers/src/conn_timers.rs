@@ -122,7 +122,7 @@ impl ConnTimers {
     /// Arms `kind` at `now + timeout(kind)` (a rate kind: `now + grace`) if
     /// it is unarmed and returns `true`. If it is already armed, changes
     /// nothing and returns `false`: re-arming must not move a deadline, or
-    /// drip bytes would extend it forever (seed 001). A rate kind without a
+    /// drip bytes would extend it forever. A rate kind without a
     /// configured rate is never armed.
     pub fn arm(&mut self, kind: DeadlineKind, now: MonoTime) -> bool {
         let is_rate = matches!(kind, DeadlineKind::BodyRate | DeadlineKind::SendRate);

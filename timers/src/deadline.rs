@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-/// One of a connection's deadlines (DESIGN.md, "Deadlines").
+/// One of a connection's deadlines (ARCHITECTURE.md, "Deadline rules").
 ///
 /// | kind | starts | ends |
 /// |---|---|---|

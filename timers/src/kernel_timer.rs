@@ -41,8 +41,9 @@
 //! for, `on_fire` concludes the fire was early and re-arms instead of
 //! closing. Because the re-arm is for the absolute deadline (already past,
 //! so the kernel fires again at once) and not `now + timeout`, a stale `now`
-//! costs one extra round trip rather than a whole extra timeout, as it did in
-//! seed 001; but the engine should still read the clock afresh for every
+//! costs one extra round trip rather than a whole extra timeout (as it did
+//! in an engine that re-armed relative to a cached clock); but the engine
+//! should still read the clock afresh for every
 //! timer CQE. (A stale `now` in a *transition* is harmless by contrast: it
 //! arms a deadline slightly early, never late.)
 

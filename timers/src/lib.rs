@@ -28,7 +28,7 @@
 //! Deadlines are absolute instants on CLOCK_MONOTONIC ([`MonoTime`]), the
 //! clock `IORING_TIMEOUT_ABS` uses, so the model's deadline is the kernel's
 //! expiry to the nanosecond. The rules (each a bug that shipped somewhere;
-//! see `shared/seeds/001`):
+//! see ARCHITECTURE.md, "Deadline rules"):
 //!
 //! - a deadline, once armed, does not move until it is cleared (drip bytes
 //!   never extend it);

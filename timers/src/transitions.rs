@@ -1,5 +1,5 @@
 //! The protocol transitions the engine calls. Together they encode the
-//! deadline table of DESIGN.md ("Deadlines"); each says which failure its
+//! deadline table of ARCHITECTURE.md ("Deadline rules"); each says which failure its
 //! rule prevents.
 
 use crate::{ConnTimers, DeadlineKind, MonoTime};
@@ -15,7 +15,7 @@ impl ConnTimers {
 
     /// Request bytes arrived. On an idle keep-alive connection they are the
     /// first bytes of the next request: the idle deadline ends and that
-    /// request's header deadline starts (DESIGN.md's table), whatever the
+    /// request's header deadline starts (ARCHITECTURE.md's table), whatever the
     /// decoder makes of them. Otherwise nothing changes: an armed header
     /// deadline is never extended by drip bytes, and body bytes start nothing.
     ///
@@ -125,7 +125,7 @@ impl ConnTimers {
     ///
     /// Never the header deadline: an idle keep-alive connection is judged by
     /// `idle` only, and a header timeout there kills well-behaved idle clients
-    /// (seed 001). As a second guard, idle is not armed while a header or body
+    /// (ARCHITECTURE.md, Deadline rules). As a second guard, idle is not armed while a header or body
     /// deadline is live, whatever `keep_alive_idle` says: a request is in
     /// progress, and its own deadline must keep governing it.
     pub fn on_send_drained(&mut self, now: MonoTime, keep_alive_idle: bool) {

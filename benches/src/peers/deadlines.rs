@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-/// The deadlines a server enforces on each connection (DESIGN.md,
+/// The deadlines a server enforces on each connection (ARCHITECTURE.md,
 /// "Deadlines"). Every peer in a run gets the same four values; how each
 /// server maps them onto its own knobs is said in its module.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
