@@ -33,10 +33,12 @@ pub const DEFAULT_MIN_RATE: MinRate = MinRate {
     bytes_per_sec: 240,
     grace: Duration::from_secs(5),
 };
-/// Default server-wide budget for buffered request bodies: 256 MiB. A body
-/// is admitted only if its announced length (chunked: as it arrives) fits;
-/// otherwise it is answered 503 and the connection closed. Without it, 1,000
-/// connections each announcing 1 MiB and stalling one byte short held 1 GB.
+/// Default server-wide budget for buffered request bodies: 256 MiB. Body
+/// bytes are counted as they arrive; the connection whose bytes do not fit
+/// is answered 503 and closed. Counting arrivals rather than announced
+/// lengths means a client that announces a large body and sends nothing
+/// takes nothing from anyone. Without it, 1,000 connections each sending
+/// 1 MiB less one byte held 1 GB.
 pub const DEFAULT_MAX_BUFFERED_BODY_BYTES: usize = 256 << 20;
 /// Default server-wide budget for queued response bytes: 512 MiB. While a
 /// worker's share is used up it dispatches no new request (reading pauses)

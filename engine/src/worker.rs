@@ -789,16 +789,11 @@ impl<H: Handler> Worker<H> {
                 Ok(Some(Event::HeadStarted)) => conn.timers.on_head_started(self.now),
                 Ok(Some(Event::HeadComplete)) => {
                     let head = conn.decoder.head().expect("head is set at HeadComplete");
-                    let (body_pending, announced) = match head.body_kind() {
-                        BodyKind::None => (false, 0),
-                        BodyKind::Length(n) => (n > 0, n as usize),
-                        BodyKind::Chunked => (true, 0),
+                    let body_pending = match head.body_kind() {
+                        BodyKind::None => false,
+                        BodyKind::Length(n) => n > 0,
+                        BodyKind::Chunked => true,
                     };
-                    if announced > 0 && !self.reserve_body(key, announced) {
-                        continue;
-                    }
-                    let conn = &mut self.conns[key];
-                    let head = conn.decoder.head().expect("head is set at HeadComplete");
                     // RFC 9110 10.1.1: send 100 before reading the body.
                     if body_pending && head.expect_continue() {
                         encode_continue(&mut conn.send.pending);
@@ -807,13 +802,10 @@ impl<H: Handler> Worker<H> {
                 }
                 Ok(Some(Event::BodyData(n))) => {
                     conn.timers.on_body_progress(self.now, n as u64);
-                    let chunked = conn
-                        .decoder
-                        .head()
-                        .is_some_and(|h| h.body_kind() == BodyKind::Chunked);
-                    // A chunked body has no announced length: it reserves as
-                    // it arrives.
-                    if chunked && !self.reserve_body(key, n) {
+                    // Bytes as they arrive, not the announced length: an
+                    // attacker announcing megabytes and sending one byte must
+                    // not lock everyone else's uploads out.
+                    if !self.reserve_body(key, n) {
                         continue;
                     }
                 }
@@ -837,9 +829,9 @@ impl<H: Handler> Worker<H> {
         self.sync_timer(key);
     }
 
-    /// Reserves `bytes` of the worker's request-body budget for `key`, or
-    /// answers 503 and closes when they do not fit: a body is refused
-    /// before it is read, not after it has filled memory.
+    /// Reserves `bytes` of the worker's request-body budget for `key` as
+    /// they arrive, or answers 503 and closes when they do not fit: the
+    /// worker never holds more body bytes than its budget (plus one recv).
     fn reserve_body(&mut self, key: usize, bytes: usize) -> bool {
         if self.body_reserved + bytes <= self.body_budget {
             self.body_reserved += bytes;

@@ -369,7 +369,7 @@ fn connection_over_the_server_cap_gets_503() {
 }
 
 #[test]
-fn body_over_the_body_budget_gets_503_before_it_is_read() {
+fn body_bytes_over_the_body_budget_get_503() {
     let mib = 1 << 20;
     let Some(server) = start_or_skip(builder().workers(1).max_buffered_body_bytes(2 * mib), app)
     else {
@@ -391,9 +391,10 @@ fn body_over_the_body_budget_gets_503_before_it_is_read() {
     }));
     let mut third = Client::connect(addr);
     third.send(post.as_bytes());
+    third.send(&vec![b'c'; 64 * 1024]);
     let refused = third
         .try_read_response(false)
-        .expect("503 without the body");
+        .expect("503 for bytes over the budget");
     assert_eq!(refused.status, 503);
     assert_eq!(server.stats().closes.body_budget, 1);
     // A finished body releases its share: the next one is served.
@@ -404,6 +405,36 @@ fn body_over_the_body_budget_gets_503_before_it_is_read() {
     fourth.send(post.as_bytes());
     fourth.send(&vec![b'b'; mib]);
     assert_eq!(fourth.read_response().status, 200);
+}
+
+#[test]
+fn announced_but_unsent_bodies_take_no_budget() {
+    let mib = 1 << 20;
+    let Some(server) = start_or_skip(builder().workers(1).max_buffered_body_bytes(2 * mib), app)
+    else {
+        return;
+    };
+    let addr = server.local_addr();
+    let post = format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {mib}\r\n\r\n");
+    // Ten clients announce 1 MiB each (five times the budget) and send one
+    // byte of it.
+    let _announcers: Vec<Client> = (0..10)
+        .map(|_| {
+            let mut c = Client::connect(addr);
+            c.send(post.as_bytes());
+            c.send(b"a");
+            c
+        })
+        .collect();
+    assert!(wait_until(Duration::from_secs(2), || {
+        server.stats().bytes_in >= 10 * post.len() as u64
+    }));
+    let mut upload = Client::connect(addr);
+    upload.send(post.as_bytes());
+    upload.send(&vec![b'u'; mib]);
+    let r = upload.read_response();
+    assert_eq!((r.status, r.body.len()), (200, mib));
+    assert_eq!(server.stats().closes.body_budget, 0);
 }
 
 #[test]
