@@ -44,7 +44,12 @@
 //! println!("{}", handle.shutdown());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! The `ringwall` binary (`ringwall serve`) is the separate `ringwall-cli`
+//! package, so depending on this crate compiles no command-line parser. The
+//! `benchmark-app` feature exports `benchmark_app`, the app it serves.
 
+#[cfg(feature = "benchmark-app")]
 mod benchmark_app;
 mod buf_ring;
 mod clock;
@@ -63,6 +68,7 @@ mod stats;
 mod user_data;
 mod worker;
 
+#[cfg(feature = "benchmark-app")]
 pub use benchmark_app::{benchmark_app, BENCHMARK_MAX_BYTES};
 pub use config::{
     Config, ConfigError, ServerBuilder, DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT,
