@@ -61,6 +61,7 @@ mod handler;
 mod large_buffers;
 mod malloc;
 mod per_ip;
+mod prometheus;
 mod send_queue;
 mod server;
 mod socket;
@@ -79,6 +80,7 @@ pub use config::{
 };
 pub use error::{StartError, UringUnavailable};
 pub use handler::{BodyWriter, Handler, Request, Response, ResponseError};
+pub use prometheus::PROMETHEUS_CONTENT_TYPE;
 pub use ringwall_h1 as h1;
 pub use ringwall_h1::{Limits, Version};
 pub use ringwall_timers::MinRate;
