@@ -84,5 +84,5 @@ pub use prometheus::PROMETHEUS_CONTENT_TYPE;
 pub use ringwall_h1 as h1;
 pub use ringwall_h1::{Limits, Version};
 pub use ringwall_timers::MinRate;
-pub use server::{Server, ServerHandle};
+pub use server::{Server, ServerHandle, StatsReader};
 pub use stats::{CloseCounts, CloseReason, Stats};

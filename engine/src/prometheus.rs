@@ -73,9 +73,11 @@ impl Stats {
     /// The counters in Prometheus' text exposition format, version 0.0.4:
     /// serve it with [`PROMETHEUS_CONTENT_TYPE`]. A framework can mount it
     /// on a route of its own, rendering [`ServerHandle::stats`] for each
-    /// scrape.
+    /// scrape, or [`StatsReader::stats`] from a thread (or handler) that
+    /// does not hold the handle.
     ///
     /// [`ServerHandle::stats`]: crate::ServerHandle::stats
+    /// [`StatsReader::stats`]: crate::StatsReader::stats
     pub fn to_prometheus(&self) -> String {
         let values = self.values();
         let mut out = String::with_capacity(8 * 1024);
