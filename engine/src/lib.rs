@@ -44,7 +44,12 @@
 //! println!("{}", handle.shutdown());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! The `ringwall` binary (`ringwall serve`) is the separate `ringwall-cli`
+//! package, so depending on this crate compiles no command-line parser. The
+//! `benchmark-app` feature exports `benchmark_app`, the app it serves.
 
+#[cfg(feature = "benchmark-app")]
 mod benchmark_app;
 mod buf_ring;
 mod clock;
@@ -56,6 +61,7 @@ mod handler;
 mod large_buffers;
 mod malloc;
 mod per_ip;
+mod prometheus;
 mod send_queue;
 mod server;
 mod socket;
@@ -63,6 +69,7 @@ mod stats;
 mod user_data;
 mod worker;
 
+#[cfg(feature = "benchmark-app")]
 pub use benchmark_app::{benchmark_app, BENCHMARK_MAX_BYTES};
 pub use config::{
     Config, ConfigError, ServerBuilder, DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT,
@@ -73,8 +80,9 @@ pub use config::{
 };
 pub use error::{StartError, UringUnavailable};
 pub use handler::{BodyWriter, Handler, Request, Response, ResponseError};
+pub use prometheus::PROMETHEUS_CONTENT_TYPE;
 pub use ringwall_h1 as h1;
 pub use ringwall_h1::{Limits, Version};
 pub use ringwall_timers::MinRate;
-pub use server::{Server, ServerHandle};
+pub use server::{Server, ServerHandle, StatsReader};
 pub use stats::{CloseCounts, CloseReason, Stats};

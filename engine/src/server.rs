@@ -142,7 +142,9 @@ impl Server {
         }
         let handle = ServerHandle {
             local_addrs,
-            counters,
+            stats: StatsReader {
+                workers: counters.into(),
+            },
             cap,
             shutdown,
             wake_fds,
@@ -162,7 +164,7 @@ impl Server {
 #[derive(Debug)]
 pub struct ServerHandle {
     local_addrs: Vec<SocketAddr>,
-    counters: Vec<Arc<CachePadded<WorkerCounters>>>,
+    stats: StatsReader,
     cap: Arc<ConnCap>,
     shutdown: Arc<AtomicBool>,
     wake_fds: Vec<RawFd>,
@@ -182,11 +184,14 @@ impl ServerHandle {
 
     /// Counters summed over workers.
     pub fn stats(&self) -> Stats {
-        let mut stats = Stats::default();
-        for c in &self.counters {
-            c.add_to(&mut stats);
-        }
-        stats
+        self.stats.stats()
+    }
+
+    /// A reader of the counters for another thread (a metrics endpoint, a
+    /// handler that reports them), while this handle stays with whoever
+    /// shuts the server down.
+    pub fn stats_reader(&self) -> StatsReader {
+        self.stats.clone()
     }
 
     /// Connections holding a slot right now (the cap's count).
@@ -229,8 +234,52 @@ impl ServerHandle {
     }
 }
 
+/// The server's counters, readable from any thread: cloning is cheap, and a
+/// reader keeps the counters alive, not the server (after shutdown it reads
+/// the final counts).
+#[derive(Clone, Debug)]
+pub struct StatsReader {
+    workers: Arc<[Arc<CachePadded<WorkerCounters>>]>,
+}
+
+impl StatsReader {
+    /// Counters summed over workers. Each is read on its own, so a sum taken
+    /// while the server runs is not one instant's snapshot (a request may be
+    /// counted before its bytes are).
+    pub fn stats(&self) -> Stats {
+        let mut stats = Stats::default();
+        for worker in self.workers.iter() {
+            worker.add_to(&mut stats);
+        }
+        stats
+    }
+}
+
 impl Drop for ServerHandle {
     fn drop(&mut self) {
         self.stop_workers();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stats_reader_and_its_clones_sum_every_worker() {
+        let workers: Vec<_> = (0..2)
+            .map(|_| Arc::new(CachePadded::new(WorkerCounters::default())))
+            .collect();
+        let reader = StatsReader {
+            workers: workers.iter().cloned().collect(),
+        };
+        let clone = reader.clone();
+        workers[0].requests.add(2);
+        workers[1].requests.add(3);
+        workers[1].count_close(crate::CloseReason::PeerEof, false);
+        let stats = clone.stats();
+        assert_eq!(stats.requests, 5, "{stats}");
+        assert_eq!(stats.closes.peer_eof, 1, "{stats}");
+        assert_eq!(reader.stats(), stats);
     }
 }

@@ -17,7 +17,7 @@ pub(super) fn start_ringwall(
     addr: SocketAddr,
 ) -> Result<(ServerProcess, Scratch), StartError> {
     let binary = sibling_binary("RINGWALL_BIN", "ringwall").map_err(|e| StartError::Missing {
-        reason: format!("{e}: build it: cargo build --release -p ringwall"),
+        reason: format!("{e}: build it: cargo build --release -p ringwall-cli"),
     })?;
     spawn_in_scratch("ringwall", ringwall_command(&binary, config, addr))
 }

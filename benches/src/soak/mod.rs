@@ -646,7 +646,7 @@ impl Server {
             }
             None => sibling_binary("RINGWALL_BIN", "ringwall").map_err(|e| {
                 io::Error::other(format!(
-                    "{e}: build it (cargo build --release -p ringwall) or pass --server-bin"
+                    "{e}: build it (cargo build --release -p ringwall-cli) or pass --server-bin"
                 ))
             })?,
         };

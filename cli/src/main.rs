@@ -5,12 +5,17 @@
 //! - anything else: 200 `Hello, World!` (text/plain).
 //!
 //! Shuts down gracefully on SIGINT or SIGTERM and prints the counters.
+//! With `--metrics-addr`, serves them in Prometheus' text format while it
+//! runs.
+
+mod metrics_endpoint;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use metrics_endpoint::MetricsEndpoint;
 use ringwall::{benchmark_app, MinRate, Server};
 
 #[derive(Parser)]
@@ -39,6 +44,10 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
+    /// Also serve the counters in Prometheus' text format at `GET /metrics`
+    /// on this address (e.g. 127.0.0.1:9100; port 0 picks one).
+    #[arg(long)]
+    metrics_addr: Option<SocketAddr>,
     /// Worker threads (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
@@ -180,6 +189,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let metrics = match args.metrics_addr.map(MetricsEndpoint::bind).transpose() {
+        Ok(metrics) => metrics,
+        Err(e) => {
+            eprintln!("ringwall: cannot listen on --metrics-addr: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let signals = block_signals();
     let c = server.config().clone();
     let handle = match server.serve(benchmark_app) {
@@ -214,6 +230,20 @@ fn main() -> ExitCode {
         c.limits.max_head_bytes,
         c.limits.max_body_bytes,
     );
+    if let Some(metrics) = metrics {
+        // After `block_signals`: the endpoint's thread inherits the mask.
+        let started = metrics
+            .local_addr()
+            .and_then(|addr| metrics.spawn(handle.stats_reader()).map(|()| addr));
+        match started {
+            Ok(addr) => println!("ringwall metrics on http://{addr}/metrics"),
+            Err(e) => {
+                eprintln!("ringwall: cannot start the metrics endpoint: {e}");
+                handle.shutdown();
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let signal = wait_for_signal(&signals);
     eprintln!("ringwall: signal {signal}, shutting down");
     let stats = handle.shutdown();

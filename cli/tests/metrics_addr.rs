@@ -1,0 +1,129 @@
+//! `ringwall serve --metrics-addr`: the binary, started as an operator
+//! would, serves the running server's counters to a scraper.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::Duration;
+
+use ringwall::{Server, StartError};
+
+/// Whether this kernel lets us use io_uring; prints why not, so the test
+/// skips visibly.
+fn io_uring_available() -> bool {
+    let server = Server::builder()
+        .bind(([127, 0, 0, 1], 0).into())
+        .workers(1)
+        .build()
+        .expect("a valid configuration");
+    match server.serve(|_: &ringwall::Request<'_>, _: &mut ringwall::Response<'_>| {}) {
+        Ok(_) => true,
+        Err(StartError::IoUring(cause)) => {
+            eprintln!("SKIPPED: io_uring is unavailable on this machine: {cause}");
+            false
+        }
+        Err(e) => panic!("the probe server failed to start: {e}"),
+    }
+}
+
+/// The started binary; killed if the test ends before it exits.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Reads output lines until one starts with `prefix`; returns the rest of it.
+fn line_after(stdout: &mut BufReader<ChildStdout>, prefix: &str) -> String {
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        let read = stdout.read_line(&mut line).expect("stdout is readable");
+        assert!(
+            read > 0,
+            "the server exited before printing `{prefix}`:\n{seen}"
+        );
+        if let Some(rest) = line.strip_prefix(prefix) {
+            return rest.trim_end().to_owned();
+        }
+        seen.push_str(&line);
+    }
+}
+
+/// One request on its own connection; the whole response as text.
+fn exchange(addr: SocketAddr, request: &str) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connects");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("the response ends with a close");
+    response
+}
+
+#[test]
+fn metrics_addr_serves_the_running_servers_counters() {
+    if !io_uring_available() {
+        return;
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringwall"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--workers", "1"])
+        .args(["--metrics-addr", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let server = Running(child);
+    let app: SocketAddr = line_after(&mut stdout, "ringwall listening on ")
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .expect("the listening line starts with the address");
+    let metrics: SocketAddr = line_after(&mut stdout, "ringwall metrics on http://")
+        .strip_suffix("/metrics")
+        .expect("the metrics line ends in /metrics")
+        .parse()
+        .expect("the metrics line names the address");
+
+    let hello = exchange(
+        app,
+        "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    assert!(hello.ends_with("Hello, World!"), "{hello}");
+
+    let scrape = exchange(metrics, "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
+    let (head, body) = scrape.split_once("\r\n\r\n").expect("a head and a body");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(
+        head.contains("\r\nContent-Type: text/plain; version=0.0.4\r\n"),
+        "{head}"
+    );
+    for line in [
+        "# TYPE ringwall_requests_total counter",
+        "ringwall_requests_total 1",
+        "ringwall_connections_accepted_total 1",
+        "ringwall_closes_total{reason=\"completed\"} 1",
+    ] {
+        assert!(body.lines().any(|l| l == line), "no `{line}` in\n{body}");
+    }
+
+    let elsewhere = exchange(metrics, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert!(
+        elsewhere.starts_with("HTTP/1.1 404 Not Found\r\n"),
+        "{elsewhere}"
+    );
+
+    // SAFETY: kill(2) with the pid of a child this test started and has not
+    // yet reaped, so the pid cannot name another process.
+    let signalled = unsafe { libc::kill(server.0.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(signalled, 0, "SIGTERM was not sent");
+    let stopped = line_after(&mut stdout, "ringwall stopped: ");
+    assert!(stopped.contains(" requests=1 "), "{stopped}");
+}
