@@ -1,13 +1,14 @@
 //! The few Linux calls std does not expose: epoll, `CLOCK_MONOTONIC` in
-//! nanoseconds, `RLIMIT_NOFILE`, `FIONREAD`, and a nonblocking connect whose socket
-//! options (`SO_RCVBUF`, `TCP_NODELAY`) are set before the handshake.
+//! nanoseconds, `RLIMIT_NOFILE`, `FIONREAD`, a nonblocking connect whose socket
+//! options (`SO_RCVBUF`, `TCP_NODELAY`) are set before the handshake, and the
+//! `SO_REUSEPORT` listener of the floor peers.
 //!
 //! Everything else goes through `std::net::TcpStream` (reads, writes with
 //! `MSG_NOSIGNAL`, `take_error`), so the `unsafe` stays in this file.
 
 use std::io;
 use std::mem;
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -143,6 +144,41 @@ pub fn connect_nonblocking(addr: SocketAddr, opts: SocketOpts) -> io::Result<(Tc
         }
     };
     Ok((TcpStream::from(owned), state))
+}
+
+/// A listening socket with `SO_REUSEPORT`, one per worker thread of a floor
+/// peer, as ringwall's workers have: the kernel spreads connections between
+/// them. `TCP_NODELAY` is set on the listener because accepted sockets
+/// inherit it, as ringwall's do; the backlog is ringwall's and hyper-peer's.
+pub fn reuseport_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    let domain = match addr {
+        SocketAddr::V4(_) => libc::AF_INET,
+        SocketAddr::V6(_) => libc::AF_INET6,
+    };
+    // SAFETY: plain syscall; the result is checked before use.
+    let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh socket that nothing else owns.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
+    let (storage, len) = sockaddr(addr);
+    // SAFETY: `storage` holds a sockaddr of `len` bytes for the socket's family.
+    let bound = unsafe {
+        libc::bind(
+            fd,
+            &storage as *const libc::sockaddr_storage as *const libc::sockaddr,
+            len,
+        )
+    };
+    // SAFETY: plain syscall on a socket this function owns.
+    if bound != 0 || unsafe { libc::listen(fd, 4096) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(TcpListener::from(owned))
 }
 
 fn set_int_opt(

@@ -74,7 +74,10 @@ pub(super) fn start_hyper(
     spawn_in_scratch("hyper", command)
 }
 
-fn spawn_in_scratch(label: &str, command: Command) -> Result<(ServerProcess, Scratch), StartError> {
+pub(super) fn spawn_in_scratch(
+    label: &str,
+    command: Command,
+) -> Result<(ServerProcess, Scratch), StartError> {
     let failed = |what: &str, e: std::io::Error| StartError::Failed {
         reason: format!("{what}: {e}"),
     };

@@ -14,9 +14,14 @@
 //! same four [`Deadlines`]. A peer that is not installed is a
 //! [`StartError::Missing`]: the runners skip it with a line saying so and
 //! carry on.
+//!
+//! Two more are not peers but floors ([`floor`]): `closer` and `canned` do
+//! the least a server can do for one runner each, so its table shows how
+//! far every server is from what the machine allows.
 
 mod built;
 mod deadlines;
+pub mod floor;
 mod go;
 pub mod nginx;
 mod process;
@@ -32,6 +37,7 @@ use std::time::Duration;
 
 pub use built::ringwall_command;
 pub use deadlines::{format_duration, parse_duration, Deadlines};
+pub use floor::CANNED_RESPONSE;
 pub use process::{
     find_executable, free_loopback_addr, is_executable, probe_hello, raise_nofile_limit,
     sibling_binary, ServerProcess, Stopped, START_TIMEOUT,
@@ -45,15 +51,37 @@ pub enum ServerKind {
     Hyper,
     Nginx,
     Go,
+    /// The `deadline` floor: closes at the header deadline, nothing else.
+    Closer,
+    /// The `throughput` floor: one fixed answer per request head.
+    Canned,
+}
+
+/// The runner a floor calibrates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Floor {
+    Deadline,
+    Throughput,
 }
 
 impl ServerKind {
-    pub const ALL: [ServerKind; 4] = [
+    pub const ALL: [ServerKind; 6] = [
         ServerKind::Ringwall,
         ServerKind::Hyper,
         ServerKind::Nginx,
         ServerKind::Go,
+        ServerKind::Closer,
+        ServerKind::Canned,
     ];
+
+    /// Which runner's floor this is; `None` for the servers compared.
+    pub fn floor_of(self) -> Option<Floor> {
+        match self {
+            ServerKind::Closer => Some(Floor::Deadline),
+            ServerKind::Canned => Some(Floor::Throughput),
+            _ => None,
+        }
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -61,6 +89,8 @@ impl ServerKind {
             ServerKind::Hyper => "hyper",
             ServerKind::Nginx => "nginx",
             ServerKind::Go => "go",
+            ServerKind::Closer => "closer",
+            ServerKind::Canned => "canned",
         }
     }
 }
@@ -78,7 +108,9 @@ impl FromStr for ServerKind {
         ServerKind::ALL
             .into_iter()
             .find(|k| k.name().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| format!("unknown server `{s}`: use ringwall, hyper, nginx or go"))
+            .ok_or_else(|| {
+                format!("unknown server `{s}`: use ringwall, hyper, nginx, go, closer or canned")
+            })
     }
 }
 
@@ -130,7 +162,10 @@ impl std::error::Error for StartError {}
 /// CPU time and resident memory of a server's whole process tree.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Usage {
+    /// `user + system`.
     pub cpu: Duration,
+    pub user: Duration,
+    pub system: Duration,
     pub rss_bytes: u64,
 }
 
@@ -168,6 +203,14 @@ impl Peer {
                 let (p, s) = go::start(config, addr)?;
                 (p, s, true)
             }
+            ServerKind::Closer => {
+                let (p, s) = floor::start_closer(config, addr)?;
+                (p, s, false)
+            }
+            ServerKind::Canned => {
+                let (p, s) = floor::start_canned(config, addr)?;
+                (p, s, false)
+            }
         };
         let mut peer = Peer {
             kind,
@@ -176,8 +219,13 @@ impl Peer {
             process,
             scratch,
         };
+        let probe = match kind {
+            ServerKind::Closer => floor::probe_accepts,
+            ServerKind::Canned => floor::probe_canned,
+            _ => probe_hello,
+        };
         peer.process
-            .wait_ready(addr, START_TIMEOUT)
+            .wait_until(addr, START_TIMEOUT, probe)
             .map_err(|reason| StartError::Failed { reason })?;
         Ok(peer)
     }
@@ -195,7 +243,8 @@ impl Peer {
         self.process.pid()
     }
 
-    /// Whether POST/PUT/PATCH echo the body (nginx needs the echo module).
+    /// Whether POST/PUT/PATCH echo the body (nginx needs the echo module;
+    /// the floors serve no app).
     pub fn echoes(&self) -> bool {
         self.echo
     }
@@ -212,8 +261,11 @@ impl Peer {
 
     /// CPU time used so far and memory resident now, over the process tree.
     pub fn usage(&self) -> io::Result<Usage> {
+        let cpu = procfs::tree_cpu_split(self.pid())?;
         Ok(Usage {
-            cpu: procfs::tree_cpu_time(self.pid())?,
+            cpu: cpu.user + cpu.system,
+            user: cpu.user,
+            system: cpu.system,
             rss_bytes: procfs::tree_rss(self.pid())?,
         })
     }
@@ -234,6 +286,7 @@ mod tests {
             assert_eq!(kind.name().parse::<ServerKind>(), Ok(kind));
         }
         assert_eq!("NGINX".parse::<ServerKind>(), Ok(ServerKind::Nginx));
+        assert_eq!("canned".parse::<ServerKind>(), Ok(ServerKind::Canned));
         assert!("apache".parse::<ServerKind>().is_err());
     }
 }

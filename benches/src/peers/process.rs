@@ -69,12 +69,23 @@ impl ServerProcess {
     /// A server that exits first, or never answers, is an error that carries
     /// the tail of its log.
     pub fn wait_ready(&mut self, addr: SocketAddr, timeout: Duration) -> Result<(), String> {
+        self.wait_until(addr, timeout, probe_hello)
+    }
+
+    /// Waits until `probe(addr)` succeeds, as [`ServerProcess::wait_ready`]
+    /// does for the app's `GET /`: for servers that do not serve the app.
+    pub fn wait_until(
+        &mut self,
+        addr: SocketAddr,
+        timeout: Duration,
+        probe: fn(SocketAddr) -> io::Result<()>,
+    ) -> Result<(), String> {
         let start = Instant::now();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(format!("exited with {status}: {}", self.log_tail()));
             }
-            if probe_hello(addr).is_ok() {
+            if probe(addr).is_ok() {
                 return Ok(());
             }
             if start.elapsed() > timeout {

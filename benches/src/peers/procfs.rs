@@ -132,17 +132,37 @@ fn clock_ticks_per_sec() -> u64 {
 
 /// CPU time (user + system) used so far by `pid` and its live descendants.
 pub fn tree_cpu_time(pid: i32) -> io::Result<Duration> {
-    let mut ticks = 0;
+    let cpu = tree_cpu_split(pid)?;
+    Ok(cpu.user + cpu.system)
+}
+
+/// CPU time in user mode and in the kernel, apart: a server that spends its
+/// time in syscalls and the TCP stack looks different from one that parses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuSplit {
+    pub user: Duration,
+    pub system: Duration,
+}
+
+/// [`CpuSplit`] used so far by `pid` and its live descendants.
+pub fn tree_cpu_split(pid: i32) -> io::Result<CpuSplit> {
+    let (mut user, mut system) = (0, 0);
     for p in process_tree(pid) {
         match read_stat(p) {
-            Ok(s) => ticks += s.utime + s.stime,
+            Ok(s) => {
+                user += s.utime;
+                system += s.stime;
+            }
             // A descendant that exited between listing and reading.
             Err(_) if p != pid => {}
             Err(e) => return Err(e),
         }
     }
-    let hz = clock_ticks_per_sec();
-    Ok(Duration::from_nanos(ticks * (1_000_000_000 / hz)))
+    let tick_ns = 1_000_000_000 / clock_ticks_per_sec();
+    Ok(CpuSplit {
+        user: Duration::from_nanos(user * tick_ns),
+        system: Duration::from_nanos(system * tick_ns),
+    })
 }
 
 /// Resident memory of `pid` and its live descendants, in bytes. Pages shared

@@ -10,6 +10,12 @@
 //! RST. Legit load runs first alone (baseline), then beside the attack: the
 //! share it keeps is the last column.
 //!
+//! The floor, `closer` (see [`crate::peers::floor`]), closes every
+//! connection the header deadline after accept and does nothing else: its
+//! overshoot is what the machine and the client cost, and `p99 vs closer`
+//! reads each server's p99 against it in the same N. It answers nothing, so
+//! no legit load runs beside its attack.
+//!
 //! Writes `deadline.md` (the table) and one `deadline-overshoot-N.svg` per N
 //! (the overshoot CDF, one line per server) into `--out`.
 
@@ -17,14 +23,15 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::attack::{run_attack_with_load, AttackConfig, AttackMode, AttackWithLoad};
-use crate::load::{LoadConfig, LoadMode, RequestSpec};
+use crate::attack::{run_attack, run_attack_with_load, AttackConfig, AttackMode, AttackWithLoad};
+use crate::load::{LoadConfig, LoadMode, LoadReport, RequestSpec};
 use crate::peers::{
-    format_duration, parse_duration, raise_nofile_limit, Deadlines, PeerConfig, ServerKind,
+    format_duration, parse_duration, raise_nofile_limit, Deadlines, Floor, PeerConfig, ServerKind,
 };
 
-use super::lineup::{self, DEFAULT_SERVERS};
+use super::lineup::{self, DEADLINE_SERVERS};
 use super::output::{self, DEFAULT_OUT};
+use super::summary::ratio;
 use super::svg::{cdf_plot, PlotLabels, Series};
 use super::table::Table;
 
@@ -37,7 +44,7 @@ pub struct DeadlineArgs {
     #[arg(long, value_parser = parse_duration, default_value = "2s")]
     pub header_timeout: Duration,
     /// Servers to compare, in order.
-    #[arg(long, value_delimiter = ',', default_value = DEFAULT_SERVERS)]
+    #[arg(long, value_delimiter = ',', default_value = DEADLINE_SERVERS)]
     pub servers: Vec<ServerKind>,
     /// One header byte per this interval on each attack connection.
     #[arg(long, value_parser = parse_duration, default_value = "200ms")]
@@ -67,6 +74,8 @@ struct Cell {
     connections: usize,
     server: ServerKind,
     result: AttackWithLoad,
+    /// False for the floor: no legit load ran, its reports are empty.
+    legit_ran: bool,
 }
 
 fn ms(us: f64) -> String {
@@ -83,6 +92,7 @@ fn table(cells: &[Cell]) -> Table {
             "early",
             "overshoot p50 ms",
             "p99 ms",
+            "p99 vs closer",
             "max ms",
             "FIN/RST",
             "legit req/s alone",
@@ -91,9 +101,16 @@ fn table(cells: &[Cell]) -> Table {
         ],
         2,
     );
+    let p99 = |c: &Cell| {
+        (c.result.attack.overshoot.count > 0).then_some(c.result.attack.overshoot.p99_us)
+    };
     for c in cells {
         let a = &c.result.attack;
         let timed = a.overshoot.count > 0;
+        let floor = cells
+            .iter()
+            .find(|f| f.connections == c.connections && f.server == ServerKind::Closer);
+        let legit = |figure: String| if c.legit_ran { figure } else { "-".into() };
         let mut fin_rst = format!("{}/{}", a.fin_seen, a.reset_seen);
         if a.write_failed_seen > 0 {
             fin_rst.push_str(&format!(" (+{} EPIPE)", a.write_failed_seen));
@@ -118,15 +135,19 @@ fn table(cells: &[Cell]) -> Table {
             } else {
                 "-".into()
             },
+            ratio(p99(c), floor.and_then(p99)),
             if timed {
                 ms(a.overshoot.max_us)
             } else {
                 "-".into()
             },
             fin_rst,
-            format!("{:.0}", c.result.legit_baseline.requests_per_sec()),
-            format!("{:.0}", c.result.legit_under_attack.requests_per_sec()),
-            format!("{:.1}%", c.result.legit_kept_percent()),
+            legit(format!("{:.0}", c.result.legit_baseline.requests_per_sec())),
+            legit(format!(
+                "{:.0}",
+                c.result.legit_under_attack.requests_per_sec()
+            )),
+            legit(format!("{:.1}%", c.result.legit_kept_percent())),
         ]);
     }
     t
@@ -183,7 +204,7 @@ pub fn run(args: &DeadlineArgs) -> io::Result<()> {
         args.load_connections,
         config.workers
     );
-    let servers = lineup::dedup(&args.servers);
+    let servers = lineup::lineup(&args.servers, Some(Floor::Deadline));
     let mut cells = Vec::new();
     for &n in &args.connections {
         for &kind in &servers {
@@ -210,23 +231,38 @@ pub fn run(args: &DeadlineArgs) -> io::Result<()> {
                 pace: None,
                 request: RequestSpec::Hello,
             };
-            match run_attack_with_load(&attack, &load) {
+            let legit_ran = kind != ServerKind::Closer;
+            let run = if legit_ran {
+                run_attack_with_load(&attack, &load)
+            } else {
+                run_attack(&attack).map(|attack| AttackWithLoad {
+                    attack,
+                    legit_baseline: LoadReport::default(),
+                    legit_under_attack: LoadReport::default(),
+                })
+            };
+            match run {
                 Ok(result) => {
                     let a = &result.attack;
                     println!(
-                        "  N={n} {kind}: closed {}/{n} hangs {} early {} p50 {} ms p99 {} ms max {} ms; legit kept {:.1}%",
+                        "  N={n} {kind}: closed {}/{n} hangs {} early {} p50 {} ms p99 {} ms max {} ms; {}",
                         a.closed,
                         a.hangs,
                         a.early_closes,
                         ms(a.overshoot.p50_us),
                         ms(a.overshoot.p99_us),
                         ms(a.overshoot.max_us),
-                        result.legit_kept_percent()
+                        if legit_ran {
+                            format!("legit kept {:.1}%", result.legit_kept_percent())
+                        } else {
+                            "no legit load (the floor answers nothing)".into()
+                        }
                     );
                     cells.push(Cell {
                         connections: n,
                         server: kind,
                         result,
+                        legit_ran,
                     });
                 }
                 Err(e) => println!("  N={n} {kind}: attack failed: {e}"),

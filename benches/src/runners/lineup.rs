@@ -1,10 +1,16 @@
 //! The servers in a run: which ones were asked for, starting each one or
 //! saying plainly why it is skipped.
 
-use crate::peers::{Peer, PeerConfig, ServerKind};
+use crate::peers::{Floor, Peer, PeerConfig, ServerKind};
 
 /// The default `--servers`: ringwall first, so ratios read against it.
 pub const DEFAULT_SERVERS: &str = "ringwall,hyper,nginx,go";
+
+/// The default `--servers` of `throughput`: its floor, then the rest.
+pub const THROUGHPUT_SERVERS: &str = "canned,ringwall,hyper,nginx,go";
+
+/// The default `--servers` of `deadline`: its floor, then the rest.
+pub const DEADLINE_SERVERS: &str = "closer,ringwall,hyper,nginx,go";
 
 /// Starts `kind`, or prints one line saying why it is skipped. A missing
 /// peer never fails the run.
@@ -34,6 +40,20 @@ pub fn dedup(servers: &[ServerKind]) -> Vec<ServerKind> {
     seen
 }
 
+/// [`dedup`], without the floors of other runners (`floor` is this runner's,
+/// `None` for a runner without one), each left out with a line saying why:
+/// closer answers no request and canned closes no connection, so either
+/// would only measure its own absence of an app.
+pub fn lineup(servers: &[ServerKind], floor: Option<Floor>) -> Vec<ServerKind> {
+    let (kept, left_out): (Vec<_>, Vec<_>) = dedup(servers)
+        .into_iter()
+        .partition(|k| k.floor_of().is_none() || k.floor_of() == floor);
+    for kind in left_out {
+        println!("{kind}: skipped: it is the floor of another runner");
+    }
+    kept
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,5 +70,19 @@ mod tests {
             dedup(&asked),
             vec![ServerKind::Nginx, ServerKind::Ringwall, ServerKind::Go]
         );
+    }
+
+    #[test]
+    fn a_runner_keeps_its_own_floor_only() {
+        let asked = [ServerKind::Closer, ServerKind::Ringwall, ServerKind::Canned];
+        assert_eq!(
+            lineup(&asked, Some(Floor::Deadline)),
+            vec![ServerKind::Closer, ServerKind::Ringwall]
+        );
+        assert_eq!(
+            lineup(&asked, Some(Floor::Throughput)),
+            vec![ServerKind::Ringwall, ServerKind::Canned]
+        );
+        assert_eq!(lineup(&asked, None), vec![ServerKind::Ringwall]);
     }
 }

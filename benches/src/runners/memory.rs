@@ -258,7 +258,7 @@ pub fn run(args: &MemoryArgs) -> io::Result<()> {
     );
     let mut cells = Vec::new();
     for hold in [Hold::Idle, Hold::Slowloris] {
-        for &kind in &lineup::dedup(&args.servers) {
+        for &kind in &lineup::lineup(&args.servers, None) {
             // A fresh server per kind: memory freed by the first kind but
             // kept by the allocator must not hide the second kind's cost.
             let Some(peer) = lineup::start_or_skip(kind, &config) else {

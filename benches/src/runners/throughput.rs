@@ -10,7 +10,14 @@
 //! CPU per request is the server's `utime + stime` delta over the run
 //! (`/proc`, summed over the process tree) divided by the requests: on a
 //! small machine the load generator competes with the server for the same
-//! cores, and CPU per request does not depend on who won.
+//! cores, and CPU per request does not depend on who won. It is shown split
+//! into user and system time too: the floor spends nearly all of its in the
+//! kernel, so a server's user time is roughly what it adds.
+//!
+//! The floor, `canned` (see [`crate::peers::floor`]), answers every request
+//! head with fixed bytes and nothing else; the `vs canned` columns say how
+//! far each server is from it. It never closes a connection, so it sits out
+//! the churn load, which waits for the server's close.
 
 use std::io;
 use std::path::PathBuf;
@@ -18,10 +25,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::load::{run_load, LoadConfig, LoadMode, LoadReport, RequestSpec};
-use crate::peers::{parse_duration, raise_nofile_limit, Peer, PeerConfig, ServerKind};
+use crate::peers::{parse_duration, raise_nofile_limit, Floor, Peer, PeerConfig, ServerKind};
 use crate::ErrorCounts;
 
-use super::lineup::{self, DEFAULT_SERVERS};
+use super::lineup::{self, THROUGHPUT_SERVERS};
 use super::output::{self, DEFAULT_OUT};
 use super::summary::{median, ratio};
 use super::table::Table;
@@ -35,7 +42,7 @@ pub struct ThroughputArgs {
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
     /// Servers to compare, in order.
-    #[arg(long, value_delimiter = ',', default_value = DEFAULT_SERVERS)]
+    #[arg(long, value_delimiter = ',', default_value = THROUGHPUT_SERVERS)]
     pub servers: Vec<ServerKind>,
     /// Client connections, for every mode.
     #[arg(long, default_value_t = 64)]
@@ -83,28 +90,50 @@ pub struct Sample {
     pub errors: ErrorCounts,
     /// Server CPU time per checked response, in microseconds.
     pub cpu_us_per_request: Option<f64>,
+    /// The user-mode part of it.
+    pub user_us_per_request: Option<f64>,
+    /// The kernel part of it.
+    pub system_us_per_request: Option<f64>,
 }
 
 fn cpu_per_request(cpu: Duration, requests: u64) -> Option<f64> {
     (requests > 0).then(|| cpu.as_secs_f64() * 1e6 / requests as f64)
 }
 
+/// Runs `run` and fills in what the server's CPU cost per request of the
+/// sample it returns, read from `/proc` around it.
+fn with_cpu(peer: &Peer, run: impl FnOnce() -> io::Result<Sample>) -> io::Result<Sample> {
+    let before = peer.usage()?;
+    let mut sample = run()?;
+    let after = peer.usage()?;
+    let n = sample.requests;
+    sample.cpu_us_per_request = cpu_per_request(after.cpu.saturating_sub(before.cpu), n);
+    sample.user_us_per_request = cpu_per_request(after.user.saturating_sub(before.user), n);
+    sample.system_us_per_request = cpu_per_request(after.system.saturating_sub(before.system), n);
+    Ok(sample)
+}
+
 fn measure(peer: &Peer, cfg: &LoadConfig) -> io::Result<Sample> {
-    let before = peer.usage()?.cpu;
-    let report: LoadReport = run_load(cfg)?;
-    let cpu = peer.usage()?.cpu.saturating_sub(before);
-    Ok(Sample {
-        requests_per_sec: report.requests_per_sec(),
-        p99_us: report.latency.p99_us,
-        requests: report.requests,
-        errors: report.errors,
-        cpu_us_per_request: cpu_per_request(cpu, report.requests),
+    with_cpu(peer, || {
+        let report: LoadReport = run_load(cfg)?;
+        Ok(Sample {
+            requests_per_sec: report.requests_per_sec(),
+            p99_us: report.latency.p99_us,
+            requests: report.requests,
+            errors: report.errors,
+            cpu_us_per_request: None,
+            user_us_per_request: None,
+            system_us_per_request: None,
+        })
     })
 }
 
 /// `wrk` keep-alive against `peer`: requests/s as wrk reports it.
 fn measure_wrk(peer: &Peer, args: &ThroughputArgs) -> io::Result<Sample> {
-    let before = peer.usage()?.cpu;
+    with_cpu(peer, || run_wrk(peer, args))
+}
+
+fn run_wrk(peer: &Peer, args: &ThroughputArgs) -> io::Result<Sample> {
     let out = Command::new("wrk")
         .arg(format!("-t{}", args.threads.min(args.connections).max(1)))
         .arg(format!("-c{}", args.connections))
@@ -112,7 +141,6 @@ fn measure_wrk(peer: &Peer, args: &ThroughputArgs) -> io::Result<Sample> {
         .arg("--latency")
         .arg(format!("http://{}/", peer.addr()))
         .output()?;
-    let cpu = peer.usage()?.cpu.saturating_sub(before);
     let text = String::from_utf8_lossy(&out.stdout);
     let parsed = parse_wrk(&text).ok_or_else(|| {
         io::Error::other(format!(
@@ -130,7 +158,9 @@ fn measure_wrk(peer: &Peer, args: &ThroughputArgs) -> io::Result<Sample> {
         p99_us: parsed.p99_us,
         requests: parsed.requests,
         errors,
-        cpu_us_per_request: cpu_per_request(cpu, parsed.requests),
+        cpu_us_per_request: None,
+        user_us_per_request: None,
+        system_us_per_request: None,
     })
 }
 
@@ -220,13 +250,11 @@ impl Cell {
     }
 
     fn median_cpu(&self) -> Option<f64> {
-        median(
-            &self
-                .samples
-                .iter()
-                .filter_map(|s| s.cpu_us_per_request)
-                .collect::<Vec<_>>(),
-        )
+        self.median_of(|s| s.cpu_us_per_request)
+    }
+
+    fn median_of(&self, figure: impl Fn(&Sample) -> Option<f64>) -> Option<f64> {
+        median(&self.samples.iter().filter_map(figure).collect::<Vec<_>>())
     }
 
     fn errors(&self) -> ErrorCounts {
@@ -245,23 +273,29 @@ fn table(cells: &[Cell]) -> Table {
             "server",
             "req/s (median)",
             "vs ringwall",
+            "vs canned",
             "p99 ms",
             "errors",
             "CPU us/req",
+            "user",
+            "sys",
             "CPU vs ringwall",
+            "CPU vs canned",
         ],
         2,
     );
+    let us = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
     for c in cells {
-        let reference = cells
-            .iter()
-            .find(|r| r.load == c.load && r.server == ServerKind::Ringwall);
+        let same_load = |kind| cells.iter().find(|r| r.load == c.load && r.server == kind);
+        let reference = same_load(ServerKind::Ringwall);
+        let floor = same_load(ServerKind::Canned);
         let errors = c.errors().total();
         t.row(vec![
             c.load.clone(),
             c.server.to_string(),
             c.median_rps().map_or("-".into(), |v| format!("{v:.0}")),
             ratio(c.median_rps(), reference.and_then(Cell::median_rps)),
+            ratio(c.median_rps(), floor.and_then(Cell::median_rps)),
             c.median_p99_us()
                 .map_or("-".into(), |v| format!("{:.2}", v / 1e3)),
             if errors == 0 {
@@ -269,8 +303,11 @@ fn table(cells: &[Cell]) -> Table {
             } else {
                 format!("{errors} !!")
             },
-            c.median_cpu().map_or("-".into(), |v| format!("{v:.2}")),
+            us(c.median_cpu()),
+            us(c.median_of(|s| s.user_us_per_request)),
+            us(c.median_of(|s| s.system_us_per_request)),
             ratio(c.median_cpu(), reference.and_then(Cell::median_cpu)),
+            ratio(c.median_cpu(), floor.and_then(Cell::median_cpu)),
         ]);
     }
     t
@@ -291,7 +328,8 @@ fn record(cells: &mut Vec<Cell>, load: &str, server: ServerKind, sample: Sample)
 }
 
 const NOTE: &str = "2-core machine: the load generator shares the cores with the server; \
-                    CPU per request is the fairer figure";
+                    CPU per request is the fairer figure. canned is the floor (fixed bytes per \
+                    request head, no parser); it never closes, so it has no churn row";
 
 pub fn run(args: &ThroughputArgs) -> io::Result<()> {
     // Read before the run: the commit and date of what is measured.
@@ -301,7 +339,7 @@ pub fn run(args: &ThroughputArgs) -> io::Result<()> {
         workers: lineup::workers(args.workers),
         ..PeerConfig::default()
     };
-    let peers: Vec<Peer> = lineup::dedup(&args.servers)
+    let peers: Vec<Peer> = lineup::lineup(&args.servers, Some(Floor::Throughput))
         .into_iter()
         .filter_map(|kind| lineup::start_or_skip(kind, &config))
         .collect();
@@ -326,6 +364,9 @@ pub fn run(args: &ThroughputArgs) -> io::Result<()> {
         pace: None,
         request: RequestSpec::Hello,
     };
+    if peers.iter().any(|p| p.kind() == ServerKind::Canned) {
+        println!("canned: churn skipped: it never closes a connection, churn waits for the server's close");
+    }
     // Warm-up: first connections, lazy allocations, page faults.
     for peer in &peers {
         run_load(&load(peer, LoadMode::KeepAlive, Duration::from_secs(1)))?;
@@ -335,15 +376,20 @@ pub fn run(args: &ThroughputArgs) -> io::Result<()> {
     for round in 1..=args.rounds {
         for mode in modes(args.depth) {
             for peer in &peers {
+                if mode == LoadMode::Churn && peer.kind() == ServerKind::Canned {
+                    continue;
+                }
                 let sample = measure(peer, &load(peer, mode, args.duration))?;
                 println!(
-                    "  round {round} {:<14} {:<8} {:>10.0} req/s  p99 {:>7.2} ms  errors {}  CPU {} us/req",
+                    "  round {round} {:<14} {:<8} {:>10.0} req/s  p99 {:>7.2} ms  errors {}  CPU {} us/req (user {} sys {})",
                     mode_name(mode),
                     peer.kind(),
                     sample.requests_per_sec,
                     sample.p99_us as f64 / 1e3,
                     sample.errors,
-                    sample.cpu_us_per_request.map_or("-".into(), |v| format!("{v:.2}"))
+                    sample.cpu_us_per_request.map_or("-".into(), |v| format!("{v:.2}")),
+                    sample.user_us_per_request.map_or("-".into(), |v| format!("{v:.2}")),
+                    sample.system_us_per_request.map_or("-".into(), |v| format!("{v:.2}"))
                 );
                 record(&mut cells, &mode_name(mode), peer.kind(), sample);
             }
@@ -456,6 +502,42 @@ Transfer/sec:     10.00MB
         assert_eq!(
             parse_wrk("unable to connect to 127.0.0.1:1 Connection refused"),
             None
+        );
+    }
+
+    fn cell(server: ServerKind, requests_per_sec: f64, cpu_us: f64) -> Cell {
+        Cell {
+            load: "keep-alive".into(),
+            server,
+            samples: vec![Sample {
+                requests_per_sec,
+                p99_us: 1000,
+                requests: 1000,
+                errors: ErrorCounts::default(),
+                cpu_us_per_request: Some(cpu_us),
+                user_us_per_request: Some(cpu_us / 4.0),
+                system_us_per_request: Some(cpu_us * 3.0 / 4.0),
+            }],
+        }
+    }
+
+    #[test]
+    fn table_reads_each_server_against_the_floor_and_splits_cpu() {
+        let cells = [
+            cell(ServerKind::Canned, 100_000.0, 4.0),
+            cell(ServerKind::Ringwall, 80_000.0, 8.0),
+        ];
+        let text = table(&cells).text();
+        let ringwall: Vec<&str> = text
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|columns| columns[..2] == ["keep-alive", "ringwall"])
+            .expect("a ringwall row");
+        // req/s, vs ringwall, vs canned, p99, errors, CPU, user, sys,
+        // CPU vs ringwall, CPU vs canned.
+        assert_eq!(
+            ringwall[2..],
+            ["80000", "1.00x", "0.80x", "1.00", "0", "8.00", "2.00", "6.00", "1.00x", "2.00x"]
         );
     }
 
