@@ -8,6 +8,9 @@
 //! With `--metrics-addr`, serves them in Prometheus' text format while it
 //! runs.
 
+// Every unsafe block says why its contract holds.
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 mod metrics_endpoint;
 
 use std::net::SocketAddr;

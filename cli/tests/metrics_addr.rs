@@ -19,7 +19,7 @@ fn io_uring_available() -> bool {
     match server.serve(|_: &ringwall::Request<'_>, _: &mut ringwall::Response<'_>| {}) {
         Ok(_) => true,
         Err(StartError::IoUring(cause)) => {
-            eprintln!("SKIPPED: io_uring is unavailable on this machine: {cause}");
+            ringwall_tests::skip_without_io_uring(&cause);
             false
         }
         Err(e) => panic!("the probe server failed to start: {e}"),

@@ -49,6 +49,9 @@
 //! package, so depending on this crate compiles no command-line parser. The
 //! `benchmark-app` feature exports `benchmark_app`, the app it serves.
 
+// Every unsafe block says why the kernel's or libc's contract holds.
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 #[cfg(feature = "benchmark-app")]
 mod benchmark_app;
 mod buf_ring;

@@ -33,5 +33,5 @@ pub use close::{
 pub use drip::{drip_heads, DeadlineCheck, DripOutcome};
 pub use fd_limit::raise_fd_limit;
 pub use response::{imf_fixdate_unix_secs, is_imf_fixdate, parse_response, Response};
-pub use server::{builder, heavy_test_lock, start_or_skip, wait_until};
+pub use server::{builder, heavy_test_lock, skip_without_io_uring, start_or_skip, wait_until};
 pub use tcp_table::{parse_tcp_table, sockets_on_local_port, TcpRow};

@@ -40,11 +40,30 @@ pub fn start_or_skip<H: Handler>(builder: ServerBuilder, handler: H) -> Option<S
     match server.serve(handler) {
         Ok(handle) => Some(handle),
         Err(StartError::IoUring(cause)) => {
-            eprintln!("SKIPPED: io_uring is unavailable on this machine: {cause}");
+            skip_without_io_uring(&cause);
             None
         }
         Err(e) => panic!("the server failed to start: {e}"),
     }
+}
+
+/// Says why a test skips for want of io_uring, or fails it under CI.
+///
+/// A green CI run must prove the engine works, so with `CI` set (as
+/// `.ci/run` sets it) a refused io_uring fails the test instead of skipping
+/// it. Where CI runs on a host that really has none (a container whose
+/// seccomp profile refuses it, say), `RINGWALL_TESTS_ALLOW_NO_URING=1` says
+/// so explicitly and the tests skip again.
+pub fn skip_without_io_uring(cause: &dyn std::fmt::Display) {
+    let under_ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
+    let allowed = std::env::var_os("RINGWALL_TESTS_ALLOW_NO_URING").is_some();
+    if under_ci && !allowed {
+        panic!(
+            "io_uring is unavailable under CI: {cause} \
+             (set RINGWALL_TESTS_ALLOW_NO_URING=1 if this host cannot have it)"
+        );
+    }
+    eprintln!("SKIPPED: io_uring is unavailable on this machine: {cause}");
 }
 
 /// Serialises the tests of one test binary that hold hundreds of sockets or
@@ -70,5 +89,39 @@ pub fn wait_until(within: Duration, mut condition: impl FnMut() -> bool) -> bool
             return false;
         }
         std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One test, because it changes the process's environment.
+    #[test]
+    fn a_refused_io_uring_fails_under_ci_unless_allowed() {
+        let saved = (
+            std::env::var_os("CI"),
+            std::env::var_os("RINGWALL_TESTS_ALLOW_NO_URING"),
+        );
+        std::env::remove_var("RINGWALL_TESTS_ALLOW_NO_URING");
+        std::env::set_var("CI", "true");
+        let under_ci = std::panic::catch_unwind(|| skip_without_io_uring(&"seccomp"));
+        std::env::set_var("RINGWALL_TESTS_ALLOW_NO_URING", "1");
+        let allowed = std::panic::catch_unwind(|| skip_without_io_uring(&"seccomp"));
+        std::env::remove_var("RINGWALL_TESTS_ALLOW_NO_URING");
+        std::env::set_var("CI", "false");
+        let not_ci = std::panic::catch_unwind(|| skip_without_io_uring(&"seccomp"));
+        for (name, value) in [("CI", saved.0), ("RINGWALL_TESTS_ALLOW_NO_URING", saved.1)] {
+            match value {
+                Some(v) => std::env::set_var(name, v),
+                None => std::env::remove_var(name),
+            }
+        }
+        assert!(
+            under_ci.is_err(),
+            "under CI a refused io_uring must fail the test"
+        );
+        assert!(allowed.is_ok(), "the explicit allowance must skip");
+        assert!(not_ci.is_ok(), "outside CI the test skips");
     }
 }
