@@ -49,6 +49,7 @@
 //! package, so depending on this crate compiles no command-line parser. The
 //! `benchmark-app` feature exports `benchmark_app`, the app it serves.
 
+mod activation;
 #[cfg(feature = "benchmark-app")]
 mod benchmark_app;
 mod buf_ring;
@@ -69,6 +70,9 @@ mod stats;
 mod user_data;
 mod worker;
 
+pub use activation::{
+    listen_fds_from_env, ActivationError, InheritedListener, NotAListener, SD_LISTEN_FDS_START,
+};
 #[cfg(feature = "benchmark-app")]
 pub use benchmark_app::{benchmark_app, BENCHMARK_MAX_BYTES};
 pub use config::{

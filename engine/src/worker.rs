@@ -41,7 +41,7 @@ use crate::error::UringUnavailable;
 use crate::handler::{Handler, Request, Response};
 use crate::large_buffers::LargeBufferPool;
 use crate::per_ip::PerIpCap;
-use crate::socket;
+use crate::socket::{self, Listener};
 use crate::stats::{CloseReason, WorkerCounters};
 use crate::user_data::{next_generation, OpTag, UserData, NO_SLOT};
 
@@ -201,7 +201,7 @@ pub(crate) struct Worker<H: Handler> {
     /// kernel refuses it once.
     linger_through_ring: bool,
     shutdown_spec: Box<Timespec>,
-    listeners: Vec<RawFd>,
+    listeners: Vec<Listener>,
     handler: Arc<H>,
     config: Config,
     timeouts: Timeouts,
@@ -285,7 +285,7 @@ impl<H: Handler> Worker<H> {
     pub fn new(
         index: usize,
         config: Config,
-        listeners: Vec<RawFd>,
+        listeners: Vec<Listener>,
         handler: Arc<H>,
         shared: WorkerShared,
     ) -> Result<Self, crate::StartError> {
@@ -442,9 +442,12 @@ impl<H: Handler> Worker<H> {
                 self.arm_pool_timer();
             }
         }
-        for fd in self.listeners.drain(..) {
-            socket::stop_listening(fd);
-            socket::close(fd);
+        for listener in self.listeners.drain(..) {
+            // An inherited socket is shared: close our dup, never shut it down.
+            if !listener.inherited {
+                socket::stop_listening(listener.fd);
+            }
+            socket::close(listener.fd);
         }
         // Normally empty; after a fatal ring error, release what is left so
         // the fds, the cap and the counters do not leak.
@@ -533,7 +536,7 @@ impl<H: Handler> Worker<H> {
     // ---- accept ----
 
     fn arm_accept(&mut self, index: usize) {
-        let entry = opcode::AcceptMulti::new(Fd(self.listeners[index]))
+        let entry = opcode::AcceptMulti::new(Fd(self.listeners[index].fd))
             .flags(libc::SOCK_CLOEXEC)
             .build()
             .user_data(UserData::new(index as u32, 0, OpTag::Accept).encode());
@@ -1435,10 +1438,15 @@ impl<H: Handler> Worker<H> {
             // SAFETY: a cancel points at no memory.
             unsafe { self.push(entry) };
         }
-        // New connects are refused from now on. The fds stay open until the
-        // worker exits, so no queued accept SQE can name a reused number.
-        for &fd in &self.listeners {
-            socket::stop_listening(fd);
+        // New connects to sockets we bound are refused from now on. An
+        // inherited socket keeps listening: systemd shares it, and its
+        // backlog waits for the next instance; cancelling our accepts is
+        // all it takes. The fds stay open until the worker exits, so no
+        // queued accept SQE can name a reused number.
+        for listener in &self.listeners {
+            if !listener.inherited {
+                socket::stop_listening(listener.fd);
+            }
         }
         let entry = opcode::Timeout::new(&*self.shutdown_spec as *const Timespec)
             .build()
