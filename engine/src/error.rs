@@ -91,7 +91,7 @@ pub enum StartError {
     /// A listener could not be created or bound.
     Bind { addr: SocketAddr, source: io::Error },
     /// A socket passed to [`crate::ServerBuilder::listen_fd`] is not a
-    /// listening TCP socket, or could not be duplicated for a worker.
+    /// listening IPv4 or IPv6 TCP socket. Checked before any worker starts.
     Inherited { fd: RawFd, problem: NotAListener },
     /// A worker thread or its resources could not be set up.
     Worker(io::Error),

@@ -14,6 +14,10 @@
 //!              └───────────────────────────────────────────────────────────────┘
 //! ```
 //!
+//! Under socket activation each worker accepts on its own `dup` of the
+//! passed socket instead ([`ServerBuilder::listen_fd`],
+//! [`listen_fds_from_env`]).
+//!
 //! A framework plugs in a [`Handler`]; ringwall owns sockets, parsing,
 //! framing, deadlines, limits and shutdown. Each connection has one kernel
 //! timer, due at or before its earliest live deadline (header, body, idle,

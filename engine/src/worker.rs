@@ -212,6 +212,15 @@ pub(crate) struct Worker<H: Handler> {
     /// fires never use it: they read the clock afresh.
     now: MonoTime,
     shutting_down: bool,
+    /// Multishot accepts the kernel holds (armed, no final CQE yet). The
+    /// worker exits only once they are gone: a ring is torn down
+    /// asynchronously after its fd is closed, and an accept still armed on
+    /// an inherited socket, which stays listening, could take a connection
+    /// meant for the next owner and reset it.
+    accepts_armed: usize,
+    /// The shutdown grace has passed: exit even if an accept's final CQE
+    /// never came.
+    shutdown_grace_over: bool,
     /// Multishot recv (Linux 6.0+), or single-shot recv re-armed per CQE.
     recv_multishot: bool,
     pools: BufferPools,
@@ -347,6 +356,8 @@ impl<H: Handler> Worker<H> {
             date_secs: secs,
             now: mono_now(),
             shutting_down: false,
+            accepts_armed: 0,
+            shutdown_grace_over: false,
             recv_multishot,
             pools: BufferPools::default(),
             cqes: Vec::with_capacity(1024),
@@ -388,7 +399,10 @@ impl<H: Handler> Worker<H> {
             self.begin_shutdown();
         }
         loop {
-            if self.shutting_down && self.conns.is_empty() {
+            if self.shutting_down
+                && self.conns.is_empty()
+                && (self.accepts_armed == 0 || self.shutdown_grace_over)
+            {
                 break;
             }
             self.sink.flush_backlog(&self.shared.counters);
@@ -472,7 +486,10 @@ impl<H: Handler> Worker<H> {
         match ud.tag {
             OpTag::Accept => self.on_accept(ud.slot as usize, result, more),
             OpTag::Wake => self.begin_shutdown(),
-            OpTag::ShutdownTimer => self.close_all(CloseReason::Shutdown),
+            OpTag::ShutdownTimer => {
+                self.shutdown_grace_over = true;
+                self.close_all(CloseReason::Shutdown);
+            }
             OpTag::AcceptBackoff => {
                 if !self.shutting_down {
                     self.arm_accept(ud.slot as usize)
@@ -540,11 +557,15 @@ impl<H: Handler> Worker<H> {
             .flags(libc::SOCK_CLOEXEC)
             .build()
             .user_data(UserData::new(index as u32, 0, OpTag::Accept).encode());
+        self.accepts_armed += 1;
         // SAFETY: multishot accept without an address buffer points at no memory.
         unsafe { self.push(entry) };
     }
 
     fn on_accept(&mut self, listener: usize, result: i32, more: bool) {
+        if !more {
+            self.accepts_armed -= 1;
+        }
         if result < 0 {
             if result != -libc::ECANCELED {
                 self.counters().accept_errors.incr();
