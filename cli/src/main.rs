@@ -4,6 +4,11 @@
 //! - `GET /bytes/N`: N bytes (for slow-read tests), N up to 64 MiB;
 //! - anything else: 200 `Hello, World!` (text/plain).
 //!
+//! Under systemd socket activation (`LISTEN_PID` naming this process,
+//! `LISTEN_FDS`), serves the passed sockets instead of binding `--addr`;
+//! giving `--addr` as well is an error, since one of the two would be
+//! silently ignored.
+//!
 //! Shuts down gracefully on SIGINT or SIGTERM and prints the counters.
 //! With `--metrics-addr`, serves them in Prometheus' text format while it
 //! runs.
@@ -19,7 +24,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use metrics_endpoint::MetricsEndpoint;
-use ringwall::{benchmark_app, MinRate, Server};
+use ringwall::{benchmark_app, listen_fds_from_env, MinRate, Server};
+
+/// Where `ringwall serve` listens without `--addr` or systemd's sockets.
+const DEFAULT_ADDR: ([u8; 4], u16) = ([127, 0, 0, 1], 8080);
 
 #[derive(Parser)]
 #[command(
@@ -44,9 +52,10 @@ enum Command {
 
 #[derive(Args, Clone)]
 struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    addr: SocketAddr,
+    /// Address to listen on [default: 127.0.0.1:8080]. Not allowed under
+    /// systemd socket activation, which passes the sockets to serve.
+    #[arg(long)]
+    addr: Option<SocketAddr>,
     /// Also serve the counters in Prometheus' text format at `GET /metrics`
     /// on this address (e.g. 127.0.0.1:9100; port 0 picks one).
     #[arg(long)]
@@ -161,13 +170,39 @@ fn wait_for_signal(set: &libc::sigset_t) -> i32 {
 }
 
 fn main() -> ExitCode {
+    // First, while this is the only thread: it edits the environment.
+    let inherited = match listen_fds_from_env() {
+        Ok(inherited) => inherited,
+        Err(e) => {
+            eprintln!("ringwall: systemd socket activation: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
         None => cli.serve,
     };
-    let mut builder = Server::builder()
-        .bind(args.addr)
+    let mut builder = Server::builder();
+    let inherited_names: Vec<String> = inherited.iter().map(|l| l.name.clone()).collect();
+    match (args.addr, inherited.is_empty()) {
+        (Some(addr), true) => builder = builder.bind(addr),
+        (None, true) => builder = builder.bind(DEFAULT_ADDR.into()),
+        (None, false) => {
+            for listener in inherited {
+                builder = builder.listen_fd(listener.fd);
+            }
+        }
+        (Some(addr), false) => {
+            eprintln!(
+                "ringwall: --addr {addr} given, but systemd passed {} socket(s) (LISTEN_FDS); \
+                 drop --addr to serve the passed sockets",
+                inherited.len()
+            );
+            return ExitCode::from(2);
+        }
+    }
+    let mut builder = builder
         .header_timeout(args.header_timeout)
         .body_timeout(args.body_timeout)
         .idle_timeout(args.idle_timeout)
@@ -208,13 +243,27 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let addrs: Vec<String> = handle
+        .local_addrs()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    // Addresses joined without spaces: scripts take the first word.
+    let origin = if inherited_names.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " from=systemd-socket-activation fd_names={}",
+            inherited_names.join(":")
+        )
+    };
     println!(
-        "ringwall listening on {} workers={} header_timeout={:?} body_timeout={:?} idle_timeout={:?} \
+        "ringwall listening on {}{origin} workers={} header_timeout={:?} body_timeout={:?} idle_timeout={:?} \
          write_timeout={:?} min_request_body_rate={} min_response_rate={} min_rate_grace={:?} \
          max_connections={} max_connections_per_ip={} max_buffered_body_bytes={} \
          max_queued_output_bytes={} ring_entries={} recv_buffers={}x{} max_head_bytes={} \
          max_body_bytes={}",
-        handle.local_addr(),
+        addrs.join(","),
         c.workers,
         c.header_timeout,
         c.body_timeout,

@@ -2,6 +2,8 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ringwall_h1::{Limits, LimitsError};
@@ -96,6 +98,10 @@ pub struct Config {
 #[derive(Clone, Debug)]
 pub struct ServerBuilder {
     config: Config,
+    /// Sockets passed in with [`ServerBuilder::listen_fd`]. Shared, not
+    /// duplicated, when the builder is cloned: the server dups them per
+    /// worker, and the last holder closes the original.
+    inherited: Vec<Arc<OwnedFd>>,
 }
 
 impl Default for ServerBuilder {
@@ -124,6 +130,7 @@ impl Default for ServerBuilder {
                 max_connections_per_ip: 0,
                 return_memory_to_os: true,
             },
+            inherited: Vec::new(),
         }
     }
 }
@@ -134,6 +141,26 @@ impl ServerBuilder {
     /// [`crate::ServerHandle::local_addrs`]. Default: `127.0.0.1:8080`.
     pub fn bind(mut self, addr: SocketAddr) -> Self {
         self.config.addrs.push(addr);
+        self
+    }
+    /// Serves a listening socket someone else bound: systemd's (see
+    /// [`crate::listen_fds_from_env`]), or a parent's. May be called more
+    /// than once, and combined with [`ServerBuilder::bind`]; with at least
+    /// one, the default address is not bound.
+    ///
+    /// One socket cannot be given `SO_REUSEPORT` siblings after the fact, so
+    /// every worker gets its own `dup` of it and arms a multishot accept on
+    /// it; the kernel lets several accepts wait on one listener and hands
+    /// each connection to one of them. At shutdown each worker cancels its
+    /// accept and closes its own dup, and the server closes this fd; the
+    /// socket is never `shutdown()`, because whoever passed it (systemd, for
+    /// the next instance) still listens on it. Connections that arrive after
+    /// the accepts are cancelled wait in its backlog for the next owner.
+    ///
+    /// `serve` fails with [`crate::StartError::Inherited`] if the fd is not
+    /// a listening IPv4 or IPv6 TCP socket.
+    pub fn listen_fd(mut self, fd: OwnedFd) -> Self {
+        self.inherited.push(Arc::new(fd));
         self
     }
     /// Worker threads, each with its own ring and listener. Default: one per
@@ -266,7 +293,7 @@ impl ServerBuilder {
 
     /// Checks every setting; a zero or absurd value is an error naming it.
     pub fn build(mut self) -> Result<crate::Server, ConfigError> {
-        if self.config.addrs.is_empty() {
+        if self.config.addrs.is_empty() && self.inherited.is_empty() {
             self.config
                 .addrs
                 .push(SocketAddr::from(([127, 0, 0, 1], 8080)));
@@ -319,6 +346,7 @@ impl ServerBuilder {
         c.limits.validate().map_err(ConfigError::Limits)?;
         Ok(crate::Server {
             config: self.config,
+            inherited: self.inherited,
         })
     }
 }

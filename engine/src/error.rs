@@ -3,6 +3,9 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::RawFd;
+
+use crate::activation::NotAListener;
 
 /// Why io_uring cannot be used on this machine.
 #[derive(Debug)]
@@ -87,6 +90,9 @@ pub enum StartError {
     IoUring(UringUnavailable),
     /// A listener could not be created or bound.
     Bind { addr: SocketAddr, source: io::Error },
+    /// A socket passed to [`crate::ServerBuilder::listen_fd`] is not a
+    /// listening IPv4 or IPv6 TCP socket. Checked before any worker starts.
+    Inherited { fd: RawFd, problem: NotAListener },
     /// A worker thread or its resources could not be set up.
     Worker(io::Error),
 }
@@ -96,6 +102,9 @@ impl fmt::Display for StartError {
         match self {
             StartError::IoUring(cause) => write!(f, "io_uring unavailable: {cause}"),
             StartError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            StartError::Inherited { fd, problem } => {
+                write!(f, "cannot serve the passed socket (fd {fd}): {problem}")
+            }
             StartError::Worker(e) => write!(f, "cannot start a worker: {e}"),
         }
     }
@@ -106,6 +115,7 @@ impl std::error::Error for StartError {
         match self {
             StartError::IoUring(cause) => Some(cause),
             StartError::Bind { source, .. } => Some(source),
+            StartError::Inherited { problem, .. } => Some(problem),
             StartError::Worker(e) => Some(e),
         }
     }

@@ -14,6 +14,10 @@
 //!              └───────────────────────────────────────────────────────────────┘
 //! ```
 //!
+//! Under socket activation each worker accepts on its own `dup` of the
+//! passed socket instead ([`ServerBuilder::listen_fd`],
+//! [`listen_fds_from_env`]).
+//!
 //! A framework plugs in a [`Handler`]; ringwall owns sockets, parsing,
 //! framing, deadlines, limits and shutdown. Each connection has one kernel
 //! timer, due at or before its earliest live deadline (header, body, idle,
@@ -52,6 +56,7 @@
 // Every unsafe block says why the kernel's or libc's contract holds.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod activation;
 #[cfg(feature = "benchmark-app")]
 mod benchmark_app;
 mod buf_ring;
@@ -72,6 +77,9 @@ mod stats;
 mod user_data;
 mod worker;
 
+pub use activation::{
+    listen_fds_from_env, ActivationError, InheritedListener, NotAListener, SD_LISTEN_FDS_START,
+};
 #[cfg(feature = "benchmark-app")]
 pub use benchmark_app::{benchmark_app, BENCHMARK_MAX_BYTES};
 pub use config::{

@@ -1,7 +1,7 @@
 //! Starting workers, and the handle that stops them.
 
 use std::net::SocketAddr;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -13,7 +13,7 @@ use crate::conn_cap::ConnCap;
 use crate::error::StartError;
 use crate::handler::Handler;
 use crate::per_ip::PerIpCap;
-use crate::socket;
+use crate::socket::{self, Listener};
 use crate::stats::{Stats, WorkerCounters};
 use crate::worker::{Worker, WorkerShared};
 
@@ -21,6 +21,9 @@ use crate::worker::{Worker, WorkerShared};
 #[derive(Debug)]
 pub struct Server {
     pub(crate) config: Config,
+    /// Sockets from `ServerBuilder::listen_fd`; closed when `serve` returns,
+    /// after each worker has its own dup.
+    pub(crate) inherited: Vec<Arc<OwnedFd>>,
 }
 
 impl Server {
@@ -35,17 +38,22 @@ impl Server {
     /// Binds every address, starts the workers and returns once all are
     /// accepting. Each worker gets its own `SO_REUSEPORT` listener per
     /// address; with port 0 the first bind picks the port and the rest share it.
+    /// Each socket passed with `listen_fd` is checked and dup'd once per
+    /// worker (ARCHITECTURE.md, Engine invariants); its addresses follow the
+    /// bound ones in [`ServerHandle::local_addrs`].
     pub fn serve<H: Handler>(self, handler: H) -> Result<ServerHandle, StartError> {
         socket::raise_nofile_limit();
         if self.config.return_memory_to_os {
             crate::malloc::return_large_buffers_to_os();
         }
         let workers = self.config.workers;
-        let mut listeners: Vec<Vec<RawFd>> = vec![Vec::new(); workers];
+        let mut listeners: Vec<Vec<Listener>> = vec![Vec::new(); workers];
         let mut local_addrs = Vec::new();
-        let close_all = |listeners: &Vec<Vec<RawFd>>| {
-            for &fd in listeners.iter().flatten() {
-                socket::close(fd);
+        // Close only: nothing accepts yet, and an inherited socket's dup must
+        // never be shut down.
+        let close_all = |listeners: &Vec<Vec<Listener>>| {
+            for listener in listeners.iter().flatten() {
+                socket::close(listener.fd);
             }
         };
         for addr in &self.config.addrs {
@@ -66,7 +74,10 @@ impl Server {
                                 }
                             }
                         }
-                        worker_listeners.push(fd);
+                        worker_listeners.push(Listener {
+                            fd,
+                            inherited: false,
+                        });
                     }
                     Err(source) => {
                         close_all(&listeners);
@@ -78,6 +89,31 @@ impl Server {
                 }
             }
             local_addrs.push(bound);
+        }
+        for inherited in &self.inherited {
+            let fd = inherited.as_raw_fd();
+            let checked = socket::check_listener(fd).and_then(|()| {
+                socket::local_addr(fd).map_err(crate::activation::NotAListener::NotASocket)
+            });
+            match checked {
+                Ok(addr) => local_addrs.push(addr),
+                Err(problem) => {
+                    close_all(&listeners);
+                    return Err(StartError::Inherited { fd, problem });
+                }
+            }
+            for worker_listeners in listeners.iter_mut() {
+                match socket::dup_cloexec(fd) {
+                    Ok(dup) => worker_listeners.push(Listener {
+                        fd: dup,
+                        inherited: true,
+                    }),
+                    Err(e) => {
+                        close_all(&listeners);
+                        return Err(StartError::Worker(e));
+                    }
+                }
+            }
         }
 
         let cap = Arc::new(ConnCap::new(self.config.max_connections));
@@ -108,7 +144,7 @@ impl Server {
             let spawned = std::thread::Builder::new()
                 .name(format!("ringwall-worker-{index}"))
                 .spawn(move || {
-                    let fds = worker_listeners.clone();
+                    let fds: Vec<RawFd> = worker_listeners.iter().map(|l| l.fd).collect();
                     match Worker::new(index, config, worker_listeners, handler, shared) {
                         Ok(worker) => {
                             let _ = ready.send(Ok(worker.wake_fd()));

@@ -6,6 +6,8 @@ use std::mem;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::RawFd;
 
+use crate::activation::NotAListener;
+
 const LISTEN_BACKLOG: libc::c_int = 4096;
 /// TCP_NOTSENT_LOWAT of every connection (see `reuseport_listener`).
 const NOTSENT_LOWAT: libc::c_int = 128 * 1024;
@@ -98,6 +100,14 @@ fn from_sockaddr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
     }
 }
 
+/// One worker's listening fd. `inherited` sockets were bound by someone
+/// else (`ServerBuilder::listen_fd`), and the fd is this worker's own dup.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Listener {
+    pub fd: RawFd,
+    pub inherited: bool,
+}
+
 /// A listening socket with `SO_REUSEPORT`, so every worker can own one on the
 /// same address and the kernel spreads connections between them.
 pub(crate) fn reuseport_listener(addr: &SocketAddr) -> io::Result<RawFd> {
@@ -144,6 +154,60 @@ pub(crate) fn reuseport_listener(addr: &SocketAddr) -> io::Result<RawFd> {
     Ok(fd)
 }
 
+fn get_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: value and len are live and valid for writing; len gives value's size.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            name,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(value)
+}
+
+/// Checks that an fd handed to us is a listening IPv4 or IPv6 TCP socket:
+/// anything else would fail every accept, and the worker would back off
+/// and retry forever.
+pub(crate) fn check_listener(fd: RawFd) -> Result<(), NotAListener> {
+    let so_type =
+        get_int_opt(fd, libc::SOL_SOCKET, libc::SO_TYPE).map_err(NotAListener::NotASocket)?;
+    if so_type != libc::SOCK_STREAM {
+        return Err(NotAListener::NotStream { so_type });
+    }
+    let domain =
+        get_int_opt(fd, libc::SOL_SOCKET, libc::SO_DOMAIN).map_err(NotAListener::NotASocket)?;
+    if domain != libc::AF_INET && domain != libc::AF_INET6 {
+        return Err(NotAListener::NotInet { domain });
+    }
+    let listening =
+        get_int_opt(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN).map_err(NotAListener::NotASocket)?;
+    if listening == 0 {
+        return Err(NotAListener::NotListening);
+    }
+    Ok(())
+}
+
+/// Marks an inherited fd close-on-exec, so a program we start does not hold
+/// the listener open (systemd passes them without the flag).
+pub(crate) fn set_cloexec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on an fd number; F_GETFD/F_SETFD touch only its flags.
+    let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
+    // SAFETY: as above.
+    cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) }).map(drop)
+}
+
+/// A second fd for the same open socket, close-on-exec: each worker closes
+/// its own copy of an inherited listener without closing anyone else's.
+pub(crate) fn dup_cloexec(fd: RawFd) -> io::Result<RawFd> {
+    // SAFETY: F_DUPFD_CLOEXEC returns a new fd or -1; the result is checked.
+    cvt(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) })
+}
+
 pub(crate) fn local_addr(fd: RawFd) -> io::Result<SocketAddr> {
     // SAFETY: zeroed sockaddr_storage is valid; getsockname writes at most `len` bytes.
     let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
@@ -184,7 +248,9 @@ pub(crate) fn shutdown_write(fd: RawFd) {
     unsafe { libc::shutdown(fd, libc::SHUT_WR) };
 }
 
-/// Stops a listening socket at once. Closing the fd is not enough: an
+/// Stops a listening socket this process bound itself, at once. Never for an
+/// inherited one: it is shared with systemd, and a shutdown would stop it
+/// for systemd and the next instance too. Closing the fd is not enough: an
 /// in-flight multishot accept holds its own reference, and a ring torn down
 /// later keeps the socket listening, so connects would still complete and be
 /// reset afterwards. `shutdown` on a listener moves it out of LISTEN now.
@@ -290,23 +356,6 @@ pub(crate) fn raise_nofile_limit() {
 mod tests {
     use super::*;
 
-    fn get_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int) -> libc::c_int {
-        let mut value: libc::c_int = 0;
-        let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: value and len are valid for writing.
-        let ret = unsafe {
-            libc::getsockopt(
-                fd,
-                level,
-                name,
-                (&mut value as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        };
-        assert_eq!(ret, 0, "{}", io::Error::last_os_error());
-        value
-    }
-
     /// The engine sets neither TCP_NODELAY nor TCP_NOTSENT_LOWAT per
     /// connection: it relies on accepted sockets inheriting them from the
     /// listener.
@@ -320,15 +369,42 @@ mod tests {
             unsafe { libc::accept(listener, std::ptr::null_mut(), std::ptr::null_mut()) };
         assert!(accepted >= 0, "{}", io::Error::last_os_error());
         assert_eq!(
-            get_int_opt(accepted, libc::IPPROTO_TCP, libc::TCP_NODELAY),
+            get_int_opt(accepted, libc::IPPROTO_TCP, libc::TCP_NODELAY).unwrap(),
             1
         );
         assert_eq!(
-            get_int_opt(accepted, libc::IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT),
+            get_int_opt(accepted, libc::IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT).unwrap(),
             NOTSENT_LOWAT,
             "accepted sockets must inherit TCP_NOTSENT_LOWAT too"
         );
         close(accepted);
         close(listener);
+    }
+
+    #[test]
+    fn check_listener_accepts_only_listening_tcp_sockets() {
+        use std::os::fd::AsRawFd;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(check_listener(listener.as_raw_fd()).is_ok());
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert!(matches!(
+            check_listener(udp.as_raw_fd()),
+            Err(NotAListener::NotStream { .. })
+        ));
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        assert!(matches!(
+            check_listener(client.as_raw_fd()),
+            Err(NotAListener::NotListening)
+        ));
+        let (unix, _) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert!(matches!(
+            check_listener(unix.as_raw_fd()),
+            Err(NotAListener::NotInet { .. })
+        ));
+        let file = std::fs::File::open("/dev/null").unwrap();
+        assert!(matches!(
+            check_listener(file.as_raw_fd()),
+            Err(NotAListener::NotASocket(_))
+        ));
     }
 }

@@ -41,7 +41,7 @@ use crate::error::UringUnavailable;
 use crate::handler::{Handler, Request, Response};
 use crate::large_buffers::LargeBufferPool;
 use crate::per_ip::PerIpCap;
-use crate::socket;
+use crate::socket::{self, Listener};
 use crate::stats::{CloseReason, WorkerCounters};
 use crate::user_data::{next_generation, OpTag, UserData, NO_SLOT};
 
@@ -201,7 +201,7 @@ pub(crate) struct Worker<H: Handler> {
     /// kernel refuses it once.
     linger_through_ring: bool,
     shutdown_spec: Box<Timespec>,
-    listeners: Vec<RawFd>,
+    listeners: Vec<Listener>,
     handler: Arc<H>,
     config: Config,
     timeouts: Timeouts,
@@ -212,6 +212,15 @@ pub(crate) struct Worker<H: Handler> {
     /// fires never use it: they read the clock afresh.
     now: MonoTime,
     shutting_down: bool,
+    /// Multishot accepts the kernel holds (armed, no final CQE yet). The
+    /// worker exits only once they are gone: a ring is torn down
+    /// asynchronously after its fd is closed, and an accept still armed on
+    /// an inherited socket, which stays listening, could take a connection
+    /// meant for the next owner and reset it.
+    accepts_armed: usize,
+    /// The shutdown grace has passed: exit even if an accept's final CQE
+    /// never came.
+    shutdown_grace_over: bool,
     /// Multishot recv (Linux 6.0+), or single-shot recv re-armed per CQE.
     recv_multishot: bool,
     pools: BufferPools,
@@ -285,7 +294,7 @@ impl<H: Handler> Worker<H> {
     pub fn new(
         index: usize,
         config: Config,
-        listeners: Vec<RawFd>,
+        listeners: Vec<Listener>,
         handler: Arc<H>,
         shared: WorkerShared,
     ) -> Result<Self, crate::StartError> {
@@ -347,6 +356,8 @@ impl<H: Handler> Worker<H> {
             date_secs: secs,
             now: mono_now(),
             shutting_down: false,
+            accepts_armed: 0,
+            shutdown_grace_over: false,
             recv_multishot,
             pools: BufferPools::default(),
             cqes: Vec::with_capacity(1024),
@@ -388,7 +399,10 @@ impl<H: Handler> Worker<H> {
             self.begin_shutdown();
         }
         loop {
-            if self.shutting_down && self.conns.is_empty() {
+            if self.shutting_down
+                && self.conns.is_empty()
+                && (self.accepts_armed == 0 || self.shutdown_grace_over)
+            {
                 break;
             }
             self.sink.flush_backlog(&self.shared.counters);
@@ -442,9 +456,12 @@ impl<H: Handler> Worker<H> {
                 self.arm_pool_timer();
             }
         }
-        for fd in self.listeners.drain(..) {
-            socket::stop_listening(fd);
-            socket::close(fd);
+        for listener in self.listeners.drain(..) {
+            // An inherited socket is shared: close our dup, never shut it down.
+            if !listener.inherited {
+                socket::stop_listening(listener.fd);
+            }
+            socket::close(listener.fd);
         }
         // Normally empty; after a fatal ring error, release what is left so
         // the fds, the cap and the counters do not leak.
@@ -469,7 +486,10 @@ impl<H: Handler> Worker<H> {
         match ud.tag {
             OpTag::Accept => self.on_accept(ud.slot as usize, result, more),
             OpTag::Wake => self.begin_shutdown(),
-            OpTag::ShutdownTimer => self.close_all(CloseReason::Shutdown),
+            OpTag::ShutdownTimer => {
+                self.shutdown_grace_over = true;
+                self.close_all(CloseReason::Shutdown);
+            }
             OpTag::AcceptBackoff => {
                 if !self.shutting_down {
                     self.arm_accept(ud.slot as usize)
@@ -533,15 +553,19 @@ impl<H: Handler> Worker<H> {
     // ---- accept ----
 
     fn arm_accept(&mut self, index: usize) {
-        let entry = opcode::AcceptMulti::new(Fd(self.listeners[index]))
+        let entry = opcode::AcceptMulti::new(Fd(self.listeners[index].fd))
             .flags(libc::SOCK_CLOEXEC)
             .build()
             .user_data(UserData::new(index as u32, 0, OpTag::Accept).encode());
+        self.accepts_armed += 1;
         // SAFETY: multishot accept without an address buffer points at no memory.
         unsafe { self.push(entry) };
     }
 
     fn on_accept(&mut self, listener: usize, result: i32, more: bool) {
+        if !more {
+            self.accepts_armed -= 1;
+        }
         if result < 0 {
             if result != -libc::ECANCELED {
                 self.counters().accept_errors.incr();
@@ -1435,10 +1459,15 @@ impl<H: Handler> Worker<H> {
             // SAFETY: a cancel points at no memory.
             unsafe { self.push(entry) };
         }
-        // New connects are refused from now on. The fds stay open until the
-        // worker exits, so no queued accept SQE can name a reused number.
-        for &fd in &self.listeners {
-            socket::stop_listening(fd);
+        // New connects to sockets we bound are refused from now on. An
+        // inherited socket keeps listening: systemd shares it, and its
+        // backlog waits for the next instance; cancelling our accepts is
+        // all it takes. The fds stay open until the worker exits, so no
+        // queued accept SQE can name a reused number.
+        for listener in &self.listeners {
+            if !listener.inherited {
+                socket::stop_listening(listener.fd);
+            }
         }
         let entry = opcode::Timeout::new(&*self.shutdown_spec as *const Timespec)
             .build()

@@ -1,0 +1,166 @@
+//! `ringwall serve` under systemd's socket activation protocol, run by
+//! `systemd-socket-activate` as systemd would: it serves the passed socket,
+//! says so, and refuses an explicit `--addr` as well.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ringwall::{Server, StartError};
+
+const TOOL: &str = "systemd-socket-activate";
+
+/// Whether the tool and io_uring are both here; prints why not, so the test
+/// skips visibly instead of passing silently.
+fn can_run() -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).any(|dir| dir.join(TOOL).is_file()))
+        .unwrap_or(false);
+    if !found {
+        eprintln!("SKIPPED: {TOOL} is not installed (Debian package `systemd`)");
+        return false;
+    }
+    let server = Server::builder()
+        .bind(([127, 0, 0, 1], 0).into())
+        .workers(1)
+        .build()
+        .expect("a valid configuration");
+    match server.serve(|_: &ringwall::Request<'_>, _: &mut ringwall::Response<'_>| {}) {
+        Ok(_) => true,
+        Err(StartError::IoUring(cause)) => {
+            eprintln!("SKIPPED: io_uring is unavailable on this machine: {cause}");
+            false
+        }
+        Err(e) => panic!("the probe server failed to start: {e}"),
+    }
+}
+
+/// The started process; killed if the test ends before it exits.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A port that was free a moment ago, for the tool to listen on.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `ringwall serve <args>` under the tool, listening on `addr`.
+fn activate(addr: SocketAddr, ringwall_args: &[&str]) -> Running {
+    let child = Command::new(TOOL)
+        .arg(format!("--listen={addr}"))
+        .arg("--fdname=web")
+        .arg(env!("CARGO_BIN_EXE_ringwall"))
+        .arg("serve")
+        .args(ringwall_args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the tool starts");
+    Running(child)
+}
+
+/// Connects once the tool listens (it execs ringwall on the first
+/// connection, which then accepts it from the passed socket's backlog).
+fn connect_when_listening(addr: SocketAddr) -> TcpStream {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        match TcpStream::connect(addr) {
+            Ok(stream) => return stream,
+            Err(_) if Instant::now() < end => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("{TOOL} never listened on {addr}: {e}"),
+        }
+    }
+}
+
+fn line_after(stdout: &mut BufReader<ChildStdout>, prefix: &str) -> String {
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        let read = stdout.read_line(&mut line).expect("stdout is readable");
+        assert!(
+            read > 0,
+            "the server exited before printing `{prefix}`:\n{seen}"
+        );
+        if let Some(rest) = line.strip_prefix(prefix) {
+            return rest.trim_end().to_owned();
+        }
+        seen.push_str(&line);
+    }
+}
+
+#[test]
+fn serve_under_systemd_socket_activate_answers_on_the_passed_socket() {
+    if !can_run() {
+        return;
+    }
+    let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let mut server = activate(addr, &["--workers", "2"]);
+    let mut stdout = BufReader::new(server.0.stdout.take().unwrap());
+
+    let mut stream = connect_when_listening(addr);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("the response ends with a close");
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    assert!(response.ends_with("Hello, World!"), "{response}");
+    // Our FIN ends the server's lingering close; held open, it would keep
+    // the shutdown waiting for its whole grace period.
+    drop(stream);
+
+    let started = line_after(&mut stdout, "ringwall listening on ");
+    assert!(
+        started.starts_with(&format!(
+            "{addr} from=systemd-socket-activation fd_names=web "
+        )),
+        "{started}"
+    );
+
+    // The tool execs ringwall in its own process, so its pid is ringwall's.
+    // SAFETY: kill(2) with the pid of a child this test started and has not
+    // yet reaped, so the pid cannot name another process.
+    let signalled = unsafe { libc::kill(server.0.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(signalled, 0, "SIGTERM was not sent");
+    let stopped = line_after(&mut stdout, "ringwall stopped: ");
+    assert!(stopped.contains(" requests=1 "), "{stopped}");
+}
+
+#[test]
+fn serve_refuses_an_explicit_addr_under_socket_activation() {
+    if !can_run() {
+        return;
+    }
+    let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let mut server = activate(addr, &["--addr", "127.0.0.1:0"]);
+    let _stream = connect_when_listening(addr);
+    let status = server.0.wait().expect("ringwall exits");
+    let mut stderr = String::new();
+    server
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--addr 127.0.0.1:0 given"), "{stderr}");
+}
