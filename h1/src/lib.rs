@@ -43,6 +43,7 @@ mod framing;
 mod head;
 mod head_reader;
 mod limits;
+mod proxy;
 mod request_line;
 mod status;
 mod token;
@@ -59,4 +60,7 @@ pub use error::{DecodeError, EncodeError};
 pub use framing::BodyKind;
 pub use head::{RequestHead, Version};
 pub use limits::{Limits, LimitsError};
+pub use proxy::{
+    parse_proxy_header, ProxyHeaderError, ProxyStatus, MAX_V1_HEADER_BYTES, MAX_V2_HEADER_BYTES,
+};
 pub use status::status_reason;
