@@ -1,5 +1,6 @@
 //! One connection's state, kept in a slab slot of its worker.
 
+use std::net::SocketAddr;
 use std::os::fd::RawFd;
 
 use io_uring::types::Timespec;
@@ -78,6 +79,12 @@ pub(crate) struct Conn {
     pub peer_eof: bool,
     /// Set (and counted) once, by the first decision to close.
     pub close_reason: Option<CloseReason>,
+    /// The server takes a PROXY header first and it has not been read
+    /// yet; its bytes so far wait in the worker's `proxy_headers`.
+    pub awaiting_proxy_header: bool,
+    /// The client address the PROXY header carried (None: the socket's
+    /// peer stands).
+    pub proxied_peer: Option<SocketAddr>,
 }
 
 impl Conn {
@@ -116,6 +123,8 @@ impl Conn {
             close_after_flush: false,
             peer_eof: false,
             close_reason: None,
+            awaiting_proxy_header: false,
+            proxied_peer: None,
         }
     }
 }
