@@ -1,6 +1,5 @@
 //! One connection's state, kept in a slab slot of its worker.
 
-use std::net::SocketAddr;
 use std::os::fd::RawFd;
 
 use io_uring::types::Timespec;
@@ -82,9 +81,10 @@ pub(crate) struct Conn {
     /// The server takes a PROXY header first and it has not been read
     /// yet; its bytes so far wait in the worker's `proxy_headers`.
     pub awaiting_proxy_header: bool,
-    /// The client address the PROXY header carried (None: the socket's
-    /// peer stands).
-    pub proxied_peer: Option<SocketAddr>,
+    /// The PROXY header carried a client address, kept in the worker's
+    /// `proxied_peers` (outside the slot, which a server without the
+    /// option would pay for); false: the socket's peer stands.
+    pub has_proxied_peer: bool,
 }
 
 impl Conn {
@@ -124,7 +124,7 @@ impl Conn {
             peer_eof: false,
             close_reason: None,
             awaiting_proxy_header: false,
-            proxied_peer: None,
+            has_proxied_peer: false,
         }
     }
 }

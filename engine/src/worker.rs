@@ -14,6 +14,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -238,6 +239,9 @@ pub(crate) struct Worker<H: Handler> {
     /// of the slot: most headers arrive whole in one recv and are parsed
     /// in place, and a slot must stay small.
     proxy_headers: HashMap<usize, Vec<u8>>,
+    /// The client address each connection's PROXY header carried, by slot,
+    /// for connections with `has_proxied_peer`.
+    proxied_peers: HashMap<usize, SocketAddr>,
 }
 
 /// Builds the ring with the best flags the kernel takes, saying so when it
@@ -365,6 +369,7 @@ impl<H: Handler> Worker<H> {
             body_budget,
             refusal: Vec::new(),
             proxy_headers: HashMap::new(),
+            proxied_peers: HashMap::new(),
         })
     }
 
@@ -696,7 +701,13 @@ impl<H: Handler> Worker<H> {
                 let mut input = self.recv_buffers.filled(bid, len);
                 if conn.awaiting_proxy_header {
                     match take_proxy_header(conn, &mut self.proxy_headers, key, input) {
-                        Ok(rest) => input = rest,
+                        Ok((rest, source)) => {
+                            input = rest;
+                            if let Some(source) = source {
+                                conn.has_proxied_peer = true;
+                                self.proxied_peers.insert(key, source);
+                            }
+                        }
                         Err(_) => {
                             proxy_failed = true;
                             input = &[];
@@ -1013,7 +1024,11 @@ impl<H: Handler> Worker<H> {
             head,
             body: conn.decoder.body(),
             fd: conn.fd,
-            proxied_peer: conn.proxied_peer,
+            proxied_peer: if conn.has_proxied_peer {
+                self.proxied_peers.get(&key).copied()
+            } else {
+                None
+            },
         };
         let mark = conn.send.pending.len();
         let mut response = Response {
@@ -1422,6 +1437,9 @@ impl<H: Handler> Worker<H> {
         if conn.awaiting_proxy_header {
             self.proxy_headers.remove(&key);
         }
+        if conn.has_proxied_peer {
+            self.proxied_peers.remove(&key);
+        }
         socket::close(conn.fd);
         self.output_queued -= conn.output_accounted;
         self.body_reserved -= conn.body_reserved;
@@ -1500,8 +1518,8 @@ impl<H: Handler> Worker<H> {
 }
 
 /// Reads a connection's PROXY header from `input`, the bytes of one recv:
-/// returns the bytes after the header (empty while it is incomplete) and
-/// records the address it carried. A header that arrived in pieces is
+/// returns the bytes after the header (empty while it is incomplete) and,
+/// once it is whole, the client address it carried. A header that arrived in pieces is
 /// gathered in `pending` under the slot's `key`; one that arrives whole is
 /// parsed in place and copies nothing.
 fn take_proxy_header<'a>(
@@ -1509,7 +1527,7 @@ fn take_proxy_header<'a>(
     pending: &mut HashMap<usize, Vec<u8>>,
     key: usize,
     input: &'a [u8],
-) -> Result<&'a [u8], ProxyHeaderError> {
+) -> Result<(&'a [u8], Option<SocketAddr>), ProxyHeaderError> {
     let (status, earlier) = match pending.get_mut(&key) {
         None => (parse_proxy_header(input), 0),
         Some(gathered) => {
@@ -1526,17 +1544,16 @@ fn take_proxy_header<'a>(
             if earlier == 0 {
                 pending.insert(key, input.to_vec());
             }
-            Ok(&[])
+            Ok((&[], None))
         }
         Ok(ProxyStatus::Done { consumed, source }) => {
             if earlier > 0 {
                 pending.remove(&key);
             }
             conn.awaiting_proxy_header = false;
-            conn.proxied_peer = source;
             // The earlier bytes were an incomplete header, so the header
             // ends inside this recv.
-            Ok(&input[consumed - earlier..])
+            Ok((&input[consumed - earlier..], source))
         }
         Err(e) => {
             pending.remove(&key);

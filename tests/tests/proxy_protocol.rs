@@ -20,8 +20,8 @@ fn echo_peer(request: &Request<'_>, response: &mut Response<'_>) {
     let _ = response.send(200, &[], peer.as_bytes());
 }
 
-fn start(proxy_protocol: bool) -> Option<ServerHandle> {
-    start_or_skip(builder().proxy_protocol(proxy_protocol), echo_peer)
+fn start_with_proxy_protocol() -> Option<ServerHandle> {
+    start_or_skip(builder().proxy_protocol(true), echo_peer)
 }
 
 fn v2_header(command: u8, family: u8, block: &[u8]) -> Vec<u8> {
@@ -79,7 +79,9 @@ fn assert_closed_silently(server: &ServerHandle, bytes: &[u8]) {
 
 #[test]
 fn v1_header_sets_peer_addr() {
-    let Some(server) = start(true) else { return };
+    let Some(server) = start_with_proxy_protocol() else {
+        return;
+    };
     let mut client = Client::connect(server.local_addr());
     let mut bytes = b"PROXY TCP4 192.0.2.7 198.51.100.1 4321 443\r\n".to_vec();
     bytes.extend_from_slice(GET);
@@ -90,7 +92,9 @@ fn v1_header_sets_peer_addr() {
 
 #[test]
 fn v1_tcp6_header_sets_peer_addr() {
-    let Some(server) = start(true) else { return };
+    let Some(server) = start_with_proxy_protocol() else {
+        return;
+    };
     let mut client = Client::connect(server.local_addr());
     let mut bytes = b"PROXY TCP6 2001:db8::7 2001:db8::1 65535 80\r\n".to_vec();
     bytes.extend_from_slice(GET);
@@ -100,7 +104,9 @@ fn v1_tcp6_header_sets_peer_addr() {
 
 #[test]
 fn v2_header_sets_peer_addr() {
-    let Some(server) = start(true) else { return };
+    let Some(server) = start_with_proxy_protocol() else {
+        return;
+    };
     for source in ["203.0.113.9:1234", "[2001:db8::9]:5678"] {
         let source: SocketAddr = source.parse().unwrap();
         let mut client = Client::connect(server.local_addr());
@@ -114,7 +120,9 @@ fn v2_header_sets_peer_addr() {
 
 #[test]
 fn v2_local_and_v1_unknown_keep_the_socket_peer() {
-    let Some(server) = start(true) else { return };
+    let Some(server) = start_with_proxy_protocol() else {
+        return;
+    };
     for header in [v2_header(0, 0x00, &[]), b"PROXY UNKNOWN\r\n".to_vec()] {
         let mut client = Client::connect(server.local_addr());
         let own = client.stream.local_addr().unwrap();
@@ -126,7 +134,9 @@ fn v2_local_and_v1_unknown_keep_the_socket_peer() {
 
 #[test]
 fn header_split_across_writes_is_read_whole() {
-    let Some(server) = start(true) else { return };
+    let Some(server) = start_with_proxy_protocol() else {
+        return;
+    };
     let source: SocketAddr = "198.51.100.20:999".parse().unwrap();
     let v1 = b"PROXY TCP4 198.51.100.20 127.0.0.1 999 80\r\n".to_vec();
     for header in [v1, v2_proxy(source)] {
@@ -147,7 +157,9 @@ fn header_split_across_writes_is_read_whole() {
 
 #[test]
 fn keep_alive_second_request_keeps_the_proxied_address() {
-    let Some(server) = start(true) else { return };
+    let Some(server) = start_with_proxy_protocol() else {
+        return;
+    };
     let mut client = Client::connect(server.local_addr());
     let mut bytes = b"PROXY TCP4 192.0.2.55 127.0.0.1 2000 80\r\n".to_vec();
     bytes.extend_from_slice(GET);
@@ -159,7 +171,9 @@ fn keep_alive_second_request_keeps_the_proxied_address() {
 
 #[test]
 fn malformed_v1_header_closes_without_a_response() {
-    let Some(server) = start(true) else { return };
+    let Some(server) = start_with_proxy_protocol() else {
+        return;
+    };
     for line in [
         &b"PROXY TCP4 192.0.2.7 198.51.100.1 99999 443\r\n"[..],
         b"PROXY TCP4 192.0.2.7  198.51.100.1 4321 443\r\n",
@@ -174,7 +188,9 @@ fn malformed_v1_header_closes_without_a_response() {
 
 #[test]
 fn malformed_v2_header_closes_without_a_response() {
-    let Some(server) = start(true) else { return };
+    let Some(server) = start_with_proxy_protocol() else {
+        return;
+    };
     let good = v2_proxy("192.0.2.7:1".parse().unwrap());
     let mut bad_version = good.clone();
     bad_version[12] = 0x11;
@@ -189,14 +205,19 @@ fn malformed_v2_header_closes_without_a_response() {
 
 #[test]
 fn missing_header_closes_without_a_response() {
-    let Some(server) = start(true) else { return };
+    let Some(server) = start_with_proxy_protocol() else {
+        return;
+    };
     assert_closed_silently(&server, GET);
     assert_eq!(server.stats().requests, 0);
 }
 
 #[test]
 fn proxy_line_without_the_option_is_an_ordinary_bad_request() {
-    let Some(server) = start(false) else { return };
+    // The default: off.
+    let Some(server) = start_or_skip(builder(), echo_peer) else {
+        return;
+    };
     let mut client = Client::connect(server.local_addr());
     let mut bytes = b"PROXY TCP4 192.0.2.7 198.51.100.1 4321 443\r\n".to_vec();
     bytes.extend_from_slice(GET);
