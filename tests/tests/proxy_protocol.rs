@@ -3,12 +3,15 @@
 //! without a byte of response, and a server that did not opt in treats a
 //! `PROXY` line as the start of an ordinary (bad) request.
 
+use std::io::Write;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ringwall::{Request, Response, ServerHandle};
-use ringwall_tests::{builder, start_or_skip, wait_until, Client, CloseKind};
+use ringwall_tests::{
+    assert_closed_within, builder, heavy_test_lock, start_or_skip, wait_until, Client, CloseKind,
+};
 
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
 
@@ -230,5 +233,40 @@ fn proxy_line_without_the_option_is_an_ordinary_bad_request() {
     );
     let stats = server.stats();
     assert_eq!(stats.requests, 0, "{stats}");
+    assert_eq!(stats.closes.proxy_protocol_error, 0, "{stats}");
+}
+
+#[test]
+fn dripped_header_is_closed_at_the_header_deadline_armed_at_accept() {
+    let _heavy = heavy_test_lock();
+    let header = Duration::from_millis(300);
+    let Some(server) = start_or_skip(
+        builder().proxy_protocol(true).header_timeout(header),
+        echo_peer,
+    ) else {
+        return;
+    };
+    let before = Instant::now();
+    let mut client = Client::connect(server.local_addr());
+    let connected = Instant::now();
+    // One byte every 20 ms: the PROXY line alone takes about 880 ms, and
+    // its bytes must not move the deadline armed at accept.
+    let mut drip = client.stream.try_clone().unwrap();
+    let dripper = thread::spawn(move || {
+        for &byte in b"PROXY TCP4 192.0.2.7 198.51.100.1 4321 443\r\nGET / HTTP/1.1\r\n" {
+            if drip.write_all(&[byte]).is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let closed = client.wait_for_close(header + Duration::from_secs(2));
+    // FIN, or RST when a dripped byte was unread at the close.
+    assert_ne!(closed.kind, CloseKind::StillOpen, "{closed:?}");
+    assert!(closed.data.is_empty(), "{closed:?}");
+    assert_closed_within("dripped header", closed.at, before, connected, header);
+    dripper.join().unwrap();
+    let stats = server.stats();
+    assert_eq!(stats.closes.header_timeout, 1, "{stats}");
     assert_eq!(stats.closes.proxy_protocol_error, 0, "{stats}");
 }
