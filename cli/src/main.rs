@@ -216,7 +216,7 @@ fn main() -> ExitCode {
          write_timeout={:?} min_request_body_rate={} min_response_rate={} min_rate_grace={:?} \
          max_connections={} max_connections_per_ip={} max_buffered_body_bytes={} \
          max_queued_output_bytes={} ring_entries={} recv_buffers={}x{} max_head_bytes={} \
-         max_body_bytes={}",
+         max_body_bytes={} proxy_protocol={}",
         handle.local_addr(),
         c.workers,
         c.header_timeout,
@@ -235,6 +235,7 @@ fn main() -> ExitCode {
         c.recv_buffer_size,
         c.limits.max_head_bytes,
         c.limits.max_body_bytes,
+        c.proxy_protocol,
     );
     if let Some(metrics) = metrics {
         // After `block_signals`: the endpoint's thread inherits the mask.
