@@ -23,6 +23,11 @@
 //! [`Limits::max_head_bytes`]; after warm-up, decoding and encoding allocate
 //! nothing.
 //!
+//! For servers behind a load balancer, [`parse_proxy_header`] reads the
+//! PROXY protocol header (v1 or v2) that precedes the first request and
+//! gives the client's address; it is stateless and the caller holds the
+//! bytes until it decides.
+//!
 //! What it does not do: network I/O, timers and clocks (the caller passes
 //! the time in as an [`HttpDate`]), routing, content codings (gzip),
 //! upgrades and CONNECT tunnels, HTTP/2, or responses with trailers.
