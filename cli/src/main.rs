@@ -93,6 +93,11 @@ struct ServeArgs {
     /// Server-wide budget for queued response bytes, in bytes.
     #[arg(long, default_value_t = ringwall::DEFAULT_MAX_QUEUED_OUTPUT_BYTES)]
     max_queued_output_bytes: usize,
+    /// Every connection starts with a PROXY protocol header (v1 or v2) from
+    /// a load balancer; request peer addresses come from it, and a
+    /// connection without a valid one is closed without a response.
+    #[arg(long)]
+    proxy_protocol: bool,
     /// Leave glibc's malloc thresholds alone: large responses reuse heap
     /// memory (less CPU per large response) but RSS stays at its peak.
     #[arg(long)]
@@ -216,7 +221,8 @@ fn main() -> ExitCode {
         .max_connections_per_ip(args.max_connections_per_ip)
         .max_buffered_body_bytes(args.max_buffered_body_bytes)
         .max_queued_output_bytes(args.max_queued_output_bytes)
-        .return_memory_to_os(!args.keep_freed_memory);
+        .return_memory_to_os(!args.keep_freed_memory)
+        .proxy_protocol(args.proxy_protocol);
     if let Some(workers) = args.workers {
         builder = builder.workers(workers);
     }
@@ -262,7 +268,7 @@ fn main() -> ExitCode {
          write_timeout={:?} min_request_body_rate={} min_response_rate={} min_rate_grace={:?} \
          max_connections={} max_connections_per_ip={} max_buffered_body_bytes={} \
          max_queued_output_bytes={} ring_entries={} recv_buffers={}x{} max_head_bytes={} \
-         max_body_bytes={}",
+         max_body_bytes={} proxy_protocol={}",
         addrs.join(","),
         c.workers,
         c.header_timeout,
@@ -281,6 +287,7 @@ fn main() -> ExitCode {
         c.recv_buffer_size,
         c.limits.max_head_bytes,
         c.limits.max_body_bytes,
+        c.proxy_protocol,
     );
     if let Some(metrics) = metrics {
         // After `block_signals`: the endpoint's thread inherits the mask.

@@ -2,12 +2,14 @@
 //! `systemd-socket-activate` as systemd would: it serves the passed socket,
 //! says so, and refuses an explicit `--addr` as well.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-use ringwall::{Server, StartError};
+use std::io::{BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+
+use common::{line_after, Running};
+use std::time::{Duration, Instant};
 
 const TOOL: &str = "systemd-socket-activate";
 
@@ -21,29 +23,7 @@ fn can_run() -> bool {
         eprintln!("SKIPPED: {TOOL} is not installed (Debian package `systemd`)");
         return false;
     }
-    let server = Server::builder()
-        .bind(([127, 0, 0, 1], 0).into())
-        .workers(1)
-        .build()
-        .expect("a valid configuration");
-    match server.serve(|_: &ringwall::Request<'_>, _: &mut ringwall::Response<'_>| {}) {
-        Ok(_) => true,
-        Err(StartError::IoUring(cause)) => {
-            eprintln!("SKIPPED: io_uring is unavailable on this machine: {cause}");
-            false
-        }
-        Err(e) => panic!("the probe server failed to start: {e}"),
-    }
-}
-
-/// The started process; killed if the test ends before it exits.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    common::io_uring_available()
 }
 
 /// A port that was free a moment ago, for the tool to listen on.
@@ -82,22 +62,6 @@ fn connect_when_listening(addr: SocketAddr) -> TcpStream {
             }
             Err(e) => panic!("{TOOL} never listened on {addr}: {e}"),
         }
-    }
-}
-
-fn line_after(stdout: &mut BufReader<ChildStdout>, prefix: &str) -> String {
-    let mut seen = String::new();
-    loop {
-        let mut line = String::new();
-        let read = stdout.read_line(&mut line).expect("stdout is readable");
-        assert!(
-            read > 0,
-            "the server exited before printing `{prefix}`:\n{seen}"
-        );
-        if let Some(rest) = line.strip_prefix(prefix) {
-            return rest.trim_end().to_owned();
-        }
-        seen.push_str(&line);
     }
 }
 

@@ -1,71 +1,13 @@
 //! `ringwall serve --metrics-addr`: the binary, started as an operator
 //! would, serves the running server's counters to a scraper.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::time::Duration;
+mod common;
 
-use ringwall::{Server, StartError};
+use std::io::BufReader;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
 
-/// Whether this kernel lets us use io_uring; prints why not, so the test
-/// skips visibly.
-fn io_uring_available() -> bool {
-    let server = Server::builder()
-        .bind(([127, 0, 0, 1], 0).into())
-        .workers(1)
-        .build()
-        .expect("a valid configuration");
-    match server.serve(|_: &ringwall::Request<'_>, _: &mut ringwall::Response<'_>| {}) {
-        Ok(_) => true,
-        Err(StartError::IoUring(cause)) => {
-            ringwall_tests::skip_without_io_uring(&cause);
-            false
-        }
-        Err(e) => panic!("the probe server failed to start: {e}"),
-    }
-}
-
-/// The started binary; killed if the test ends before it exits.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Reads output lines until one starts with `prefix`; returns the rest of it.
-fn line_after(stdout: &mut BufReader<ChildStdout>, prefix: &str) -> String {
-    let mut seen = String::new();
-    loop {
-        let mut line = String::new();
-        let read = stdout.read_line(&mut line).expect("stdout is readable");
-        assert!(
-            read > 0,
-            "the server exited before printing `{prefix}`:\n{seen}"
-        );
-        if let Some(rest) = line.strip_prefix(prefix) {
-            return rest.trim_end().to_owned();
-        }
-        seen.push_str(&line);
-    }
-}
-
-/// One request on its own connection; the whole response as text.
-fn exchange(addr: SocketAddr, request: &str) -> String {
-    let mut stream = TcpStream::connect(addr).expect("connects");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .expect("the response ends with a close");
-    response
-}
+use common::{exchange, io_uring_available, line_after, Running};
 
 #[test]
 fn metrics_addr_serves_the_running_servers_counters() {

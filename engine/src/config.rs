@@ -92,6 +92,8 @@ pub struct Config {
     /// 0: no per-address limit.
     pub max_connections_per_ip: usize,
     pub return_memory_to_os: bool,
+    /// Each connection starts with a PROXY protocol header (v1 or v2).
+    pub proxy_protocol: bool,
 }
 
 /// Builds a [`crate::Server`]; every setting has a documented default.
@@ -129,6 +131,7 @@ impl Default for ServerBuilder {
                 max_queued_output_bytes: DEFAULT_MAX_QUEUED_OUTPUT_BYTES,
                 max_connections_per_ip: 0,
                 return_memory_to_os: true,
+                proxy_protocol: false,
             },
             inherited: Vec::new(),
         }
@@ -277,6 +280,22 @@ impl ServerBuilder {
     /// late. Refused connections get a best-effort 503.
     pub fn max_connections_per_ip(mut self, n: usize) -> Self {
         self.config.max_connections_per_ip = n;
+        self
+    }
+
+    /// Whether every connection, on every listener of this server, starts
+    /// with a PROXY protocol header, v1 or v2 (default false). Turn it on
+    /// only behind a load balancer that sends one: then
+    /// [`crate::Request::peer_addr`] is the client's address the header
+    /// carries (the socket's peer for a v2 LOCAL or v1 UNKNOWN header), and
+    /// a connection whose first bytes are not a valid header is closed
+    /// without a response, counted as `proxy_protocol_error`. The header
+    /// must arrive within `header_timeout` of accept, like the first
+    /// request head, whose deadline it shares. The per-address cap still
+    /// counts the socket's peer (the load balancer). Off, a request line
+    /// starting `PROXY ` is just an unknown method.
+    pub fn proxy_protocol(mut self, enabled: bool) -> Self {
+        self.config.proxy_protocol = enabled;
         self
     }
 

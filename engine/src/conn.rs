@@ -78,6 +78,13 @@ pub(crate) struct Conn {
     pub peer_eof: bool,
     /// Set (and counted) once, by the first decision to close.
     pub close_reason: Option<CloseReason>,
+    /// The server takes a PROXY header first and it has not been read
+    /// yet; its bytes so far wait in the worker's `proxy_headers`.
+    pub awaiting_proxy_header: bool,
+    /// The PROXY header carried a client address, kept in the worker's
+    /// `proxied_peers` (outside the slot, which a server without the
+    /// option would pay for); false: the socket's peer stands.
+    pub has_proxied_peer: bool,
 }
 
 impl Conn {
@@ -116,6 +123,8 @@ impl Conn {
             close_after_flush: false,
             peer_eof: false,
             close_reason: None,
+            awaiting_proxy_header: false,
+            has_proxied_peer: false,
         }
     }
 }

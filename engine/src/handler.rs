@@ -32,6 +32,8 @@ pub struct Request<'a> {
     pub(crate) head: RequestHead<'a>,
     pub(crate) body: &'a [u8],
     pub(crate) fd: RawFd,
+    /// The client's address from a PROXY protocol header, if any.
+    pub(crate) proxied_peer: Option<SocketAddr>,
 }
 
 impl<'a> Request<'a> {
@@ -63,9 +65,13 @@ impl<'a> Request<'a> {
         self.body
     }
     /// The peer's address, read from the socket when asked (one syscall), so
-    /// requests that never ask pay nothing.
+    /// requests that never ask pay nothing. With
+    /// [`crate::ServerBuilder::proxy_protocol`] on, the client address the
+    /// connection's PROXY header carried instead (the socket's peer for a
+    /// LOCAL or UNKNOWN header).
     pub fn peer_addr(&self) -> Option<SocketAddr> {
-        crate::socket::peer_addr(self.fd)
+        self.proxied_peer
+            .or_else(|| crate::socket::peer_addr(self.fd))
     }
 }
 

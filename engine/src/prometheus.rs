@@ -351,13 +351,14 @@ mod tests {
             "ringwall_closes_total{reason=\"header_timeout_reset\"} 7",
             "ringwall_closes_total{reason=\"protocol_error\"} 20",
             "ringwall_closes_total{reason=\"completed\"} 32",
+            "ringwall_closes_total{reason=\"proxy_protocol_error\"} 33",
             "# TYPE ringwall_protocol_errors_total counter",
             "ringwall_protocol_errors_total{status=\"400\"} 21",
             "ringwall_protocol_errors_total{status=\"505\"} 26",
-            "ringwall_timer_submits_total 33",
-            "ringwall_timer_updates_total 34",
-            "ringwall_timer_fires_total 35",
-            "ringwall_ring_enters_total 40",
+            "ringwall_timer_submits_total 34",
+            "ringwall_timer_updates_total 35",
+            "ringwall_timer_fires_total 36",
+            "ringwall_ring_enters_total 41",
         ] {
             assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
         }

@@ -49,6 +49,9 @@ pub enum CloseReason {
     /// The exchange ended normally without keep-alive (`Connection: close`,
     /// HTTP/1.0).
     Completed,
+    /// A server with `proxy_protocol` on got a connection whose first bytes
+    /// are not a valid PROXY header; closed without a response.
+    ProxyProtocolError,
 }
 
 /// How a counter is printed in the `Display` line and exported to
@@ -251,6 +254,9 @@ counters! {
         /// The exchange ended normally without keep-alive (`Connection:
         /// close`, HTTP/1.0).
         completed: "completed" => Reason;
+        /// A connection to a server with `proxy_protocol` on whose first
+        /// bytes were not a valid PROXY header (closed without a response).
+        proxy_protocol_error: "proxy_protocol_error" => Reason;
     }
     /// Kernel timers submitted (`IORING_OP_TIMEOUT`, one per connection at a
     /// time).
@@ -409,6 +415,7 @@ impl WorkerCounters {
             CloseReason::BodyBudget => self.body_budget.incr(),
             CloseReason::Shutdown => pick(&self.shutdown, &self.shutdown_reset),
             CloseReason::Completed => self.completed.incr(),
+            CloseReason::ProxyProtocolError => self.proxy_protocol_error.incr(),
         }
     }
 }
@@ -454,19 +461,20 @@ mod tests {
                 shutdown: 30,
                 shutdown_reset: 31,
                 completed: 32,
+                proxy_protocol_error: 33,
             },
-            timer_submits: 33,
-            timer_updates: 34,
-            timer_fires: 35,
-            timer_early_fires: 36,
-            sq_full_retries: 37,
-            stale_completions: 38,
-            accept_errors: 39,
-            ring_enters: 40,
-            resets: 41,
-            turn_yields: 42,
-            output_budget_waits: 43,
-            cap_responses: 44,
+            timer_submits: 34,
+            timer_updates: 35,
+            timer_fires: 36,
+            timer_early_fires: 37,
+            sq_full_retries: 38,
+            stale_completions: 39,
+            accept_errors: 40,
+            ring_enters: 41,
+            resets: 42,
+            turn_yields: 43,
+            output_budget_waits: 44,
+            cap_responses: 45,
         }
     }
 
@@ -477,10 +485,10 @@ mod tests {
         idle_timeout=10 idle_timeout_reset=11 write_timeout=12 write_timeout_reset=13 \
         min_body_rate=14 min_body_rate_reset=15 min_response_rate=16 min_response_rate_reset=17 \
         peer_eof=18 peer_reset=19 protocol_error=20 (400=21 413=22 414=23 431=24 501=25 505=26) \
-        connection_cap=27 per_ip_cap=28 body_budget=29 shutdown=30 shutdown_reset=31 completed=32] \
-        timer[submits=33 updates=34 fires=35 early_fires=36] sq_full_retries=37 \
-        stale_completions=38 accept_errors=39 ring_enters=40 resets=41 turn_yields=42 \
-        output_budget_waits=43 cap_responses=44";
+        connection_cap=27 per_ip_cap=28 body_budget=29 shutdown=30 shutdown_reset=31 completed=32 proxy_protocol_error=33] \
+        timer[submits=34 updates=35 fires=36 early_fires=37] sq_full_retries=38 \
+        stale_completions=39 accept_errors=40 ring_enters=41 resets=42 turn_yields=43 \
+        output_budget_waits=44 cap_responses=45";
 
     #[test]
     fn display_line_keeps_its_format() {

@@ -12,8 +12,9 @@
 //! Everything that reaches the worker arrives as a CQE and goes through
 //! [`Worker::dispatch`], one `match` on the operation tag.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,8 +25,8 @@ use crossbeam_utils::CachePadded;
 use io_uring::types::{Fd, TimeoutFlags, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 use ringwall_h1::{
-    encode_continue, encode_error, encode_response, BodyKind, DecodeBuffers, Decoder,
-    EncodeContext, Event, HttpDate,
+    encode_continue, encode_error, encode_response, parse_proxy_header, BodyKind, DecodeBuffers,
+    Decoder, EncodeContext, Event, HttpDate, ProxyHeaderError, ProxyStatus, MAX_V2_HEADER_BYTES,
 };
 use ringwall_timers::{
     ConnTimers, DeadlineKind, FireOutcome, MinRates, MonoTime, Timeouts, TimerAction,
@@ -242,6 +243,14 @@ pub(crate) struct Worker<H: Handler> {
     body_budget: usize,
     /// Where a refusal's 503 is encoded.
     refusal: Vec<u8>,
+    /// The bytes of PROXY headers that arrived in pieces, by slot, until
+    /// the header is whole (at most `MAX_V2_HEADER_BYTES` each). Kept out
+    /// of the slot: most headers arrive whole in one recv and are parsed
+    /// in place, and a slot must stay small.
+    proxy_headers: HashMap<usize, Vec<u8>>,
+    /// The client address each connection's PROXY header carried, by slot,
+    /// for connections with `has_proxied_peer`.
+    proxied_peers: HashMap<usize, SocketAddr>,
 }
 
 /// Builds the ring with the best flags the kernel takes, saying so when it
@@ -370,6 +379,8 @@ impl<H: Handler> Worker<H> {
             body_reserved: 0,
             body_budget,
             refusal: Vec::new(),
+            proxy_headers: HashMap::new(),
+            proxied_peers: HashMap::new(),
         })
     }
 
@@ -622,6 +633,7 @@ impl<H: Handler> Worker<H> {
         timers.on_accept(self.now);
         let mut conn = Conn::new(fd, generation, Decoder::new(self.config.limits), timers);
         conn.ip_bucket = ip_bucket;
+        conn.awaiting_proxy_header = self.config.proxy_protocol;
         debug_assert!(self.conns.len() < self.conns.capacity());
         self.conns.insert(conn);
         self.counters().open_connections.incr();
@@ -708,18 +720,43 @@ impl<H: Handler> Worker<H> {
             };
             self.counters().bytes_in.add(len as u64);
             let conn = &mut self.conns[key];
+            let mut proxy_failed = false;
             if conn.phase == Phase::Open && !conn.close_after_flush {
-                if !conn.has_decode_buffers {
-                    if let Some(bufs) = self.pools.decode.pop() {
-                        conn.decoder.lend(bufs);
+                let mut input = self.recv_buffers.filled(bid, len);
+                if conn.awaiting_proxy_header {
+                    match take_proxy_header(conn, &mut self.proxy_headers, key, input) {
+                        Ok((rest, source)) => {
+                            input = rest;
+                            if let Some(source) = source {
+                                conn.has_proxied_peer = true;
+                                self.proxied_peers.insert(key, source);
+                            }
+                        }
+                        Err(_) => {
+                            proxy_failed = true;
+                            input = &[];
+                        }
                     }
-                    conn.has_decode_buffers = true;
                 }
-                conn.timers.on_request_bytes(self.now);
-                conn.decoder.feed(self.recv_buffers.filled(bid, len));
+                if !input.is_empty() {
+                    if !conn.has_decode_buffers {
+                        if let Some(bufs) = self.pools.decode.pop() {
+                            conn.decoder.lend(bufs);
+                        }
+                        conn.has_decode_buffers = true;
+                    }
+                    conn.timers.on_request_bytes(self.now);
+                    conn.decoder.feed(input);
+                }
             }
             // Copied out (or discarded while lingering): the buffer goes back now.
             self.recv_buffers.recycle(bid);
+            if proxy_failed {
+                // No response: the peer is a load balancer that broke the
+                // protocol, or a client that bypassed it.
+                self.close_now(key, CloseReason::ProxyProtocolError);
+                return;
+            }
             let conn = &self.conns[key];
             if conn.yielded || conn.budget_wait {
                 // Its turn comes later; bound what it may pile up meanwhile.
@@ -1011,6 +1048,11 @@ impl<H: Handler> Worker<H> {
             head,
             body: conn.decoder.body(),
             fd: conn.fd,
+            proxied_peer: if conn.has_proxied_peer {
+                self.proxied_peers.get(&key).copied()
+            } else {
+                None
+            },
         };
         let mark = conn.send.pending.len();
         let mut response = Response {
@@ -1416,6 +1458,12 @@ impl<H: Handler> Worker<H> {
             return;
         }
         let mut conn = self.conns.remove(key);
+        if conn.awaiting_proxy_header {
+            self.proxy_headers.remove(&key);
+        }
+        if conn.has_proxied_peer {
+            self.proxied_peers.remove(&key);
+        }
         socket::close(conn.fd);
         self.output_queued -= conn.output_accounted;
         self.body_reserved -= conn.body_reserved;
@@ -1494,6 +1542,51 @@ impl<H: Handler> Worker<H> {
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
             self.close_now(key, reason);
+        }
+    }
+}
+
+/// Reads a connection's PROXY header from `input`, the bytes of one recv:
+/// returns the bytes after the header (empty while it is incomplete) and,
+/// once it is whole, the client address it carried. A header that arrived in pieces is
+/// gathered in `pending` under the slot's `key`; one that arrives whole is
+/// parsed in place and copies nothing.
+fn take_proxy_header<'a>(
+    conn: &mut Conn,
+    pending: &mut HashMap<usize, Vec<u8>>,
+    key: usize,
+    input: &'a [u8],
+) -> Result<(&'a [u8], Option<SocketAddr>), ProxyHeaderError> {
+    let (status, earlier) = match pending.get_mut(&key) {
+        None => (parse_proxy_header(input), 0),
+        Some(gathered) => {
+            let earlier = gathered.len();
+            // Up to the cap only: a prefix that long is always decided, so
+            // nothing more than one header is ever held.
+            let room = MAX_V2_HEADER_BYTES.saturating_sub(earlier);
+            gathered.extend_from_slice(&input[..input.len().min(room)]);
+            (parse_proxy_header(gathered), earlier)
+        }
+    };
+    match status {
+        Ok(ProxyStatus::Incomplete) => {
+            if earlier == 0 {
+                pending.insert(key, input.to_vec());
+            }
+            Ok((&[], None))
+        }
+        Ok(ProxyStatus::Done { consumed, source }) => {
+            if earlier > 0 {
+                pending.remove(&key);
+            }
+            conn.awaiting_proxy_header = false;
+            // The earlier bytes were an incomplete header, so the header
+            // ends inside this recv.
+            Ok((&input[consumed - earlier..], source))
+        }
+        Err(e) => {
+            pending.remove(&key);
+            Err(e)
         }
     }
 }

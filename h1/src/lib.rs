@@ -23,6 +23,11 @@
 //! [`Limits::max_head_bytes`]; after warm-up, decoding and encoding allocate
 //! nothing.
 //!
+//! For servers behind a load balancer, [`parse_proxy_header`] reads the
+//! PROXY protocol header (v1 or v2) that precedes the first request and
+//! gives the client's address; it is stateless and the caller holds the
+//! bytes until it decides.
+//!
 //! What it does not do: network I/O, timers and clocks (the caller passes
 //! the time in as an [`HttpDate`]), routing, content codings (gzip),
 //! upgrades and CONNECT tunnels, HTTP/2, or responses with trailers.
@@ -43,6 +48,7 @@ mod framing;
 mod head;
 mod head_reader;
 mod limits;
+mod proxy;
 mod request_line;
 mod status;
 mod token;
@@ -59,4 +65,7 @@ pub use error::{DecodeError, EncodeError};
 pub use framing::BodyKind;
 pub use head::{RequestHead, Version};
 pub use limits::{Limits, LimitsError};
+pub use proxy::{
+    parse_proxy_header, ProxyHeaderError, ProxyStatus, MAX_V1_HEADER_BYTES, MAX_V2_HEADER_BYTES,
+};
 pub use status::status_reason;
