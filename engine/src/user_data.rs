@@ -27,13 +27,19 @@ pub(crate) enum OpTag {
     Timer = 7,
     /// `IORING_OP_TIMEOUT_REMOVE` with the update flag: move the timer earlier.
     TimerUpdate = 8,
-    /// Cancellation of one of the connection's operations on close.
+    /// `IORING_OP_ASYNC_CANCEL` of one of the connection's operations (a
+    /// paused recv, or everything in flight on close), or of a listener's
+    /// accept at shutdown.
     Cancel = 9,
     /// The once-a-second check that frees an unused large-buffer pool (no
     /// slot); armed only while the pool holds something.
     PoolTimer = 10,
     /// `SO_LINGER {1, 0}` set through the ring before a reset close.
     Linger = 11,
+    /// `IORING_OP_SHUTDOWN` (`SHUT_WR`): the FIN of a close.
+    Shutdown = 12,
+    /// `IORING_OP_TIMEOUT_REMOVE` of the connection's timer on close.
+    TimerRemove = 13,
 }
 
 impl OpTag {
@@ -50,6 +56,8 @@ impl OpTag {
             9 => OpTag::Cancel,
             10 => OpTag::PoolTimer,
             11 => OpTag::Linger,
+            12 => OpTag::Shutdown,
+            13 => OpTag::TimerRemove,
             _ => return None,
         })
     }
@@ -118,6 +126,10 @@ mod tests {
             OpTag::Timer,
             OpTag::TimerUpdate,
             OpTag::Cancel,
+            OpTag::PoolTimer,
+            OpTag::Linger,
+            OpTag::Shutdown,
+            OpTag::TimerRemove,
         ] {
             let ud = UserData::new(0xdead_beef, 0x00ab_cdef, tag);
             assert_eq!(UserData::decode(ud.encode()), Some(ud));

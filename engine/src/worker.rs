@@ -516,6 +516,8 @@ impl<H: Handler> Worker<H> {
             | OpTag::Timer
             | OpTag::TimerUpdate
             | OpTag::Cancel
+            | OpTag::Shutdown
+            | OpTag::TimerRemove
             | OpTag::Linger => {
                 let key = ud.slot as usize;
                 match self.conns.get(key) {
@@ -530,9 +532,13 @@ impl<H: Handler> Worker<H> {
                     OpTag::Recv => self.on_recv(key, result, flags, more),
                     OpTag::Send => self.on_send(key, result),
                     OpTag::Timer => self.on_timer(key, result),
-                    // An update that failed (-ENOENT) raced the fire; the
-                    // fire's CQE re-plans, so the result needs no action.
-                    OpTag::TimerUpdate | OpTag::Cancel => self.conns[key].inflight -= 1,
+                    // Their results need no action: an update that failed
+                    // (-ENOENT) raced the fire, whose CQE re-plans; a cancel,
+                    // shutdown or timer removal on a closing connection only
+                    // has to be counted out.
+                    OpTag::TimerUpdate | OpTag::Cancel | OpTag::Shutdown | OpTag::TimerRemove => {
+                        self.conns[key].inflight -= 1
+                    }
                     OpTag::Linger => {
                         let conn = &mut self.conns[key];
                         conn.inflight -= 1;
@@ -1426,7 +1432,7 @@ impl<H: Handler> Worker<H> {
             conn.inflight += 1;
             let entry = opcode::Shutdown::new(Fd(fd), libc::SHUT_WR)
                 .build()
-                .user_data(UserData::new(slot, generation, OpTag::Cancel).encode());
+                .user_data(UserData::new(slot, generation, OpTag::Shutdown).encode());
             // SAFETY: a shutdown points at no memory; the fd stays open until
             // the slot frees, which waits for this SQE's CQE.
             unsafe { self.push(entry) };
@@ -1443,7 +1449,7 @@ impl<H: Handler> Worker<H> {
             let entry =
                 opcode::TimeoutRemove::new(UserData::new(slot, generation, OpTag::Timer).encode())
                     .build()
-                    .user_data(UserData::new(slot, generation, OpTag::Cancel).encode());
+                    .user_data(UserData::new(slot, generation, OpTag::TimerRemove).encode());
             // SAFETY: a timeout removal points at no memory.
             unsafe { self.push(entry) };
         }
