@@ -47,7 +47,7 @@ fn activate(addr: SocketAddr, ringwall_args: &[&str]) -> Running {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the tool starts");
-    Running(child)
+    Running::new(child)
 }
 
 /// Connects once the tool listens (it execs ringwall on the first
@@ -56,6 +56,14 @@ fn connect_when_listening(addr: SocketAddr) -> TcpStream {
     let end = Instant::now() + Duration::from_secs(10);
     loop {
         match TcpStream::connect(addr) {
+            // Before the tool listens, a connect to a free port in the
+            // ephemeral range can pick that same port as its source and
+            // connect to itself: that is not the tool, which then never
+            // sees a connection and never starts ringwall.
+            Ok(stream) if stream.local_addr().ok() == stream.peer_addr().ok() => {
+                drop(stream);
+                std::thread::sleep(Duration::from_millis(20));
+            }
             Ok(stream) => return stream,
             Err(_) if Instant::now() < end => {
                 std::thread::sleep(Duration::from_millis(20));
@@ -72,7 +80,7 @@ fn serve_under_systemd_socket_activate_answers_on_the_passed_socket() {
     }
     let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let mut server = activate(addr, &["--workers", "2"]);
-    let mut stdout = BufReader::new(server.0.stdout.take().unwrap());
+    let mut stdout = BufReader::new(server.child.stdout.take().unwrap());
 
     let mut stream = connect_when_listening(addr);
     stream
@@ -102,7 +110,7 @@ fn serve_under_systemd_socket_activate_answers_on_the_passed_socket() {
     // The tool execs ringwall in its own process, so its pid is ringwall's.
     // SAFETY: kill(2) with the pid of a child this test started and has not
     // yet reaped, so the pid cannot name another process.
-    let signalled = unsafe { libc::kill(server.0.id() as libc::pid_t, libc::SIGTERM) };
+    let signalled = unsafe { libc::kill(server.child.id() as libc::pid_t, libc::SIGTERM) };
     assert_eq!(signalled, 0, "SIGTERM was not sent");
     let stopped = line_after(&mut stdout, "ringwall stopped: ");
     assert!(stopped.contains(" requests=1 "), "{stopped}");
@@ -116,10 +124,10 @@ fn serve_refuses_an_explicit_addr_under_socket_activation() {
     let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let mut server = activate(addr, &["--addr", "127.0.0.1:0"]);
     let _stream = connect_when_listening(addr);
-    let status = server.0.wait().expect("ringwall exits");
+    let status = server.wait_exit(Duration::from_secs(10));
     let mut stderr = String::new();
     server
-        .0
+        .child
         .stderr
         .take()
         .unwrap()

@@ -21,7 +21,7 @@ fn metrics_addr_serves_the_running_servers_counters() {
         .spawn()
         .expect("the binary starts");
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let server = Running(child);
+    let server = Running::new(child);
     let app: SocketAddr = line_after(&mut stdout, "ringwall listening on ")
         .split(' ')
         .next()
@@ -64,7 +64,7 @@ fn metrics_addr_serves_the_running_servers_counters() {
 
     // SAFETY: kill(2) with the pid of a child this test started and has not
     // yet reaped, so the pid cannot name another process.
-    let signalled = unsafe { libc::kill(server.0.id() as libc::pid_t, libc::SIGTERM) };
+    let signalled = unsafe { libc::kill(server.child.id() as libc::pid_t, libc::SIGTERM) };
     assert_eq!(signalled, 0, "SIGTERM was not sent");
     let stopped = line_after(&mut stdout, "ringwall stopped: ");
     assert!(stopped.contains(" requests=1 "), "{stopped}");

@@ -22,7 +22,7 @@ fn proxy_protocol_flag_requires_a_header_before_the_first_request() {
         .spawn()
         .expect("the binary starts");
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let _server = Running(child);
+    let _server = Running::new(child);
     let listening = line_after(&mut stdout, "ringwall listening on ");
     assert!(listening.ends_with(" proxy_protocol=true"), "{listening}");
     let app: SocketAddr = listening

@@ -29,13 +29,64 @@ pub fn io_uring_available() -> bool {
     }
 }
 
-/// The started binary; killed if the test ends before it exits.
-pub struct Running(pub Child);
+/// No started process outlives this: past it, the watchdog kills it, so a
+/// test blocked on its output or its exit fails instead of hanging CI.
+const WATCHDOG: Duration = Duration::from_secs(30);
+
+/// The started binary; killed if the test ends before it exits, or by a
+/// watchdog after [`WATCHDOG`].
+pub struct Running {
+    pub child: Child,
+    /// Dropped (disconnecting the watchdog) before the child is reaped.
+    stop_watchdog: Option<std::sync::mpsc::Sender<()>>,
+}
+
+impl Running {
+    pub fn new(child: Child) -> Running {
+        let (stop_watchdog, stopped) = std::sync::mpsc::channel::<()>();
+        let pid = child.id() as libc::pid_t;
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(WATCHDOG)
+            {
+                eprintln!("watchdog: pid {pid} still running after {WATCHDOG:?}; killing it");
+                // SAFETY: kill(2) on our child, which is not reaped before
+                // `Drop` has disconnected this channel, so the pid is ours.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        });
+        Running {
+            child,
+            stop_watchdog: Some(stop_watchdog),
+        }
+    }
+}
+
+impl Running {
+    /// Waits for the child to exit, at most `within`; a child still running
+    /// then is killed and the test fails.
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let end = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait on our child") {
+                // Reaped: the watchdog must not signal this pid any more.
+                drop(self.stop_watchdog.take());
+                return status;
+            }
+            if std::time::Instant::now() >= end {
+                let _ = self.child.kill();
+                panic!("the child did not exit within {within:?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        // Disconnect the watchdog before the pid can be reaped and reused.
+        drop(self.stop_watchdog.take());
+        let _ = self.child.wait();
     }
 }
 
