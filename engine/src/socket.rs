@@ -259,22 +259,26 @@ pub(crate) fn stop_listening(fd: RawFd) {
     unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
 }
 
+/// The option a reset close sets: linger on, zero seconds, so `close`
+/// sends RST and drops the send queue. A static, so an SQE can point at it
+/// for as long as it waits in the ring.
+pub(crate) static LINGER_ZERO: libc::linger = libc::linger {
+    l_onoff: 1,
+    l_linger: 0,
+};
+
 /// Makes the coming `close` send RST and free the socket's queued bytes at
 /// once, instead of a FIN that leaves an orphan holding its send queue for
 /// as long as the peer keeps acknowledging (nginx's
 /// `reset_timedout_connection`).
 pub(crate) fn set_linger_zero(fd: RawFd) {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: `linger` is a live struct and its size is passed alongside it.
+    // SAFETY: `LINGER_ZERO` is a static and its size is passed alongside it.
     unsafe {
         libc::setsockopt(
             fd,
             libc::SOL_SOCKET,
             libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
+            (&LINGER_ZERO as *const libc::linger).cast(),
             mem::size_of::<libc::linger>() as libc::socklen_t,
         )
     };

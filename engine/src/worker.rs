@@ -64,12 +64,6 @@ pub(crate) const TURN_BUDGET_OUTPUT_BYTES: usize = 256 * 1024;
 /// until its turn comes: bounds what a client pipelining faster than it is
 /// served can make the worker hold.
 const INPUT_HIGH_WATER: usize = 64 * 1024;
-/// The option a reset close sets: linger on, zero seconds, so `close`
-/// sends RST and drops the send queue.
-static LINGER_ZERO: libc::linger = libc::linger {
-    l_onoff: 1,
-    l_linger: 0,
-};
 /// `IORING_ENTER_GETEVENTS`: a non-waiting enter still needs it, or the
 /// deferred task work (DEFER_TASKRUN) that posts completions never runs.
 const ZERO_WAIT: Timespec = Timespec::new();
@@ -1395,7 +1389,7 @@ impl<H: Handler> Worker<H> {
                     Fd(conn.fd),
                     libc::SOL_SOCKET as u32,
                     libc::SO_LINGER as u32,
-                    (&LINGER_ZERO as *const libc::linger).cast(),
+                    (&socket::LINGER_ZERO as *const libc::linger).cast(),
                     std::mem::size_of::<libc::linger>() as u32,
                 )
                 .build()

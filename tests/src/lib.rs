@@ -22,7 +22,6 @@ mod drip;
 mod fd_limit;
 mod response;
 mod server;
-mod tcp_table;
 
 pub use app::{app, MAX_BYTES_RESPONSE};
 pub use client::{connect_with_rcvbuf, set_linger_zero, Client};
@@ -34,4 +33,3 @@ pub use drip::{drip_heads, DeadlineCheck, DripOutcome};
 pub use fd_limit::raise_fd_limit;
 pub use response::{imf_fixdate_unix_secs, is_imf_fixdate, parse_response, Response};
 pub use server::{builder, heavy_test_lock, skip_without_io_uring, start_or_skip, wait_until};
-pub use tcp_table::{parse_tcp_table, sockets_on_local_port, TcpRow};

@@ -8,9 +8,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ringwall::{MinRate, Request, Response};
+use ringwall_bench::peers::tcp_table;
 use ringwall_tests::{
-    app, builder, connect_with_rcvbuf, heavy_test_lock, sockets_on_local_port, start_or_skip,
-    wait_until, Client, CloseKind,
+    app, builder, connect_with_rcvbuf, heavy_test_lock, start_or_skip, wait_until, Client,
+    CloseKind,
 };
 
 /// How much later than its deadline a close may come while one connection
@@ -86,6 +87,38 @@ fn pipeline(
             assert_eq!(r.body, body, "pipelined response {i}");
         }
     })
+}
+
+/// `n` keep-alive connections, each with one answered request: held open.
+fn keep_alive_clients(addr: SocketAddr, n: usize) -> Vec<Client> {
+    (0..n)
+        .map(|_| {
+            let mut c = Client::connect(addr);
+            assert_eq!(c.request(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").status, 200);
+            c
+        })
+        .collect()
+}
+
+/// A new connection the server refuses: its best-effort 503, checked.
+fn refused_connection(addr: SocketAddr) -> ringwall_tests::Response {
+    let mut c = Client::connect(addr);
+    let refused = c.try_read_response(false).expect("a 503 before the close");
+    assert_eq!(refused.status, 503);
+    refused
+}
+
+/// `n` clients with a 4 KiB receive buffer that ask for `bytes` and never
+/// read.
+fn non_readers(addr: SocketAddr, n: usize, bytes: usize) -> Vec<TcpStream> {
+    (0..n)
+        .map(|_| {
+            let mut s = connect_with_rcvbuf(addr, 4096).expect("connect");
+            s.write_all(format!("GET /bytes/{bytes} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+                .expect("request");
+            s
+        })
+        .collect()
 }
 
 #[test]
@@ -177,17 +210,20 @@ fn write_deadline_reset_leaves_no_send_queue_in_the_kernel() {
         "{}",
         server.stats()
     );
-    let pinned = || {
-        sockets_on_local_port(addr.port())
+    // Every server-side socket on the port, orphans in FIN-WAIT included.
+    let server_sockets = || -> Vec<tcp_table::TcpSocket> {
+        let sockets = tcp_table::read().expect("/proc/net/tcp is readable");
+        sockets
             .into_iter()
-            .filter(|row| row.tx_queue > 0)
-            .count()
+            .filter(|s| s.local_port == addr.port())
+            .collect()
     };
+    let pinned = || server_sockets().iter().filter(|s| s.send_q > 0).count();
     assert!(
         wait_until(Duration::from_secs(1), || pinned() == 0),
         "1 s after the write deadline {} server sockets still hold a send queue: {:?}",
         pinned(),
-        sockets_on_local_port(addr.port())
+        server_sockets()
     );
     assert_eq!(server.stats().resets, 4, "{}", server.stats());
     for mut s in readers {
@@ -319,18 +355,8 @@ fn connection_over_the_per_address_limit_gets_503() {
         return;
     };
     let addr = server.local_addr();
-    let mut held: Vec<Client> = (0..2)
-        .map(|_| {
-            let mut c = Client::connect(addr);
-            assert_eq!(c.request(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").status, 200);
-            c
-        })
-        .collect();
-    let mut third = Client::connect(addr);
-    let refused = third
-        .try_read_response(false)
-        .expect("a 503 before the close");
-    assert_eq!(refused.status, 503);
+    let mut held = keep_alive_clients(addr, 2);
+    let refused = refused_connection(addr);
     assert!(refused.connection_has("close"));
     let stats = server.stats();
     assert_eq!(stats.closes.per_ip_cap, 1, "{stats}");
@@ -353,18 +379,8 @@ fn connection_over_the_server_cap_gets_503() {
         return;
     };
     let addr = server.local_addr();
-    let _held: Vec<Client> = (0..2)
-        .map(|_| {
-            let mut c = Client::connect(addr);
-            assert_eq!(c.request(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").status, 200);
-            c
-        })
-        .collect();
-    let mut third = Client::connect(addr);
-    let refused = third
-        .try_read_response(false)
-        .expect("a 503 before the close");
-    assert_eq!(refused.status, 503);
+    let _held = keep_alive_clients(addr, 2);
+    refused_connection(addr);
     assert_eq!(server.stats().closes.connection_cap, 1);
 }
 
@@ -447,14 +463,7 @@ fn output_budget_holds_new_requests_until_sends_drain() {
     };
     let addr = server.local_addr();
     // Two non-readers queue about 3 MiB each: over the 4 MiB budget.
-    let mut hoarders: Vec<TcpStream> = (0..2)
-        .map(|_| {
-            let mut s = connect_with_rcvbuf(addr, 4096).expect("connect");
-            s.write_all(format!("GET /bytes/{} HTTP/1.1\r\nHost: x\r\n\r\n", 3 * mib).as_bytes())
-                .expect("request");
-            s
-        })
-        .collect();
+    let mut hoarders = non_readers(addr, 2, 3 * mib);
     assert!(wait_until(Duration::from_secs(2), || server
         .stats()
         .requests
@@ -510,14 +519,7 @@ fn output_budget_freed_by_closes_lets_waiting_requests_run() {
         return;
     };
     let addr = server.local_addr();
-    let hoarders: Vec<TcpStream> = (0..2)
-        .map(|_| {
-            let mut s = connect_with_rcvbuf(addr, 4096).expect("connect");
-            s.write_all(format!("GET /bytes/{} HTTP/1.1\r\nHost: x\r\n\r\n", 3 * mib).as_bytes())
-                .expect("request");
-            s
-        })
-        .collect();
+    let hoarders = non_readers(addr, 2, 3 * mib);
     assert!(wait_until(Duration::from_secs(2), || server
         .stats()
         .requests
