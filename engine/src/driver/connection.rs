@@ -1,12 +1,14 @@
-//! One connection's state, kept in a slab slot of its worker.
+//! One connection's HTTP state, kept in a slab slot of its worker's
+//! [`Driver`](super::Driver). What the backend keeps per connection (the
+//! descriptor's operations in flight, the timer's timespecs) lives beside
+//! it, in the backend.
 
 use std::os::fd::RawFd;
 
-use io_uring::types::Timespec;
 use ringwall_h1::Decoder;
-use ringwall_timers::{ConnTimers, MonoTime};
+use ringwall_timers::ConnTimers;
 
-use crate::send_queue::SendQueue;
+use super::send_queue::SendQueue;
 use crate::stats::CloseReason;
 
 /// Where a connection is in its life.
@@ -19,15 +21,20 @@ pub(crate) enum Phase {
     /// close with unread data does not turn into a reset that destroys the
     /// final response before the peer reads it (nginx's lingering close).
     Lingering,
-    /// The socket is closed; the slot waits for its last CQE.
+    /// The close was decided and handed to the backend; the slot waits for
+    /// the backend's `release` once nothing in flight names it.
     Closed,
 }
 
-/// `Conn::ip_bucket` of a connection not counted per address.
+/// `Connection::ip_bucket` of a connection not counted per address.
 pub(crate) const NO_IP_BUCKET: u16 = u16::MAX;
 
-pub(crate) struct Conn {
+pub(crate) struct Connection {
+    /// The socket, only to read the peer's address when a handler asks
+    /// ([`crate::Request::peer_addr`]); the backend owns and closes it.
     pub fd: RawFd,
+    /// Bumped each time the slot is taken: names in the ready and budget
+    /// queues, and the backend's operation tags, tell occupants apart.
     pub generation: u32,
     pub phase: Phase,
     pub decoder: Decoder,
@@ -35,29 +42,18 @@ pub(crate) struct Conn {
     pub has_decode_buffers: bool,
     pub timers: ConnTimers,
     pub send: SendQueue,
-    /// Read by the kernel when the timer SQE is submitted. It lives in the
-    /// slot, not on a stack, because the SQE may wait in the backlog; slab
-    /// slots never move (the slab is allocated at full capacity up front).
-    pub timer_spec: Timespec,
-    /// The same for the update SQE, kept apart so a queued timer SQE and a
-    /// queued update never share a timespec.
-    pub update_spec: Timespec,
-    /// SQEs that name this slot and whose final CQE has not arrived. The slot
-    /// (its buffers, its timespecs) is freed only when this is zero.
-    pub inflight: u32,
-    pub recv_armed: bool,
-    /// Input processing stopped because too much output is queued; the recv
-    /// was cancelled and is re-armed when the queue drains.
+    /// Input processing stopped because too much output is queued; reading
+    /// stopped and resumes when the queue drains.
     pub paused: bool,
     /// The connection used up its budget for this loop turn and waits in
-    /// the worker's ready queue; its buffered requests resume next turn,
+    /// the driver's ready queue; its buffered requests resume next turn,
     /// behind timers and other connections.
     pub yielded: bool,
-    /// While yielded, more input arrived than `INPUT_HIGH_WATER`: the recv
-    /// was cancelled and is re-armed when the connection's turn comes.
+    /// While yielded, more input arrived than `INPUT_HIGH_WATER`: reading
+    /// stopped and resumes when the connection's turn comes.
     pub input_paused: bool,
     /// Waiting for the worker's output budget to drain before dispatching
-    /// another request; the recv was cancelled.
+    /// another request; reading stopped.
     pub budget_wait: bool,
     /// The decoder holds a complete request the handler has not seen yet
     /// (its turn or the output budget held it back).
@@ -76,18 +72,21 @@ pub(crate) struct Conn {
     pub close_after_flush: bool,
     /// The peer sent EOF: nothing more will arrive.
     pub peer_eof: bool,
-    /// Set (and counted) once, by the first decision to close.
+    /// Set by the first decision to close.
     pub close_reason: Option<CloseReason>,
+    /// The close has been counted (a forced close is counted once the
+    /// backend says whether it was a reset).
+    pub close_counted: bool,
     /// The server takes a PROXY header first and it has not been read
-    /// yet; its bytes so far wait in the worker's `proxy_headers`.
+    /// yet; its bytes so far wait in the driver's `proxy_headers`.
     pub awaiting_proxy_header: bool,
-    /// The PROXY header carried a client address, kept in the worker's
+    /// The PROXY header carried a client address, kept in the driver's
     /// `proxied_peers` (outside the slot, which a server without the
     /// option would pay for); false: the socket's peer stands.
     pub has_proxied_peer: bool,
 }
 
-impl Conn {
+impl Connection {
     /// Whether the socket should be read: not paused for any reason, not
     /// at EOF, not closed.
     pub fn wants_input(&self) -> bool {
@@ -98,8 +97,17 @@ impl Conn {
             && !self.peer_eof
     }
 
-    pub fn new(fd: RawFd, generation: u32, decoder: Decoder, timers: ConnTimers) -> Conn {
-        Conn {
+    /// Nothing is being read, answered or sent: the connection waits for
+    /// its next request.
+    pub fn is_idle(&self) -> bool {
+        self.phase == Phase::Open
+            && self.send.is_empty()
+            && self.decoder.is_idle()
+            && !self.answer_pending
+    }
+
+    pub fn new(fd: RawFd, generation: u32, decoder: Decoder, timers: ConnTimers) -> Connection {
+        Connection {
             fd,
             generation,
             phase: Phase::Open,
@@ -107,10 +115,6 @@ impl Conn {
             has_decode_buffers: false,
             timers,
             send: SendQueue::default(),
-            timer_spec: Timespec::new(),
-            update_spec: Timespec::new(),
-            inflight: 0,
-            recv_armed: false,
             paused: false,
             yielded: false,
             input_paused: false,
@@ -123,28 +127,25 @@ impl Conn {
             close_after_flush: false,
             peer_eof: false,
             close_reason: None,
+            close_counted: false,
             awaiting_proxy_header: false,
             has_proxied_peer: false,
         }
     }
 }
 
-pub(crate) fn timespec_at(t: MonoTime) -> Timespec {
-    let (secs, nanos) = t.secs_nanos();
-    Timespec::new().sec(secs).nsec(nanos)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// An idle connection's memory is its slot (its buffers go back to the
-    /// worker's pool): keep the slot under the 1 KiB-per-connection goal with
-    /// room for the allocator's and the kernel's share.
+    /// An idle connection's memory is its slot plus the backend's few
+    /// bytes (its buffers go back to the worker's pool): keep the slot
+    /// under the 1 KiB-per-connection goal with room for the allocator's
+    /// and the kernel's share.
     #[test]
     fn slot_stays_small() {
-        let size = std::mem::size_of::<Conn>();
-        eprintln!("size_of::<Conn>() = {size}");
-        assert!(size <= 768, "Conn grew to {size} bytes");
+        let size = std::mem::size_of::<Connection>();
+        eprintln!("size_of::<Connection>() = {size}");
+        assert!(size <= 704, "Connection grew to {size} bytes");
     }
 }

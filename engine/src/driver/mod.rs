@@ -1,0 +1,1093 @@
+//! The connection driver: every connection's HTTP state, deadlines, send
+//! queue and close sequence, with no I/O (ARCHITECTURE.md, "The connection
+//! driver").
+//!
+//! ```text
+//!   backend ──► admit / on_bytes / on_eof / on_sent / on_timer_fired ──► Driver
+//!      ▲                                                                  │
+//!      └──────── Action: Read | StopReading | Send | Timer | ──────────────┘
+//!                ShutdownWrite | Close { FIN or reset }
+//! ```
+//!
+//! A backend (the io_uring worker, the epoll worker) moves bytes, arms the
+//! one kernel timer each connection asks for and reports what happened;
+//! the driver decides everything else and says what to do next as
+//! [`Action`]s, which the backend takes with [`Driver::next_action`] after
+//! each call. The driver never calls into a backend, so dependencies point
+//! one way: backend → driver → h1 and timers. It reads no clock: the
+//! backend passes `now` in ([`Driver::set_clock`], and afresh to
+//! [`Driver::on_timer_fired`]).
+
+mod connection;
+mod pools;
+mod proxy;
+pub(crate) mod send_queue;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use crossbeam_utils::CachePadded;
+use ringwall_h1::{
+    encode_continue, encode_error, encode_response, BodyKind, Decoder, EncodeContext, Event,
+    HttpDate,
+};
+use ringwall_timers::{
+    ConnTimers, DeadlineKind, FireOutcome, MinRates, MonoTime, Timeouts, TimerAction,
+};
+use slab::Slab;
+
+use crate::config::Config;
+use crate::conn_cap::ConnCap;
+use crate::handler::{Handler, Request, Response};
+use crate::per_ip::PerIpCap;
+use crate::stats::{CloseReason, WorkerCounters};
+use connection::{Connection, Phase, NO_IP_BUCKET};
+use pools::BufferPools;
+
+/// Stop reading a connection's requests while this much output is queued;
+/// bounds memory against a client that pipelines without reading.
+const OUTPUT_HIGH_WATER: usize = 1 << 20;
+/// Requests one connection may have answered in one go before it yields
+/// its worker: the rest of its pipeline waits for the next loop turn,
+/// behind timers and every other connection. Without it one client's 400
+/// pipelined expensive requests held a worker, and its deadlines, for
+/// 14.8 s. 16 keeps a pipelined batch of 16 (the benchmark's) in one turn.
+pub(crate) const TURN_BUDGET_REQUESTS: usize = 16;
+/// Output bytes one connection may queue in one go before it yields; the
+/// same fairness for handlers that write a lot per request.
+pub(crate) const TURN_BUDGET_OUTPUT_BYTES: usize = 256 * 1024;
+/// Input a yielded connection may buffer before its socket stops being read
+/// until its turn comes: bounds what a client pipelining faster than it is
+/// served can make the worker hold.
+const INPUT_HIGH_WATER: usize = 64 * 1024;
+
+/// What the backend must do next for a connection, in the order given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Read the socket (arm a receive, or watch for readability) unless
+    /// already reading.
+    Read(usize),
+    /// Stop reading the socket (cancel the receive, or stop watching).
+    StopReading(usize),
+    /// Bytes are queued: unless a send is in flight, take them with
+    /// [`Driver::start_send`] and send them.
+    Send(usize),
+    /// Program the connection's one kernel timer: `Submit` when none is
+    /// pending, `Update` to move the pending one.
+    Timer(usize, TimerAction),
+    /// `shutdown(SHUT_WR)` now, and keep reading: the lingering close
+    /// waits for the peer's EOF.
+    ShutdownWrite(usize),
+    /// Close the connection: stop reading, drop what is in flight, then
+    /// FIN or reset as `mode` says; a `lingering` connection has sent its
+    /// FIN already. Call [`Driver::release`] once nothing names the slot.
+    Close {
+        key: usize,
+        mode: CloseMode,
+        lingering: bool,
+    },
+}
+
+/// How a close ends the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CloseMode {
+    /// `shutdown(SHUT_WR)` then `close`: nothing of ours is unsent.
+    Fin,
+    /// SO_LINGER {1, 0}, then `close`: a deadline closed a connection
+    /// whose response is still queued, and a FIN would leave an orphan
+    /// socket holding it in kernel memory (measured: 100 slow readers
+    /// pinned 161-171 MB for 80 s and more).
+    Reset,
+    /// A deadline closed a connection that sent something: a reset if the
+    /// kernel still holds unacknowledged bytes of ours (SIOCOUTQ), a FIN
+    /// otherwise. The backend asks the kernel and reports with
+    /// [`Driver::count_forced_close`].
+    ResetIfUnacked,
+}
+
+/// What [`Driver::admit`] made of an accepted socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// A slot: `key` names the connection, and `generation` tells this
+    /// occupant of the slot from earlier ones.
+    Admitted { key: usize, generation: u32 },
+    /// Over a cap: send [`Driver::refusal`] once without blocking, then
+    /// close.
+    Refused,
+    /// The server is shutting down: close without a word.
+    Dropped,
+}
+
+/// What the driver shares with every worker of the server.
+pub(crate) struct DriverShared {
+    pub counters: Arc<CachePadded<WorkerCounters>>,
+    pub cap: Arc<ConnCap>,
+    /// `None` when `max_connections_per_ip` is 0.
+    pub per_ip: Option<Arc<PerIpCap>>,
+}
+
+/// All connections of one worker, sans-IO.
+pub(crate) struct Driver<H: Handler> {
+    conns: Slab<Connection>,
+    /// Generation of each slab slot, bumped each time the slot is taken.
+    generations: Vec<u32>,
+    actions: VecDeque<Action>,
+    handler: Arc<H>,
+    config: Config,
+    timeouts: Timeouts,
+    min_rates: MinRates,
+    shared: DriverShared,
+    date: HttpDate,
+    date_secs: u64,
+    /// CLOCK_MONOTONIC as the backend last read it; deadlines are armed
+    /// from it. Timer fires never use it: the backend passes a fresh one.
+    now: MonoTime,
+    shutting_down: bool,
+    pools: BufferPools,
+    /// Connections that yielded their turn, as (slot, generation): served
+    /// after the next batch of completions, in order.
+    ready: VecDeque<(usize, u32)>,
+    /// The previous turn's queue, being served; swapped with `ready` so
+    /// neither allocates in steady state.
+    serving: VecDeque<(usize, u32)>,
+    /// Connections waiting for the output budget, in arrival order.
+    budget_waiters: VecDeque<(usize, u32)>,
+    /// Output queued by all connections, against `output_budget`.
+    output_queued: usize,
+    output_budget: usize,
+    /// Request-body bytes reserved by all connections, against `body_budget`.
+    body_reserved: usize,
+    body_budget: usize,
+    /// Where a refusal's 503 is encoded.
+    refusal: Vec<u8>,
+    /// The bytes of PROXY headers that arrived in pieces, by slot, until
+    /// the header is whole (at most `MAX_V2_HEADER_BYTES` each). Kept out
+    /// of the slot: most headers arrive whole in one read and are parsed
+    /// in place, and a slot must stay small.
+    proxy_headers: HashMap<usize, Vec<u8>>,
+    /// The client address each connection's PROXY header carried, by slot,
+    /// for connections with `has_proxied_peer`.
+    proxied_peers: HashMap<usize, SocketAddr>,
+}
+
+impl<H: Handler> Driver<H> {
+    pub fn new(
+        config: Config,
+        handler: Arc<H>,
+        shared: DriverShared,
+        now: MonoTime,
+        unix_secs: u64,
+    ) -> Self {
+        let timeouts = Timeouts {
+            header: config.header_timeout,
+            body: config.body_timeout,
+            idle: config.idle_timeout,
+            write: config.write_timeout,
+        };
+        let min_rates = MinRates {
+            body: config.min_request_body_rate,
+            send: config.min_response_rate,
+        };
+        let output_budget = config.max_queued_output_bytes / config.workers;
+        let body_budget = config.max_buffered_body_bytes / config.workers;
+        Driver {
+            conns: Slab::with_capacity(config.max_connections),
+            generations: Vec::new(),
+            actions: VecDeque::new(),
+            handler,
+            timeouts,
+            min_rates,
+            config,
+            shared,
+            date: HttpDate::from_unix_secs(unix_secs),
+            date_secs: unix_secs,
+            now,
+            shutting_down: false,
+            pools: BufferPools::default(),
+            ready: VecDeque::new(),
+            serving: VecDeque::new(),
+            budget_waiters: VecDeque::new(),
+            output_queued: 0,
+            output_budget,
+            body_reserved: 0,
+            body_budget,
+            refusal: Vec::new(),
+            proxy_headers: HashMap::new(),
+            proxied_peers: HashMap::new(),
+        }
+    }
+
+    fn counters(&self) -> &WorkerCounters {
+        &self.shared.counters
+    }
+
+    /// The clocks as the backend read them after its wait: deadlines are
+    /// armed from `now`, and the `Date` header follows `unix_secs`.
+    pub fn set_clock(&mut self, now: MonoTime, unix_secs: u64) {
+        self.now = now;
+        if unix_secs != self.date_secs {
+            self.date_secs = unix_secs;
+            self.date = HttpDate::from_unix_secs(unix_secs);
+        }
+    }
+
+    /// The next thing to do, oldest first. The backend takes them all after
+    /// each call into the driver.
+    pub fn next_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// Whether `key` names a connection the backend has not released yet.
+    pub fn contains(&self, key: usize) -> bool {
+        self.conns.contains(key)
+    }
+
+    /// Whether `key` names a live slot of this `generation`.
+    pub fn is_current(&self, key: usize, generation: u32) -> bool {
+        self.conns
+            .get(key)
+            .is_some_and(|c| c.generation == generation)
+    }
+
+    /// Whether the close of `key` was decided (its `Close` action issued).
+    pub fn is_closed(&self, key: usize) -> bool {
+        self.conns.get(key).is_none_or(|c| c.phase == Phase::Closed)
+    }
+
+    /// Whether the socket of `key` should be read now.
+    pub fn wants_input(&self, key: usize) -> bool {
+        self.conns.get(key).is_some_and(Connection::wants_input)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    /// Keys of every connection not yet released.
+    pub fn keys(&self) -> Vec<usize> {
+        self.conns.iter().map(|(key, _)| key).collect()
+    }
+
+    /// Connections wait in the ready queue: the backend must not block in
+    /// its next wait, and must call [`Driver::serve_ready`] after it.
+    pub fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
+    /// Whether a connection's admission needs its peer's address (the
+    /// per-address cap is on).
+    pub fn needs_peer_on_accept(&self) -> bool {
+        self.shared.per_ip.is_some()
+    }
+
+    /// The 503 a refused connection gets (see [`Admission::Refused`]).
+    pub fn refusal(&self) -> &[u8] {
+        &self.refusal
+    }
+
+    /// The large-buffer pool holds memory: the backend should call
+    /// [`Driver::tick_pools`] about once a second until it does not.
+    pub fn pools_hold_memory(&self) -> bool {
+        !self.pools.large.is_empty()
+    }
+
+    /// Once a second: frees large buffers nobody used since the last tick.
+    pub fn tick_pools(&mut self) {
+        self.pools.large.tick();
+    }
+
+    // ---- accept ----
+
+    /// Takes an accepted socket: a slot with its header deadline running,
+    /// or a refusal (connection cap, per-address cap, shutdown). `peer` is
+    /// needed only when [`Driver::needs_peer_on_accept`].
+    pub fn admit(&mut self, fd: RawFd, peer: Option<SocketAddr>) -> Admission {
+        if self.shutting_down {
+            self.counters().count_close(CloseReason::Shutdown, false);
+            return Admission::Dropped;
+        }
+        // Claim before taking a slot: one CAS, never check-then-add: an accept
+        // storm overruns a cap that is checked and then incremented.
+        if !self.shared.cap.try_claim() {
+            self.encode_refusal(CloseReason::ConnectionCap);
+            return Admission::Refused;
+        }
+        let mut ip_bucket = NO_IP_BUCKET;
+        if let Some(per_ip) = &self.shared.per_ip {
+            // A peer already gone has no address: admitted uncounted, its
+            // first read ends it.
+            if let Some(peer) = peer {
+                match per_ip.try_claim(&peer) {
+                    Some(bucket) => ip_bucket = bucket,
+                    None => {
+                        self.shared.cap.release();
+                        self.encode_refusal(CloseReason::PerIpCap);
+                        return Admission::Refused;
+                    }
+                }
+            }
+        }
+        let key = self.conns.vacant_key();
+        if key == self.generations.len() {
+            self.generations.push(0);
+        }
+        let generation = crate::user_data::next_generation(self.generations[key]);
+        self.generations[key] = generation;
+        let mut timers = ConnTimers::with_min_rates(self.timeouts, self.min_rates);
+        // The first head must arrive within header_timeout of accept.
+        timers.on_accept(self.now);
+        let mut conn = Connection::new(fd, generation, Decoder::new(self.config.limits), timers);
+        conn.ip_bucket = ip_bucket;
+        conn.awaiting_proxy_header = self.config.proxy_protocol;
+        self.conns.insert(conn);
+        self.counters().open_connections.incr();
+        self.actions.push_back(Action::Read(key));
+        self.sync_timer(key);
+        Admission::Admitted { key, generation }
+    }
+
+    /// Encodes the best-effort 503 of a refused connection, counted under
+    /// `reason`. nginx answers over-limit connections 503 too; a client
+    /// seeing a bare close would retry at once.
+    fn encode_refusal(&mut self, reason: CloseReason) {
+        self.counters().count_close(reason, false);
+        self.refusal.clear();
+        let ctx = EncodeContext {
+            date: &self.date,
+            version: ringwall_h1::Version::Http11,
+            keep_alive: false,
+            head_request: false,
+        };
+        let body: &[u8] = match reason {
+            CloseReason::PerIpCap => {
+                b"Service Unavailable: too many connections from this address\n"
+            }
+            _ => b"Service Unavailable: connection limit reached\n",
+        };
+        if encode_response(
+            &mut self.refusal,
+            503,
+            &[("Content-Type", b"text/plain"), ("Retry-After", b"1")],
+            body,
+            &ctx,
+        )
+        .is_ok()
+        {
+            // Counted first: a client that reads the 503 sees the counter.
+            self.counters().cap_responses.incr();
+        } else {
+            self.refusal.clear();
+        }
+    }
+
+    // ---- input ----
+
+    /// Bytes arrived on `key`'s socket. They are copied (or discarded while
+    /// lingering): the backend may reuse `input` when this returns.
+    pub fn on_bytes(&mut self, key: usize, input: &[u8]) {
+        self.counters().bytes_in.add(input.len() as u64);
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.phase != Phase::Open || conn.close_after_flush {
+            return;
+        }
+        let mut input = input;
+        if conn.awaiting_proxy_header {
+            match proxy::take_proxy_header(conn, &mut self.proxy_headers, key, input) {
+                Ok((rest, source)) => {
+                    input = rest;
+                    if let Some(source) = source {
+                        conn.has_proxied_peer = true;
+                        self.proxied_peers.insert(key, source);
+                    }
+                }
+                Err(_) => {
+                    // No response: the peer is a load balancer that broke
+                    // the protocol, or a client that bypassed it.
+                    self.close_now(key, CloseReason::ProxyProtocolError);
+                    return;
+                }
+            }
+        }
+        if !input.is_empty() {
+            if !conn.has_decode_buffers {
+                if let Some(bufs) = self.pools.decode.pop() {
+                    conn.decoder.lend(bufs);
+                }
+                conn.has_decode_buffers = true;
+            }
+            conn.timers.on_request_bytes(self.now);
+            conn.decoder.feed(input);
+        }
+        if conn.yielded || conn.budget_wait {
+            // Its turn comes later; bound what it may pile up meanwhile.
+            if conn.decoder.buffered() > INPUT_HIGH_WATER && !conn.input_paused {
+                conn.input_paused = true;
+                self.actions.push_back(Action::StopReading(key));
+            }
+        } else {
+            self.process_input(key);
+        }
+    }
+
+    /// The peer sent EOF (it may have half-closed after pipelining).
+    pub fn on_eof(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.peer_eof = true;
+        match conn.phase {
+            Phase::Open => self.finish_after_peer_eof(key),
+            Phase::Lingering => self.close_now(key, CloseReason::PeerEof),
+            Phase::Closed => {}
+        }
+    }
+
+    /// Reading or sending failed: the peer reset the connection, or it
+    /// broke otherwise.
+    pub fn on_error(&mut self, key: usize) {
+        if !self.is_closed(key) {
+            self.close_now(key, CloseReason::PeerReset);
+        }
+    }
+
+    /// Drains the decoder's events: deadlines follow the transitions, complete
+    /// requests go to the handler, errors are answered and close. Stops
+    /// after [`TURN_BUDGET_REQUESTS`] requests or [`TURN_BUDGET_OUTPUT_BYTES`]
+    /// of output, and yields the rest of the connection's pipeline to the
+    /// next loop turn.
+    fn process_input(&mut self, key: usize) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        let output_at_start = conn.send.queued();
+        let mut answered = 0;
+        loop {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            if conn.phase != Phase::Open || conn.close_after_flush {
+                break;
+            }
+            let queued = conn.send.queued();
+            if queued > OUTPUT_HIGH_WATER {
+                self.pause(key);
+                break;
+            }
+            if (conn.answer_pending || conn.decoder.buffered() > 0)
+                && (answered >= TURN_BUDGET_REQUESTS
+                    || queued.saturating_sub(output_at_start) >= TURN_BUDGET_OUTPUT_BYTES)
+            {
+                self.yield_turn(key);
+                break;
+            }
+            if conn.answer_pending {
+                // The worker's output total as it will be once this
+                // connection's new output is counted. Over budget, the
+                // complete request waits: parsing went on to here, so its
+                // deadlines ended normally, and only the handler waits.
+                let worker_output =
+                    (self.output_queued + queued).saturating_sub(conn.output_accounted);
+                if worker_output > self.output_budget {
+                    self.wait_for_output_budget(key);
+                    break;
+                }
+                conn.answer_pending = false;
+                answered += 1;
+                let keep_alive = self.answer(key);
+                self.release_body(key);
+                if !keep_alive {
+                    self.close_after_flush(key, CloseReason::Completed);
+                }
+                continue;
+            }
+            match conn.decoder.poll() {
+                Ok(None) => break,
+                Ok(Some(Event::HeadStarted)) => conn.timers.on_head_started(self.now),
+                Ok(Some(Event::HeadComplete)) => {
+                    let head = conn.decoder.head().expect("head is set at HeadComplete");
+                    let body_pending = match head.body_kind() {
+                        BodyKind::None => false,
+                        BodyKind::Length(n) => n > 0,
+                        BodyKind::Chunked => true,
+                    };
+                    // RFC 9110 10.1.1: send 100 before reading the body.
+                    if body_pending && head.expect_continue() {
+                        encode_continue(&mut conn.send.pending);
+                    }
+                    conn.timers.on_head_complete(self.now, body_pending);
+                }
+                Ok(Some(Event::BodyData(n))) => {
+                    conn.timers.on_body_progress(self.now, n as u64);
+                    // Bytes as they arrive, not the announced length: an
+                    // attacker announcing megabytes and sending one byte must
+                    // not lock everyone else's uploads out.
+                    if !self.reserve_body(key, n) {
+                        continue;
+                    }
+                }
+                Ok(Some(Event::RequestComplete)) => {
+                    conn.timers.on_body_complete();
+                    // Answered at the top of the loop, once the output
+                    // budget allows.
+                    conn.answer_pending = true;
+                }
+                Err(err) => {
+                    encode_error(&mut conn.send.pending, &err, &self.date);
+                    self.close_after_flush(key, CloseReason::ProtocolError(err.status()));
+                }
+            }
+        }
+        if self.conns.get(key).is_some_and(|c| c.peer_eof) {
+            self.finish_after_peer_eof(key);
+        }
+        self.account_output(key);
+        self.flush_send(key);
+        self.sync_timer(key);
+    }
+
+    /// Reserves `bytes` of the worker's request-body budget for `key` as
+    /// they arrive, or answers 503 and closes when they do not fit: the
+    /// worker never holds more body bytes than its budget (plus one read).
+    fn reserve_body(&mut self, key: usize, bytes: usize) -> bool {
+        if self.body_reserved + bytes <= self.body_budget {
+            self.body_reserved += bytes;
+            self.conns[key].body_reserved += bytes;
+            return true;
+        }
+        let conn = &mut self.conns[key];
+        // Nothing more of this request is read: its head and body deadlines
+        // end here; the close that follows has its own.
+        conn.timers.on_head_complete(self.now, false);
+        conn.timers.on_body_complete();
+        let head = conn.decoder.head();
+        let ctx = EncodeContext {
+            date: &self.date,
+            version: head.map_or(ringwall_h1::Version::Http11, |h| h.version()),
+            keep_alive: false,
+            head_request: head.is_some_and(|h| h.is_head()),
+        };
+        let _ = encode_response(
+            &mut conn.send.pending,
+            503,
+            &[("Content-Type", b"text/plain"), ("Retry-After", b"1")],
+            b"Service Unavailable: request body budget exhausted\n",
+            &ctx,
+        );
+        self.close_after_flush(key, CloseReason::BodyBudget);
+        false
+    }
+
+    fn release_body(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            self.body_reserved -= conn.body_reserved;
+            conn.body_reserved = 0;
+        }
+    }
+
+    /// Brings the worker's output total up to date with `key`'s queue, and
+    /// lets waiting connections go once it is back under budget.
+    fn account_output(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let queued = if conn.phase == Phase::Closed {
+            0
+        } else {
+            conn.send.queued()
+        };
+        self.output_queued = self.output_queued + queued - conn.output_accounted;
+        conn.output_accounted = queued;
+        self.wake_budget_waiters();
+    }
+
+    /// Lets connections waiting for the output budget go, oldest first,
+    /// while the worker is under it. Called wherever output shrinks: a
+    /// send, or a close that drops a queue.
+    fn wake_budget_waiters(&mut self) {
+        while self.output_queued <= self.output_budget {
+            let Some((waiter, generation)) = self.budget_waiters.pop_front() else {
+                break;
+            };
+            if let Some(conn) = self.conns.get_mut(waiter) {
+                if conn.generation == generation && conn.budget_wait {
+                    conn.budget_wait = false;
+                    self.requeue(waiter);
+                }
+            }
+        }
+    }
+
+    /// The connection used its turn: the rest of its pipeline runs on a
+    /// later loop turn.
+    fn yield_turn(&mut self, key: usize) {
+        self.counters().turn_yields.incr();
+        self.requeue(key);
+    }
+
+    fn requeue(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        if conn.yielded {
+            return;
+        }
+        conn.yielded = true;
+        // The server is behind, not the client: no body rate meanwhile.
+        conn.timers.on_reading_paused();
+        self.ready.push_back((key, conn.generation));
+    }
+
+    /// The worker's output is over budget: this connection dispatches
+    /// nothing more, and stops reading, until sends drain it.
+    fn wait_for_output_budget(&mut self, key: usize) {
+        self.counters().output_budget_waits.incr();
+        let conn = &mut self.conns[key];
+        conn.budget_wait = true;
+        conn.timers.on_reading_paused();
+        self.budget_waiters.push_back((key, conn.generation));
+        self.actions.push_back(Action::StopReading(key));
+    }
+
+    /// Gives each connection that yielded last turn its next turn. The
+    /// backend calls it after each batch of completions, never before:
+    /// one connection's backlog cannot delay timers or other connections.
+    pub fn serve_ready(&mut self) {
+        std::mem::swap(&mut self.ready, &mut self.serving);
+        while let Some((key, generation)) = self.serving.pop_front() {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if conn.generation != generation || !conn.yielded {
+                continue;
+            }
+            conn.yielded = false;
+            conn.input_paused = false;
+            conn.timers.on_reading_resumed(self.now);
+            if conn.phase == Phase::Open {
+                self.process_input(key);
+            }
+            if self.wants_input(key) {
+                self.actions.push_back(Action::Read(key));
+            }
+            self.sync_timer(key);
+        }
+    }
+
+    /// The peer sent EOF: answer every complete request already buffered,
+    /// then close. While paused, the buffered requests wait for the drain,
+    /// which calls back here through `process_input`.
+    fn finish_after_peer_eof(&mut self, key: usize) {
+        let conn = &self.conns[key];
+        if conn.phase != Phase::Open
+            || conn.paused
+            || conn.yielded
+            || conn.budget_wait
+            || conn.answer_pending
+            || conn.close_after_flush
+        {
+            return;
+        }
+        self.close_after_flush(key, CloseReason::PeerEof);
+    }
+
+    /// Runs the handler on the complete request; returns keep-alive.
+    fn answer(&mut self, key: usize) -> bool {
+        let conn = &mut self.conns[key];
+        if conn.send.is_empty() && conn.send.pending.capacity() == 0 {
+            if let Some((sending, pending)) = self.pools.send.pop() {
+                conn.send.give_buffers(sending, pending);
+            }
+        }
+        let head = conn.decoder.head().expect("head is set at RequestComplete");
+        let keep_alive = head.keep_alive() && !self.shutting_down;
+        let version = head.version();
+        let head_request = head.is_head();
+        let request = Request {
+            head,
+            body: conn.decoder.body(),
+            fd: conn.fd,
+            proxied_peer: if conn.has_proxied_peer {
+                self.proxied_peers.get(&key).copied()
+            } else {
+                None
+            },
+        };
+        let mark = conn.send.pending.len();
+        let mut response = Response {
+            out: &mut conn.send.pending,
+            large: &mut self.pools.large,
+            ctx: EncodeContext {
+                date: &self.date,
+                version,
+                keep_alive,
+                head_request,
+            },
+            sent: false,
+        };
+        let handler = &self.handler;
+        let outcome = catch_unwind(AssertUnwindSafe(|| handler.handle(&request, &mut response)));
+        let sent = response.sent && outcome.is_ok();
+        if !sent {
+            // A handler that panicked or wrote nothing: answer 500 and close,
+            // discarding anything half-written.
+            conn.send.pending.truncate(mark);
+            let ctx = EncodeContext {
+                date: &self.date,
+                version,
+                keep_alive: false,
+                head_request,
+            };
+            let _ = encode_response(
+                &mut conn.send.pending,
+                500,
+                &[("Content-Type", b"text/plain")],
+                b"Internal Server Error\n",
+                &ctx,
+            );
+        }
+        self.counters().requests.incr();
+        keep_alive && sent
+    }
+
+    fn pause(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        conn.paused = true;
+        // The server is behind, not the client: no body rate meanwhile.
+        conn.timers.on_reading_paused();
+        self.actions.push_back(Action::StopReading(key));
+    }
+
+    // ---- send ----
+
+    fn flush_send(&mut self, key: usize) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        if conn.phase != Phase::Closed && !conn.send.is_empty() && !conn.send.in_flight() {
+            self.actions.push_back(Action::Send(key));
+        }
+    }
+
+    /// The bytes of `key`'s next send, or `None` when a send is in flight,
+    /// nothing is queued or the connection is closed. The bytes stay put
+    /// until [`Driver::on_sent`] or [`Driver::on_send_failed`]: the kernel
+    /// may read them until then. May queue a timer action: carry it out.
+    pub fn start_send(&mut self, key: usize) -> Option<&[u8]> {
+        let conn = self.conns.get_mut(key)?;
+        if conn.phase == Phase::Closed || conn.send.in_flight() || conn.send.is_empty() {
+            return None;
+        }
+        conn.timers.on_send_started(self.now);
+        // The write deadline may be the earliest now: the backend arms it
+        // right after this send.
+        if let action @ (TimerAction::Submit(_) | TimerAction::Update(_)) = conn.timers.plan() {
+            self.actions.push_back(Action::Timer(key, action));
+        }
+        self.conns[key].send.start_send()
+    }
+
+    /// The send failed, or was cancelled.
+    pub fn on_send_failed(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.send.abort_send();
+        if conn.phase != Phase::Closed {
+            self.close_now(key, CloseReason::PeerReset);
+        }
+    }
+
+    /// A send could not go now (the socket's buffer is full): the same
+    /// bytes are offered again by the next [`Driver::start_send`]. No
+    /// deadline moves: no byte left, and the short send before it (the
+    /// one that filled the buffer) started the response-rate clock.
+    #[allow(dead_code)] // The epoll backend's; the ring's sends wait in the kernel.
+    pub fn on_send_blocked(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.send.abort_send();
+        }
+    }
+
+    /// `n` bytes of the send in flight left.
+    pub fn on_sent(&mut self, key: usize, n: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let short = conn.send.complete_send(n);
+        if n > 0 {
+            conn.sent_any = true;
+            conn.timers.on_send_progress(self.now, n as u64, short);
+        }
+        self.counters().bytes_out.add(n as u64);
+        self.account_output(key);
+        let conn = &mut self.conns[key];
+        if conn.phase == Phase::Closed {
+            return;
+        }
+        if !conn.send.is_empty() {
+            self.flush_send(key);
+            self.sync_timer(key);
+            return;
+        }
+        // Everything queued has left.
+        if conn.close_after_flush {
+            if conn.peer_eof {
+                self.close_now(key, CloseReason::Completed);
+            } else {
+                self.start_linger(key);
+            }
+            return;
+        }
+        let idle = conn.decoder.is_idle() && !conn.answer_pending;
+        conn.timers.on_send_drained(self.now, idle);
+        if conn.paused {
+            conn.paused = false;
+            conn.timers.on_reading_resumed(self.now);
+            if !conn.yielded && !conn.budget_wait {
+                self.process_input(key);
+            }
+            // process_input may have paused again (one more large answer):
+            // reading then would pull input nobody parses.
+            if self.wants_input(key) {
+                self.actions.push_back(Action::Read(key));
+            }
+        }
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.is_idle() {
+            if self.shutting_down {
+                self.close_now(key, CloseReason::Shutdown);
+                return;
+            }
+            // An idle keep-alive connection gives its buffers to the
+            // worker's pool, so it holds no buffer memory while it waits.
+            self.pools.take_from(conn);
+        }
+        self.sync_timer(key);
+    }
+
+    // ---- deadlines ----
+
+    /// Asks for the timer the plan needs: one kernel timer per connection,
+    /// always due at or before the earliest live deadline.
+    fn sync_timer(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.phase == Phase::Closed {
+            return;
+        }
+        match conn.timers.plan() {
+            TimerAction::Nothing => {}
+            action => self.actions.push_back(Action::Timer(key, action)),
+        }
+    }
+
+    /// `key`'s kernel timer fired; `now` is read after the fire, never a
+    /// cached one: the batch may be old, and a stale clock makes a due
+    /// deadline look early.
+    pub fn on_timer_fired(&mut self, key: usize, now: MonoTime) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.phase == Phase::Closed {
+            return;
+        }
+        self.shared.counters.timer_fires.incr();
+        match conn.timers.on_fire(now) {
+            FireOutcome::Expired(kind) => {
+                let reason = match kind {
+                    DeadlineKind::Header => CloseReason::HeaderTimeout,
+                    DeadlineKind::Body => CloseReason::BodyTimeout,
+                    DeadlineKind::Idle => CloseReason::IdleTimeout,
+                    DeadlineKind::Write => CloseReason::WriteTimeout,
+                    DeadlineKind::BodyRate => CloseReason::MinBodyRate,
+                    DeadlineKind::SendRate => CloseReason::MinResponseRate,
+                };
+                self.close_now(key, reason);
+            }
+            FireOutcome::Rearm(at) => {
+                self.shared.counters.timer_early_fires.incr();
+                self.actions
+                    .push_back(Action::Timer(key, TimerAction::Submit(at)));
+            }
+            FireOutcome::Nothing => self.shared.counters.timer_early_fires.incr(),
+        }
+    }
+
+    /// `key`'s kernel timer was removed or failed without firing: none is
+    /// pending any more.
+    pub fn on_timer_gone(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.phase == Phase::Closed {
+            return;
+        }
+        conn.timers.on_timer_gone();
+        self.sync_timer(key);
+    }
+
+    // ---- close ----
+
+    /// Records the first decision to close; counted at once when `reset`
+    /// is known, else by [`Driver::count_forced_close`].
+    fn record_reason(&mut self, key: usize, reason: CloseReason, reset: Option<bool>) {
+        let conn = &mut self.conns[key];
+        if conn.close_reason.is_none() {
+            conn.close_reason = Some(reason);
+        }
+        if let (false, Some(reset)) = (conn.close_counted, reset) {
+            conn.close_counted = true;
+            let reason = conn.close_reason.unwrap_or(reason);
+            self.shared.counters.count_close(reason, reset);
+        }
+    }
+
+    /// The backend resolved a [`CloseMode::ResetIfUnacked`]: count the
+    /// close as a reset or a FIN.
+    pub fn count_forced_close(&mut self, key: usize, reset: bool) {
+        if let Some(reason) = self.conns.get(key).and_then(|c| c.close_reason) {
+            self.record_reason(key, reason, Some(reset));
+        }
+    }
+
+    /// Stop reading requests; close when the queued responses have left.
+    fn close_after_flush(&mut self, key: usize, reason: CloseReason) {
+        self.record_reason(key, reason, Some(false));
+        let conn = &mut self.conns[key];
+        conn.close_after_flush = true;
+        if conn.send.is_empty() {
+            if conn.peer_eof {
+                self.close_now(key, reason);
+            } else {
+                self.start_linger(key);
+            }
+        }
+    }
+
+    /// FIN now, then wait (bounded) for the peer's EOF before closing, so
+    /// unread request bytes do not turn the close into a reset.
+    fn start_linger(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        self.actions.push_back(Action::ShutdownWrite(key));
+        conn.phase = Phase::Lingering;
+        // The linger is bounded by the write deadline, armed afresh: the
+        // response has left, only the peer's EOF is awaited.
+        conn.timers.clear_all();
+        conn.timers.arm(DeadlineKind::Write, self.now);
+        if !conn.peer_eof {
+            conn.paused = false;
+            self.actions.push_back(Action::Read(key));
+        }
+        self.sync_timer(key);
+    }
+
+    /// Decides the close of `key` and hands it to the backend. A close
+    /// forced by a deadline or the shutdown timeout while response bytes
+    /// are still unsent is a reset (see [`CloseMode::Reset`]); a close with
+    /// nothing left unsent stays a FIN.
+    fn close_now(&mut self, key: usize, reason: CloseReason) {
+        let conn = &self.conns[key];
+        if conn.phase == Phase::Closed {
+            self.record_reason(key, reason, Some(false));
+            return;
+        }
+        let forced = matches!(
+            reason,
+            CloseReason::HeaderTimeout
+                | CloseReason::BodyTimeout
+                | CloseReason::IdleTimeout
+                | CloseReason::WriteTimeout
+                | CloseReason::MinBodyRate
+                | CloseReason::MinResponseRate
+                | CloseReason::Shutdown
+        );
+        let mode = if !forced {
+            CloseMode::Fin
+        } else if !conn.send.is_empty() {
+            CloseMode::Reset
+        } else if conn.sent_any {
+            CloseMode::ResetIfUnacked
+        } else {
+            CloseMode::Fin
+        };
+        let reset = match mode {
+            CloseMode::Fin => Some(false),
+            CloseMode::Reset => Some(true),
+            CloseMode::ResetIfUnacked => None,
+        };
+        self.record_reason(key, reason, reset);
+        let conn = &mut self.conns[key];
+        let lingering = conn.phase == Phase::Lingering;
+        conn.phase = Phase::Closed;
+        // Its queued output no longer counts against the worker's budget.
+        self.account_output(key);
+        self.actions.push_back(Action::Close {
+            key,
+            mode,
+            lingering,
+        });
+    }
+
+    /// Frees `key`'s slot: the backend has closed the socket and nothing
+    /// it has in flight names the slot any more.
+    pub fn release(&mut self, key: usize) {
+        let Some(mut conn) = self.conns.try_remove(key) else {
+            return;
+        };
+        if conn.awaiting_proxy_header {
+            self.proxy_headers.remove(&key);
+        }
+        if conn.has_proxied_peer {
+            self.proxied_peers.remove(&key);
+        }
+        self.output_queued -= conn.output_accounted;
+        self.body_reserved -= conn.body_reserved;
+        if conn.output_accounted > 0 {
+            self.wake_budget_waiters();
+        }
+        if let (Some(per_ip), true) = (&self.shared.per_ip, conn.ip_bucket != NO_IP_BUCKET) {
+            per_ip.release(conn.ip_bucket);
+        }
+        self.shared.cap.release();
+        self.counters().open_connections.sub(1);
+        conn.send.abort_send();
+        self.pools.take_from(&mut conn);
+    }
+
+    // ---- shutdown ----
+
+    /// Stop taking connections; close the idle ones now and the others
+    /// once their last response has left (`keep-alive` ends).
+    pub fn begin_shutdown(&mut self) {
+        if self.shutting_down {
+            return;
+        }
+        self.shutting_down = true;
+        let idle: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.is_idle())
+            .map(|(key, _)| key)
+            .collect();
+        for key in idle {
+            self.close_now(key, CloseReason::Shutdown);
+        }
+    }
+
+    /// Closes every connection not closed yet, for `reason`.
+    pub fn close_all(&mut self, reason: CloseReason) {
+        for key in self.keys() {
+            if !self.is_closed(key) {
+                self.close_now(key, reason);
+            }
+        }
+    }
+}
