@@ -94,6 +94,56 @@ pub struct Config {
     pub return_memory_to_os: bool,
     /// Each connection starts with a PROXY protocol header (v1 or v2).
     pub proxy_protocol: bool,
+    pub backend: Backend,
+}
+
+/// Which I/O backend the workers run on. Both serve through the same
+/// connection driver: the same HTTP handling, deadlines, limits, counters
+/// and shutdown.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Backend {
+    /// io_uring, or epoll when io_uring is refused (seccomp,
+    /// `kernel.io_uring_disabled`, no kernel support, a missing feature);
+    /// never on resource exhaustion, which is an error.
+    #[default]
+    Auto,
+    /// io_uring only: starting fails, with the cause, where it is refused.
+    IoUring,
+    /// epoll, with one timerfd per worker for the deadlines.
+    Epoll,
+}
+
+impl Backend {
+    /// The name `--backend` takes and the start line prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Auto => "auto",
+            Backend::IoUring => "io-uring",
+            Backend::Epoll => "epoll",
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "auto" => Ok(Backend::Auto),
+            "io-uring" | "io_uring" | "uring" => Ok(Backend::IoUring),
+            "epoll" => Ok(Backend::Epoll),
+            other => Err(format!(
+                "unknown backend {other:?}: expected auto, io-uring or epoll"
+            )),
+        }
+    }
 }
 
 /// Builds a [`crate::Server`]; every setting has a documented default.
@@ -125,6 +175,7 @@ impl Default for ServerBuilder {
                 recv_buffers: DEFAULT_RECV_BUFFERS,
                 recv_buffer_size: DEFAULT_RECV_BUFFER_SIZE,
                 recv_multishot: true,
+                backend: Backend::Auto,
                 min_request_body_rate: Some(DEFAULT_MIN_RATE),
                 min_response_rate: Some(DEFAULT_MIN_RATE),
                 max_buffered_body_bytes: DEFAULT_MAX_BUFFERED_BODY_BYTES,
@@ -307,6 +358,13 @@ impl ServerBuilder {
     /// process-wide; turn this off if the application tunes malloc itself.
     pub fn return_memory_to_os(mut self, enabled: bool) -> Self {
         self.config.return_memory_to_os = enabled;
+        self
+    }
+
+    /// The I/O backend (default [`Backend::Auto`]: io_uring, falling back
+    /// to epoll only where io_uring is refused).
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.config.backend = backend;
         self
     }
 

@@ -62,6 +62,13 @@ impl fmt::Display for UringUnavailable {
 impl std::error::Error for UringUnavailable {}
 
 impl UringUnavailable {
+    /// io_uring is refused here (a policy, or the kernel lacks it), as
+    /// opposed to failing for want of a resource (memory, descriptors),
+    /// which falling back to another backend would only hide.
+    pub fn is_refusal(&self) -> bool {
+        !matches!(self, UringUnavailable::Setup(_))
+    }
+
     /// Names the cause of a failed `io_uring_setup`.
     pub(crate) fn diagnose(err: io::Error) -> UringUnavailable {
         match err.raw_os_error() {

@@ -57,6 +57,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod activation;
+mod backend;
 #[cfg(feature = "benchmark-app")]
 mod benchmark_app;
 mod buf_ring;
@@ -64,6 +65,7 @@ mod clock;
 mod config;
 mod conn_cap;
 mod driver;
+mod epoll_worker;
 mod error;
 mod handler;
 mod large_buffers;
@@ -82,7 +84,7 @@ pub use activation::{
 #[cfg(feature = "benchmark-app")]
 pub use benchmark_app::{benchmark_app, BENCHMARK_MAX_BYTES};
 pub use config::{
-    Config, ConfigError, ServerBuilder, DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT,
+    Backend, Config, ConfigError, ServerBuilder, DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BUFFERED_BODY_BYTES, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_QUEUED_OUTPUT_BYTES, DEFAULT_MIN_RATE, DEFAULT_RECV_BUFFERS,
     DEFAULT_RECV_BUFFER_SIZE, DEFAULT_RING_ENTRIES, DEFAULT_SHUTDOWN_TIMEOUT,

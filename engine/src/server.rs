@@ -8,9 +8,10 @@ use std::thread::JoinHandle;
 
 use crossbeam_utils::CachePadded;
 
-use crate::config::{Config, ServerBuilder};
+use crate::config::{Backend, Config, ServerBuilder};
 use crate::conn_cap::ConnCap;
-use crate::error::StartError;
+use crate::epoll_worker::EpollWorker;
+use crate::error::{StartError, UringUnavailable};
 use crate::handler::Handler;
 use crate::per_ip::PerIpCap;
 use crate::socket::{self, Listener};
@@ -46,6 +47,7 @@ impl Server {
         if self.config.return_memory_to_os {
             crate::malloc::return_large_buffers_to_os();
         }
+        let (backend, fallback) = choose_backend(self.config.backend)?;
         let workers = self.config.workers;
         let mut listeners: Vec<Vec<Listener>> = vec![Vec::new(); workers];
         let mut local_addrs = Vec::new();
@@ -145,17 +147,17 @@ impl Server {
                 .name(format!("ringwall-worker-{index}"))
                 .spawn(move || {
                     let fds: Vec<RawFd> = worker_listeners.iter().map(|l| l.fd).collect();
-                    match Worker::new(index, config, worker_listeners, handler, shared) {
-                        Ok(worker) => {
-                            let _ = ready.send(Ok(worker.wake_fd()));
-                            worker.run();
-                        }
-                        Err(e) => {
-                            for fd in fds {
-                                socket::close(fd);
-                            }
-                            let _ = ready.send(Err(e));
-                        }
+                    match backend {
+                        Backend::Epoll => launch(
+                            EpollWorker::new(config, worker_listeners, handler, shared),
+                            &ready,
+                            fds,
+                        ),
+                        _ => launch(
+                            Worker::new(index, config, worker_listeners, handler, shared),
+                            &ready,
+                            fds,
+                        ),
                     }
                 });
             match spawned {
@@ -177,6 +179,8 @@ impl Server {
             }
         }
         let handle = ServerHandle {
+            backend,
+            fallback,
             local_addrs,
             stats: StatsReader {
                 workers: counters.into(),
@@ -199,6 +203,8 @@ impl Server {
 /// A running server. Dropping it shuts the server down gracefully.
 #[derive(Debug)]
 pub struct ServerHandle {
+    backend: Backend,
+    fallback: Option<UringUnavailable>,
     local_addrs: Vec<SocketAddr>,
     stats: StatsReader,
     cap: Arc<ConnCap>,
@@ -207,7 +213,83 @@ pub struct ServerHandle {
     threads: Vec<JoinHandle<()>>,
 }
 
+/// A worker of either backend, as the spawning code sees it.
+trait BackendWorker {
+    /// The eventfd that wakes it for shutdown.
+    fn wake_fd(&self) -> RawFd;
+    /// Serves until shutdown has closed every connection.
+    fn run(self);
+}
+
+impl<H: Handler> BackendWorker for Worker<H> {
+    fn wake_fd(&self) -> RawFd {
+        Worker::wake_fd(self)
+    }
+    fn run(self) {
+        Worker::run(self)
+    }
+}
+
+impl<H: Handler> BackendWorker for EpollWorker<H> {
+    fn wake_fd(&self) -> RawFd {
+        EpollWorker::wake_fd(self)
+    }
+    fn run(self) {
+        EpollWorker::run(self)
+    }
+}
+
+/// On the worker's thread: reports the start (its wake fd, or the error,
+/// after closing its listeners) and runs it.
+fn launch<W: BackendWorker>(
+    started: Result<W, StartError>,
+    ready: &mpsc::Sender<Result<RawFd, StartError>>,
+    listener_fds: Vec<RawFd>,
+) {
+    match started {
+        Ok(worker) => {
+            let _ = ready.send(Ok(worker.wake_fd()));
+            worker.run();
+        }
+        Err(e) => {
+            for fd in listener_fds {
+                socket::close(fd);
+            }
+            let _ = ready.send(Err(e));
+        }
+    }
+}
+
+/// The backend to run, and for an `auto` that fell back to epoll, why
+/// io_uring was refused. Resource exhaustion is an error, never a reason
+/// to fall back: the other backend would need the same resources.
+fn choose_backend(wanted: Backend) -> Result<(Backend, Option<UringUnavailable>), StartError> {
+    match wanted {
+        Backend::Epoll => Ok((Backend::Epoll, None)),
+        Backend::IoUring => Ok((Backend::IoUring, None)),
+        _ => match crate::worker::probe() {
+            Ok(()) => Ok((Backend::IoUring, None)),
+            Err(cause) if cause.is_refusal() => {
+                eprintln!("ringwall: backend epoll: io_uring refused: {cause}");
+                Ok((Backend::Epoll, Some(cause)))
+            }
+            Err(cause) => Err(StartError::IoUring(cause)),
+        },
+    }
+}
+
 impl ServerHandle {
+    /// The backend the workers run on: [`Backend::IoUring`] or
+    /// [`Backend::Epoll`], never `Auto`.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Why io_uring was refused, when [`Backend::Auto`] fell back to epoll.
+    pub fn fallback_reason(&self) -> Option<&UringUnavailable> {
+        self.fallback.as_ref()
+    }
+
     /// The addresses actually bound (port 0 resolved).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs

@@ -108,6 +108,17 @@ pub(crate) struct Listener {
     pub inherited: bool,
 }
 
+/// Closes a stopped worker's listeners. An inherited socket is shared:
+/// only our dup is closed, and it is never shut down.
+pub(crate) fn close_listeners(listeners: Vec<Listener>) {
+    for listener in listeners {
+        if !listener.inherited {
+            stop_listening(listener.fd);
+        }
+        close(listener.fd);
+    }
+}
+
 /// A listening socket with `SO_REUSEPORT`, so every worker can own one on the
 /// same address and the kernel spreads connections between them.
 pub(crate) fn reuseport_listener(addr: &SocketAddr) -> io::Result<RawFd> {
@@ -203,6 +214,15 @@ pub(crate) fn set_cloexec(fd: RawFd) -> io::Result<()> {
 
 /// A second fd for the same open socket, close-on-exec: each worker closes
 /// its own copy of an inherited listener without closing anyone else's.
+/// O_NONBLOCK on the open file description (shared with any dup).
+pub(crate) fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on an fd number; F_GETFL/F_SETFL touch only its flags.
+    let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    // SAFETY: as above.
+    cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) })?;
+    Ok(())
+}
+
 pub(crate) fn dup_cloexec(fd: RawFd) -> io::Result<RawFd> {
     // SAFETY: F_DUPFD_CLOEXEC returns a new fd or -1; the result is checked.
     cvt(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) })

@@ -26,11 +26,12 @@ use io_uring::types::{Fd, TimeoutFlags, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 use ringwall_timers::{MonoTime, TimerAction};
 
+use crate::backend::Plumbing;
 use crate::buf_ring::ProvidedBufRing;
 use crate::clock::{mono_now, unix_secs};
 use crate::config::Config;
 use crate::conn_cap::ConnCap;
-use crate::driver::{Action, Admission, CloseMode, Driver, DriverShared};
+use crate::driver::{Driver, DriverShared};
 use crate::error::UringUnavailable;
 use crate::handler::Handler;
 use crate::per_ip::PerIpCap;
@@ -210,6 +211,25 @@ fn build_ring(entries: u32, worker: usize) -> Result<IoUring, UringUnavailable> 
     })))
 }
 
+/// Whether io_uring can serve here: a small ring with a provided-buffer
+/// ring (Linux 5.19, which also brought multishot accept). The error
+/// names why not.
+pub(crate) fn probe() -> Result<(), UringUnavailable> {
+    let ring = IoUring::new(8).map_err(UringUnavailable::diagnose)?;
+    ProvidedBufRing::new(&ring.submitter(), 2, 64, RECV_BUFFER_GROUP)
+        .map(drop)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::EINVAL) || e.kind() == io::ErrorKind::InvalidInput {
+                UringUnavailable::MissingFeature {
+                    feature: "provided buffer rings (IORING_REGISTER_PBUF_RING)",
+                    needs: "Linux 5.19 or later",
+                }
+            } else {
+                UringUnavailable::Setup(e)
+            }
+        })
+}
+
 impl<H: Handler> Worker<H> {
     /// Sets the worker up on the thread that will run it: under
     /// SINGLE_ISSUER only the creating thread may submit.
@@ -274,10 +294,6 @@ impl<H: Handler> Worker<H> {
 
     pub fn wake_fd(&self) -> RawFd {
         self.wake_fd
-    }
-
-    fn counters(&self) -> &WorkerCounters {
-        &self.shared.counters
     }
 
     /// # Safety
@@ -356,20 +372,12 @@ impl<H: Handler> Worker<H> {
                 self.arm_pool_timer();
             }
         }
-        for listener in self.listeners.drain(..) {
-            // An inherited socket is shared: close our dup, never shut it down.
-            if !listener.inherited {
-                socket::stop_listening(listener.fd);
-            }
-            socket::close(listener.fd);
-        }
-        // Normally empty; after a fatal ring error, release what is left so
+        socket::close_listeners(std::mem::take(&mut self.listeners));
+        // Normally none; after a fatal error, what is left is released so
         // the fds, the cap and the counters do not leak.
-        for key in self.driver.keys() {
-            let fd = self.slots[key].fd;
+        for fd in self.driver.release_all() {
             socket::shutdown_write(fd);
             socket::close(fd);
-            self.driver.release(key);
         }
     }
 
@@ -454,35 +462,6 @@ impl<H: Handler> Worker<H> {
 
     // ---- what the driver asks for ----
 
-    /// Carries out every action the driver has queued, in order.
-    fn carry_out(&mut self) {
-        while let Some(action) = self.driver.next_action() {
-            match action {
-                Action::Read(key) => self.arm_recv(key),
-                Action::StopReading(key) => {
-                    if self.driver.contains(key) && self.slots[key].recv_armed {
-                        let target = self.user_data(key, OpTag::Recv);
-                        self.cancel(key, target);
-                    }
-                }
-                Action::Send(key) => self.start_send(key),
-                Action::Timer(key, TimerAction::Submit(at)) => self.submit_timer(key, at),
-                Action::Timer(key, TimerAction::Update(at)) => self.update_timer(key, at),
-                Action::Timer(_, TimerAction::Nothing) => {}
-                Action::ShutdownWrite(key) => {
-                    if self.driver.contains(key) {
-                        socket::shutdown_write(self.slots[key].fd)
-                    }
-                }
-                Action::Close {
-                    key,
-                    mode,
-                    lingering,
-                } => self.close(key, mode, lingering),
-            }
-        }
-    }
-
     // ---- accept ----
 
     fn arm_accept(&mut self, index: usize) {
@@ -517,38 +496,25 @@ impl<H: Handler> Worker<H> {
             self.arm_accept(listener);
         }
         let fd = result as RawFd;
-        self.counters().accepted.incr();
-        let peer = if self.driver.needs_peer_on_accept() {
-            socket::peer_addr(fd)
-        } else {
-            None
+        let Some((key, generation)) = self.admit_socket(fd) else {
+            return;
         };
-        match self.driver.admit(fd, peer) {
-            Admission::Admitted { key, generation } => {
-                let slot = IoSlot {
-                    fd,
-                    generation,
-                    timer_spec: Timespec::new(),
-                    update_spec: Timespec::new(),
-                    inflight: 0,
-                    recv_armed: false,
-                    send_in_flight: false,
-                    timer_armed: false,
-                };
-                if key == self.slots.len() {
-                    debug_assert!(self.slots.len() < self.slots.capacity());
-                    self.slots.push(slot);
-                } else {
-                    self.slots[key] = slot;
-                }
-            }
-            Admission::Refused => {
-                // Best effort: one non-blocking send; whatever does not
-                // fit now is dropped.
-                socket::send_nonblocking(fd, self.driver.refusal());
-                socket::close(fd);
-            }
-            Admission::Dropped => socket::close(fd),
+
+        let slot = IoSlot {
+            fd,
+            generation,
+            timer_spec: Timespec::new(),
+            update_spec: Timespec::new(),
+            inflight: 0,
+            recv_armed: false,
+            send_in_flight: false,
+            timer_armed: false,
+        };
+        if key == self.slots.len() {
+            debug_assert!(self.slots.len() < self.slots.capacity());
+            self.slots.push(slot);
+        } else {
+            self.slots[key] = slot;
         }
     }
 
@@ -721,20 +687,10 @@ impl<H: Handler> Worker<H> {
     /// once no queued or in-flight SQE names it: closing earlier would let
     /// a new socket take the number and receive this connection's queued
     /// send.
-    fn close(&mut self, key: usize, mode: CloseMode, lingering: bool) {
+    fn close_conn(&mut self, key: usize, reset: bool, lingering: bool) {
         let slot = &self.slots[key];
         let fd = slot.fd;
-        let reset = match mode {
-            CloseMode::Fin => false,
-            CloseMode::Reset => true,
-            CloseMode::ResetIfUnacked => {
-                let reset = socket::unacked_bytes(fd) > 0;
-                self.driver.count_forced_close(key, reset);
-                reset
-            }
-        };
         if reset {
-            self.shared.counters.resets.incr();
             if self.linger_through_ring {
                 // Through the ring, so the resets of a burst of expiries
                 // leave in one io_uring_enter like FINs do; the fd is closed
@@ -854,6 +810,45 @@ impl<H: Handler> Worker<H> {
         // SAFETY: shutdown_spec is boxed in the worker and outlives the ring.
         unsafe { self.push(entry) };
         self.driver.begin_shutdown();
+    }
+}
+
+impl<H: Handler> Plumbing<H> for Worker<H> {
+    fn driver(&mut self) -> &mut Driver<H> {
+        &mut self.driver
+    }
+
+    fn counters(&self) -> &WorkerCounters {
+        &self.shared.counters
+    }
+
+    fn set_reading(&mut self, key: usize, on: bool) {
+        if on {
+            self.arm_recv(key);
+        } else if self.driver.contains(key) && self.slots[key].recv_armed {
+            let target = self.user_data(key, OpTag::Recv);
+            self.cancel(key, target);
+        }
+    }
+
+    fn send(&mut self, key: usize) {
+        self.start_send(key);
+    }
+
+    fn set_timer(&mut self, key: usize, action: TimerAction) {
+        match action {
+            TimerAction::Submit(at) => self.submit_timer(key, at),
+            TimerAction::Update(at) => self.update_timer(key, at),
+            TimerAction::Nothing => {}
+        }
+    }
+
+    fn fd(&self, key: usize) -> RawFd {
+        self.slots[key].fd
+    }
+
+    fn close(&mut self, key: usize, reset: bool, lingering: bool) {
+        self.close_conn(key, reset, lingering);
     }
 }
 

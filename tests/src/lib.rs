@@ -32,4 +32,7 @@ pub use close::{
 pub use drip::{drip_heads, DeadlineCheck, DripOutcome};
 pub use fd_limit::raise_fd_limit;
 pub use response::{imf_fixdate_unix_secs, is_imf_fixdate, parse_response, Response};
-pub use server::{builder, heavy_test_lock, skip_without_io_uring, start_or_skip, wait_until};
+pub use server::{
+    builder, heavy_test_lock, runs_only_on_io_uring, skip_without_io_uring, start_or_skip,
+    test_backend, wait_until,
+};

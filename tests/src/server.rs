@@ -4,15 +4,41 @@ use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use ringwall::{Handler, Server, ServerBuilder, ServerHandle, StartError};
+use ringwall::{Backend, Handler, Server, ServerBuilder, ServerHandle, StartError};
 
 use crate::fd_limit::raise_fd_limit;
 
-/// A builder for a test server: port 0 on loopback, two workers, and
-/// timeouts long enough that only the ones a test sets can fire.
+/// The backend the suite runs on: `RINGWALL_TEST_BACKEND` (`io-uring`,
+/// the default, or `epoll`), so the whole suite runs against either
+/// backend without a copy of any test. Not `auto`: a suite meant for
+/// io_uring must not pass on epoll unnoticed.
+pub fn test_backend() -> Backend {
+    match std::env::var("RINGWALL_TEST_BACKEND") {
+        Ok(name) => name
+            .parse()
+            .unwrap_or_else(|e| panic!("RINGWALL_TEST_BACKEND: {e}")),
+        Err(_) => Backend::IoUring,
+    }
+}
+
+/// Whether a test of something only the io_uring backend has (its
+/// submission queue, its ring counters) runs on this suite's backend;
+/// says so when it skips.
+pub fn runs_only_on_io_uring(what: &str) -> bool {
+    if test_backend() == Backend::IoUring {
+        return true;
+    }
+    eprintln!("SKIPPED on {}: {what} is io_uring's", test_backend());
+    false
+}
+
+/// A builder for a test server on [`test_backend`]: port 0 on loopback,
+/// two workers, and timeouts long enough that only the ones a test sets
+/// can fire.
 pub fn builder() -> ServerBuilder {
     let any_port: SocketAddr = ([127, 0, 0, 1], 0).into();
     Server::builder()
+        .backend(test_backend())
         .bind(any_port)
         .workers(2)
         .header_timeout(Duration::from_secs(10))

@@ -34,6 +34,7 @@ fn an_inherited_listener_is_served_and_still_listens_after_shutdown() {
     // What systemd keeps: another fd for the same socket.
     let kept = listener.try_clone().unwrap();
     let builder = Server::builder()
+        .backend(ringwall_tests::test_backend())
         .listen_fd(OwnedFd::from(listener))
         .workers(2)
         .shutdown_timeout(Duration::from_secs(2));
@@ -67,6 +68,7 @@ fn an_inherited_listener_is_served_and_still_listens_after_shutdown() {
 fn a_socket_that_is_not_listening_is_refused_at_start() {
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let server = Server::builder()
+        .backend(ringwall_tests::test_backend())
         .listen_fd(OwnedFd::from(udp))
         .workers(1)
         .build()
@@ -86,6 +88,7 @@ fn a_server_with_bound_and_inherited_listeners_serves_both() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let inherited = listener.local_addr().unwrap();
     let builder = Server::builder()
+        .backend(ringwall_tests::test_backend())
         .bind(([127, 0, 0, 1], 0).into())
         .listen_fd(OwnedFd::from(listener))
         .workers(2);

@@ -806,7 +806,6 @@ impl<H: Handler> Driver<H> {
     /// bytes are offered again by the next [`Driver::start_send`]. No
     /// deadline moves: no byte left, and the short send before it (the
     /// one that filled the buffer) started the response-rate clock.
-    #[allow(dead_code)] // The epoll backend's; the ring's sends wait in the kernel.
     pub fn on_send_blocked(&mut self, key: usize) {
         if let Some(conn) = self.conns.get_mut(key) {
             conn.send.abort_send();
@@ -1060,6 +1059,18 @@ impl<H: Handler> Driver<H> {
         self.counters().open_connections.sub(1);
         conn.send.abort_send();
         self.pools.take_from(&mut conn);
+    }
+
+    /// Releases every connection at once, for a backend that stops after a
+    /// fatal error with operations still in flight; returns their sockets
+    /// for the backend to close.
+    pub fn release_all(&mut self) -> Vec<RawFd> {
+        let keys = self.keys();
+        let fds = keys.iter().map(|&key| self.conns[key].fd).collect();
+        for key in keys {
+            self.release(key);
+        }
+        fds
     }
 
     // ---- shutdown ----
