@@ -46,31 +46,48 @@ pub fn raise_thread_priority() -> bool {
     unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, -10) == 0 }
 }
 
-/// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns the new soft
-/// limit. Thousands of attack sockets do not fit under the usual 1024.
-pub fn raise_nofile_limit() -> io::Result<u64> {
+/// Raises this process's soft `RLIMIT_NOFILE` to `want` (and the hard limit
+/// too, where we are allowed to). Servers started afterwards inherit it.
+/// Returns the soft limit now in force. `u64::MAX`: as many as allowed.
+/// Thousands of attack sockets do not fit under the usual 1024.
+pub fn raise_nofile_limit(want: u64) -> io::Result<u64> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    // SAFETY: `lim` is a valid, writable rlimit.
+    // SAFETY: `lim` is a valid, writable rlimit for the duration of the call.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    if lim.rlim_cur < lim.rlim_max {
-        lim.rlim_cur = lim.rlim_max;
-        // SAFETY: `lim` is a valid rlimit with cur <= max.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
-            return Err(io::Error::last_os_error());
+    if lim.rlim_cur >= want {
+        return Ok(lim.rlim_cur);
+    }
+    if lim.rlim_max < want {
+        let raised = libc::rlimit {
+            rlim_cur: want,
+            rlim_max: want,
+        };
+        // SAFETY: `raised` is a valid rlimit; failure (no CAP_SYS_RESOURCE) is
+        // handled by falling back to the current hard limit below.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return Ok(want);
         }
     }
-    Ok(lim.rlim_cur)
+    let soft = libc::rlimit {
+        rlim_cur: want.min(lim.rlim_max),
+        rlim_max: lim.rlim_max,
+    };
+    // SAFETY: as above; the soft limit does not exceed the hard limit.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &soft) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(soft.rlim_cur)
 }
 
 /// Fails early, with the numbers, when `needed` descriptors cannot be open at
 /// once even after raising the limit.
 pub fn ensure_fd_capacity(needed: usize) -> io::Result<()> {
-    let limit = raise_nofile_limit()?;
+    let limit = raise_nofile_limit(u64::MAX)?;
     // Leave room for stdio, epoll descriptors and the test harness.
     if needed as u64 + 64 > limit {
         return Err(io::Error::other(format!(

@@ -59,7 +59,7 @@ fn tiny_submission_queue_loses_no_timer() {
 #[test]
 fn churn_with_pending_timers_leaks_nothing() {
     let _heavy = heavy_test_lock();
-    raise_nofile_limit().expect("raise RLIMIT_NOFILE");
+    raise_nofile_limit(u64::MAX).expect("raise RLIMIT_NOFILE");
     let config = builder().header_timeout(Duration::from_secs(30));
     let Some(server) = start_or_skip(config, app) else {
         return;
@@ -127,7 +127,7 @@ fn churn_with_pending_timers_leaks_nothing() {
 #[test]
 fn connection_cap_holds_under_connect_burst() {
     let _heavy = heavy_test_lock();
-    raise_nofile_limit().expect("raise RLIMIT_NOFILE");
+    raise_nofile_limit(u64::MAX).expect("raise RLIMIT_NOFILE");
     const CAP: usize = 50;
     const BURST: usize = 200;
     let config = builder().max_connections(CAP);
@@ -595,7 +595,7 @@ fn response_refuses_framing_headers_injection_and_a_second_send() {
 #[test]
 fn timers_of_closed_connections_do_not_close_the_next_occupants() {
     let _heavy = heavy_test_lock();
-    raise_nofile_limit().expect("raise RLIMIT_NOFILE");
+    raise_nofile_limit(u64::MAX).expect("raise RLIMIT_NOFILE");
     let header = Duration::from_millis(300);
     let Some(server) = start_or_skip(builder().header_timeout(header), app) else {
         return;

@@ -23,4 +23,6 @@ pub use close::{
     assert_closed_within, wait_for_close, watch_for_closes, CloseKind, Closed, Watched,
     EARLY_SLACK, LATE_SLACK,
 };
-pub use response::{imf_fixdate_unix_secs, is_imf_fixdate, parse_response, Response};
+pub use response::{
+    imf_fixdate_unix_secs, is_imf_fixdate, parse_response, read_response, Response,
+};
