@@ -51,7 +51,7 @@
 //! clock, so on one host a close before the deadline proves the server
 //! early; the price is that overshoot includes the handshake or the request's
 //! trip through loopback (microseconds). A close seen more than
-//! [`EARLY_TOLERANCE`] before the deadline is an early close: something
+//! [`EARLY_SLACK`] before the deadline is an early close: something
 //! closed it that is not the deadline (a connection cap, a head limit), or
 //! the server's clock was stale when it armed the timer.
 
@@ -63,6 +63,7 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use crate::check::{BodyCheck, Expect, Progress, ResponseParser};
+use crate::client::EARLY_SLACK;
 use crate::load::{run_load, LoadConfig, LoadReport};
 use crate::slow_read::{SlowReadConn, SlowReadEnd, SlowReadSummary};
 use crate::stats::{LatencyRecorder, LatencySummary, OvershootSummary};
@@ -134,6 +135,10 @@ pub struct AttackReport {
     pub false_kills: usize,
     /// Connections on which the server sent bytes (e.g. a 408) during the attack.
     pub responses_seen: usize,
+    /// Slowloris and slow body: the fewest bytes a connection dripped before
+    /// the server closed it (`None`: no close seen). Drips that never left
+    /// would pass a deadline test without testing that drips do not extend it.
+    pub fewest_drips: Option<usize>,
     /// Slow read: still open at deadline + slack, then a FIN arrived behind the
     /// queued data while draining. The server had closed; when is unknown.
     pub closed_behind_data: usize,
@@ -178,6 +183,7 @@ impl AttackReport {
         self.overshoots_ns.extend(wave.overshoots_ns);
         self.false_kills += wave.false_kills;
         self.responses_seen += wave.responses_seen;
+        self.fewest_drips = fewest(self.fewest_drips, wave.fewest_drips);
         self.closed_behind_data += wave.closed_behind_data;
         self.whole_response_read += wave.whole_response_read;
         self.idle_unusable += wave.idle_unusable;
@@ -197,17 +203,23 @@ impl AttackReport {
     }
 }
 
+/// The smaller of two counts where `None` means none seen.
+fn fewest(a: Option<usize>, b: Option<usize>) -> Option<usize> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// The overshoots of closes that were not early: what the summary describes.
 fn timed_overshoots(all_ns: &[i64]) -> Vec<i64> {
     all_ns
         .iter()
         .copied()
-        .filter(|&o| o >= -(EARLY_TOLERANCE.as_nanos() as i64))
+        .filter(|&o| o >= -(EARLY_SLACK.as_nanos() as i64))
         .collect()
 }
 
-/// A close this much before its deadline is early.
-pub const EARLY_TOLERANCE: Duration = Duration::from_millis(5);
 /// Slow read: a connection still open at deadline + slack is drained while
 /// bytes keep coming; this long without a byte (and no FIN) ends it as a hang.
 pub const DRAIN_STALL: Duration = Duration::from_millis(250);
@@ -372,6 +384,7 @@ struct Tally {
     overshoots_ns: Vec<i64>,
     false_kills: usize,
     responses_seen: usize,
+    fewest_drips: Option<usize>,
     closed_behind_data: usize,
     whole_response_read: usize,
     idle_unusable: usize,
@@ -398,6 +411,7 @@ impl Tally {
         r.overshoots_ns.extend(self.overshoots_ns);
         r.false_kills += self.false_kills;
         r.responses_seen += self.responses_seen;
+        r.fewest_drips = fewest(r.fewest_drips, self.fewest_drips);
         r.closed_behind_data += self.closed_behind_data;
         r.whole_response_read += self.whole_response_read;
         r.idle_unusable += self.idle_unusable;
@@ -989,8 +1003,12 @@ impl AttackThread {
                 let overshoot = at as i64 - deadline as i64;
                 self.tally.overshoots_ns.push(overshoot);
                 self.slots[i].overshoot_ns = Some(overshoot);
-                if overshoot < -(EARLY_TOLERANCE.as_nanos() as i64) {
+                if overshoot < -(EARLY_SLACK.as_nanos() as i64) {
                     self.tally.early_closes += 1;
+                }
+                if let AttackMode::Slowloris { .. } | AttackMode::SlowBody { .. } = self.mode {
+                    let drips = Some(self.slots[i].drip_pos);
+                    self.tally.fewest_drips = fewest(self.tally.fewest_drips, drips);
                 }
             }
         }

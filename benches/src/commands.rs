@@ -339,7 +339,7 @@ fn idle_hold(args: &SlowlorisArgs) -> io::Result<Duration> {
 pub fn slowloris(args: &SlowlorisArgs) -> io::Result<bool> {
     let target = resolve(&args.target)?;
     probe(target)?;
-    let limit = sys::raise_nofile_limit()?;
+    let limit = sys::raise_nofile_limit(u64::MAX)?;
     let runs = plan_modes(args)?;
     let policy = Policy {
         slack: args.slack,

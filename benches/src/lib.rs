@@ -22,6 +22,7 @@
 
 pub mod attack;
 pub mod check;
+pub mod client;
 pub mod commands;
 pub mod json_report;
 pub mod load;

@@ -1,5 +1,5 @@
 //! The few Linux calls std does not expose: epoll, `CLOCK_MONOTONIC` in
-//! nanoseconds, `RLIMIT_NOFILE`, `FIONREAD`, a nonblocking connect whose socket
+//! nanoseconds, `RLIMIT_NOFILE`, `FIONREAD`, a connect (nonblocking or not) whose socket
 //! options (`SO_RCVBUF`, `TCP_NODELAY`) are set before the handshake, and the
 //! `SO_REUSEPORT` listener of the floor peers.
 //!
@@ -46,31 +46,48 @@ pub fn raise_thread_priority() -> bool {
     unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, -10) == 0 }
 }
 
-/// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns the new soft
-/// limit. Thousands of attack sockets do not fit under the usual 1024.
-pub fn raise_nofile_limit() -> io::Result<u64> {
+/// Raises this process's soft `RLIMIT_NOFILE` to `want` (and the hard limit
+/// too, where we are allowed to). Servers started afterwards inherit it.
+/// Returns the soft limit now in force. `u64::MAX`: as many as allowed.
+/// Thousands of attack sockets do not fit under the usual 1024.
+pub fn raise_nofile_limit(want: u64) -> io::Result<u64> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    // SAFETY: `lim` is a valid, writable rlimit.
+    // SAFETY: `lim` is a valid, writable rlimit for the duration of the call.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    if lim.rlim_cur < lim.rlim_max {
-        lim.rlim_cur = lim.rlim_max;
-        // SAFETY: `lim` is a valid rlimit with cur <= max.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
-            return Err(io::Error::last_os_error());
+    if lim.rlim_cur >= want {
+        return Ok(lim.rlim_cur);
+    }
+    if lim.rlim_max < want {
+        let raised = libc::rlimit {
+            rlim_cur: want,
+            rlim_max: want,
+        };
+        // SAFETY: `raised` is a valid rlimit; failure (no CAP_SYS_RESOURCE) is
+        // handled by falling back to the current hard limit below.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return Ok(want);
         }
     }
-    Ok(lim.rlim_cur)
+    let soft = libc::rlimit {
+        rlim_cur: want.min(lim.rlim_max),
+        rlim_max: lim.rlim_max,
+    };
+    // SAFETY: as above; the soft limit does not exceed the hard limit.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &soft) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(soft.rlim_cur)
 }
 
 /// Fails early, with the numbers, when `needed` descriptors cannot be open at
 /// once even after raising the limit.
 pub fn ensure_fd_capacity(needed: usize) -> io::Result<()> {
-    let limit = raise_nofile_limit()?;
+    let limit = raise_nofile_limit(u64::MAX)?;
     // Leave room for stdio, epoll descriptors and the test harness.
     if needed as u64 + 64 > limit {
         return Err(io::Error::other(format!(
@@ -101,18 +118,32 @@ pub enum Connect {
 
 /// Opens a nonblocking TCP socket, applies `opts` and starts connecting.
 pub fn connect_nonblocking(addr: SocketAddr, opts: SocketOpts) -> io::Result<(TcpStream, Connect)> {
+    let owned = socket_with_opts(addr, libc::SOCK_NONBLOCK, opts)?;
+    let state = match start_connect(&owned, addr) {
+        Ok(()) => Connect::Done,
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Connect::InProgress,
+        Err(e) => return Err(e),
+    };
+    Ok((TcpStream::from(owned), state))
+}
+
+/// Opens a blocking TCP socket, applies `opts` and connects: a slow reader
+/// whose small `SO_RCVBUF` is in place before the handshake.
+pub fn connect_with_opts(addr: SocketAddr, opts: SocketOpts) -> io::Result<TcpStream> {
+    let owned = socket_with_opts(addr, 0, opts)?;
+    start_connect(&owned, addr)?;
+    Ok(TcpStream::from(owned))
+}
+
+/// A fresh TCP socket of `addr`'s family with `opts` applied; `flags` are
+/// OR'ed into the type (`SOCK_NONBLOCK`).
+fn socket_with_opts(addr: SocketAddr, flags: libc::c_int, opts: SocketOpts) -> io::Result<OwnedFd> {
     let domain = match addr {
         SocketAddr::V4(_) => libc::AF_INET,
         SocketAddr::V6(_) => libc::AF_INET6,
     };
     // SAFETY: plain syscall; the result is checked before use.
-    let fd = unsafe {
-        libc::socket(
-            domain,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
+    let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC | flags, 0) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -124,26 +155,24 @@ pub fn connect_nonblocking(addr: SocketAddr, opts: SocketOpts) -> io::Result<(Tc
     if opts.nodelay {
         set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
     }
+    Ok(owned)
+}
+
+/// `connect(2)`; on a nonblocking socket `EINPROGRESS` comes back as the error.
+fn start_connect(socket: &OwnedFd, addr: SocketAddr) -> io::Result<()> {
     let (storage, len) = sockaddr(addr);
     // SAFETY: `storage` holds a sockaddr of `len` bytes for the socket's family.
     let rc = unsafe {
         libc::connect(
-            fd,
+            socket.as_raw_fd(),
             &storage as *const libc::sockaddr_storage as *const libc::sockaddr,
             len,
         )
     };
-    let state = if rc == 0 {
-        Connect::Done
-    } else {
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::EINPROGRESS) {
-            Connect::InProgress
-        } else {
-            return Err(err);
-        }
-    };
-    Ok((TcpStream::from(owned), state))
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// A listening socket with `SO_REUSEPORT`, one per worker thread of a floor

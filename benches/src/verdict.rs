@@ -12,7 +12,8 @@
 
 use std::time::Duration;
 
-use crate::attack::{AttackMode, AttackReport, AttackWithLoad, DRAIN_STALL, EARLY_TOLERANCE};
+use crate::attack::{AttackMode, AttackReport, AttackWithLoad, DRAIN_STALL};
+use crate::client::EARLY_SLACK;
 use crate::report::{bytes, us};
 
 /// The thresholds a run is held to.
@@ -84,7 +85,7 @@ pub fn judge(m: &ModeResult, policy: &Policy) -> Verdict {
     if a.early_closes > 0 {
         v.failures.push(format!(
             "{} connections closed more than {:?} before the {:?} deadline",
-            a.early_closes, EARLY_TOLERANCE, m.deadline
+            a.early_closes, EARLY_SLACK, m.deadline
         ));
     }
     if a.false_kills > 0 {

@@ -23,6 +23,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+// `500ms`, `2s`, `1.5s`, `1m`, `250us`: the spelling ringwall-bench writes too.
+use humantime::parse_duration;
 use metrics_endpoint::MetricsEndpoint;
 use ringwall::{benchmark_app, listen_fds_from_env, MinRate, Server};
 
@@ -117,31 +119,6 @@ struct ServeArgs {
     /// Size of each provided receive buffer, in bytes.
     #[arg(long, default_value_t = ringwall::DEFAULT_RECV_BUFFER_SIZE)]
     recv_buffer_size: u32,
-}
-
-/// Parses `500ms`, `2s`, `1.5s`, `1m`, `250us`.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("`{text}` needs a unit: ms, s, m (e.g. 500ms, 2s)"))?;
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration (e.g. 500ms, 2s)"))?;
-    let scale = match unit {
-        "us" | "µs" => 1e-6,
-        "ms" => 1e-3,
-        "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        _ => {
-            return Err(format!(
-                "unknown unit `{unit}` in `{text}`: use ms, s, m or h"
-            ))
-        }
-    };
-    Duration::try_from_secs_f64(value * scale).map_err(|e| format!("`{text}`: {e}"))
 }
 
 /// A rate of 0 turns the minimum off.
@@ -320,6 +297,7 @@ mod tests {
         assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
         assert!(parse_duration("2").is_err());
         assert!(parse_duration("2parsecs").is_err());
     }

@@ -4,11 +4,11 @@
 use std::io::{self, Read, Write};
 use std::mem;
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd};
 use std::time::Duration;
 
-use crate::close::{is_timeout, wait_for_close, Closed};
-use crate::response::{parse_response, Response};
+use ringwall_bench::client::close::{is_timeout, wait_for_close, Closed};
+use ringwall_bench::client::{parse_response, Response};
+use ringwall_bench::sys::{self, SocketOpts};
 
 /// No single read in a test waits longer than this: a hang fails the test
 /// instead of stalling the suite.
@@ -138,8 +138,10 @@ impl Client {
 
     /// Waits for the server to close, returning how and when; bytes already
     /// received and not consumed count as data before the close.
+    #[track_caller]
     pub fn wait_for_close(&mut self, within: Duration) -> Closed {
-        let mut closed = wait_for_close(&mut self.stream, within);
+        let mut closed = wait_for_close(&mut self.stream, within)
+            .unwrap_or_else(|e| panic!("read failed with neither EOF nor a reset: {e}"));
         let mut data = mem::take(&mut self.received);
         data.extend_from_slice(&closed.data);
         closed.data = data;
@@ -187,67 +189,15 @@ impl Client {
 /// A connection whose receive buffer is set to `rcvbuf` bytes before the
 /// handshake, so the window it advertises stays small (a slow reader).
 pub fn connect_with_rcvbuf(addr: SocketAddr, rcvbuf: usize) -> io::Result<TcpStream> {
-    let SocketAddr::V4(v4) = addr else {
-        return Err(io::Error::other("tests use IPv4 loopback only"));
+    let opts = SocketOpts {
+        recv_buffer: Some(rcvbuf),
+        nodelay: false,
     };
-    // SAFETY: plain socket(2); the result is checked and owned below.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh socket nobody else owns; the TcpStream closes it.
-    let stream = unsafe { TcpStream::from_raw_fd(fd) };
-    let size = rcvbuf as libc::c_int;
-    // SAFETY: `size` is a live c_int and its length is passed with it.
-    let ret = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&size as *const libc::c_int).cast(),
-            mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let sin = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: v4.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from_ne_bytes(v4.ip().octets()),
-        },
-        sin_zero: [0; 8],
-    };
-    // SAFETY: `sin` is a complete sockaddr_in and its size is passed with it.
-    let ret = unsafe {
-        libc::connect(
-            fd,
-            (&sin as *const libc::sockaddr_in).cast(),
-            mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        )
-    };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(stream)
+    sys::connect_with_opts(addr, opts)
 }
 
 /// SO_LINGER {on, 0}: closing the socket then sends RST instead of FIN.
+#[track_caller]
 pub fn set_linger_zero(stream: &TcpStream) {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: `linger` is a live struct and its size is passed with it.
-    let ret = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(ret, 0, "SO_LINGER: {}", io::Error::last_os_error());
+    sys::set_linger_zero(stream).unwrap_or_else(|e| panic!("SO_LINGER: {e}"));
 }

@@ -8,8 +8,13 @@
 //!    └──► Client (blocking TcpStream) ── bytes ─────┘
 //!             │ parse_response: status, headers, framed body, raw bytes
 //!             └ wait_for_close: FIN or reset, and when
-//!   drip_heads: hundreds of non-blocking slowloris sockets on one poll loop
+//!   slowloris: hundreds of dripping sockets, ringwall-bench's attack client
 //! ```
+//!
+//! The response parser, close detection and its slacks, the slow clients
+//! and the socket helpers are ringwall-bench's (`ringwall_bench::client`,
+//! `attack`, `sys`), re-exported here: the benchmarks judge the server by
+//! the same rules.
 //!
 //! What it does not do: mock anything. Every test talks to the real engine
 //! over real sockets; a kernel without io_uring makes a test print why and
@@ -17,22 +22,18 @@
 
 mod app;
 mod client;
-mod close;
-mod drip;
-mod fd_limit;
-mod response;
 mod server;
+mod slowloris;
 
 pub use app::{app, MAX_BYTES_RESPONSE};
 pub use client::{connect_with_rcvbuf, set_linger_zero, Client};
-pub use close::{
-    assert_closed_within, wait_for_close, watch_for_closes, CloseKind, Closed, Watched,
-    EARLY_SLACK, LATE_SLACK,
+pub use ringwall_bench::client::{
+    assert_closed_within, imf_fixdate_unix_secs, is_imf_fixdate, parse_response, wait_for_close,
+    watch_for_closes, CloseKind, Closed, Response, Watched, EARLY_SLACK, LATE_SLACK,
 };
-pub use drip::{drip_heads, DeadlineCheck, DripOutcome};
-pub use fd_limit::raise_fd_limit;
-pub use response::{imf_fixdate_unix_secs, is_imf_fixdate, parse_response, Response};
+pub use ringwall_bench::sys::raise_nofile_limit;
 pub use server::{
     builder, heavy_test_lock, runs_only_on_io_uring, skip_without_io_uring, start_or_skip,
     test_backend, wait_until,
 };
+pub use slowloris::{slowloris, slowloris_summary};

@@ -5,8 +5,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ringwall::{Backend, Handler, Server, ServerBuilder, ServerHandle, StartError};
-
-use crate::fd_limit::raise_fd_limit;
+use ringwall_bench::sys::raise_nofile_limit;
 
 /// The backend the suite runs on: `RINGWALL_TEST_BACKEND` (`io-uring`,
 /// the default, or `epoll`), so the whole suite runs against either
@@ -61,7 +60,9 @@ pub fn builder() -> ServerBuilder {
 /// println!("serving on {}", server.local_addr());
 /// ```
 pub fn start_or_skip<H: Handler>(builder: ServerBuilder, handler: H) -> Option<ServerHandle> {
-    raise_fd_limit();
+    // Slowloris and churn tests hold several hundred sockets on both sides
+    // of loopback, past the usual soft limit of 1024.
+    raise_nofile_limit(u64::MAX).expect("raise RLIMIT_NOFILE to its hard limit");
     let server = builder.build().expect("the test's configuration is valid");
     match server.serve(handler) {
         Ok(handle) => Some(handle),

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use ringwall::{Request, Response};
 use ringwall_tests::{
-    app, builder, drip_heads, heavy_test_lock, raise_fd_limit, set_linger_zero, start_or_skip,
-    wait_until, watch_for_closes, Client, CloseKind, DeadlineCheck,
+    app, builder, heavy_test_lock, raise_nofile_limit, set_linger_zero, slowloris,
+    slowloris_summary, start_or_skip, wait_until, watch_for_closes, Client, CloseKind,
 };
 
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n";
@@ -38,23 +38,13 @@ fn tiny_submission_queue_loses_no_timer() {
     let Some(server) = start_or_skip(config, app) else {
         return;
     };
-    let outcomes = drip_heads(
-        server.local_addr(),
-        300,
-        Duration::from_millis(100),
-        header + Duration::from_secs(2),
-    );
-    let check = DeadlineCheck::of(
-        &outcomes,
-        header,
-        Duration::from_millis(5),
-        Duration::from_millis(500),
-    );
+    let report = slowloris(server.local_addr(), 300, Duration::from_millis(100), header);
+    let summary = slowloris_summary(&report);
     let stats = server.stats();
-    eprintln!("tiny SQ: {}; {stats}", check.summary());
-    assert_eq!(check.never_closed, 0, "{}", check.summary());
-    assert!(check.early.is_empty(), "{}", check.summary());
-    assert!(check.late.is_empty(), "{}", check.summary());
+    eprintln!("tiny SQ: {summary}; {stats}");
+    assert_eq!(report.hangs, 0, "{summary}");
+    assert_eq!(report.early_closes, 0, "{summary}");
+    assert_eq!(report.closed, 300, "{summary}");
     assert_eq!(stats.closes.header_timeout, 300, "{stats}");
     assert!(
         stats.sq_full_retries > 0,
@@ -72,7 +62,7 @@ fn tiny_submission_queue_loses_no_timer() {
 #[test]
 fn churn_with_pending_timers_leaks_nothing() {
     let _heavy = heavy_test_lock();
-    raise_fd_limit();
+    raise_nofile_limit(u64::MAX).expect("raise RLIMIT_NOFILE");
     let config = builder().header_timeout(Duration::from_secs(30));
     let Some(server) = start_or_skip(config, app) else {
         return;
@@ -140,7 +130,7 @@ fn churn_with_pending_timers_leaks_nothing() {
 #[test]
 fn connection_cap_holds_under_connect_burst() {
     let _heavy = heavy_test_lock();
-    raise_fd_limit();
+    raise_nofile_limit(u64::MAX).expect("raise RLIMIT_NOFILE");
     const CAP: usize = 50;
     const BURST: usize = 200;
     let config = builder().max_connections(CAP);
@@ -181,7 +171,8 @@ fn connection_cap_holds_under_connect_burst() {
         "{}",
         server.stats()
     );
-    let watched = watch_for_closes(&streams, Duration::from_millis(300));
+    let watched =
+        watch_for_closes(&streams, Duration::from_millis(300)).expect("watch the streams");
     let closed = watched.iter().filter(|w| w.closed.is_some()).count();
     let stats = server.stats();
     assert_eq!(
@@ -326,7 +317,8 @@ fn no_connection_is_accepted_after_shutdown_returns() {
         match TcpStream::connect(addr) {
             Err(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused, "{e}"),
             Ok(mut late) => {
-                let closed = ringwall_tests::wait_for_close(&mut late, Duration::from_secs(1));
+                let closed = ringwall_tests::wait_for_close(&mut late, Duration::from_secs(1))
+                    .expect("read");
                 panic!(
                     "round {round}: a connection to {addr} completed after shutdown() returned; \
                      it saw {:?} {:?} after shutdown() returned",
@@ -606,7 +598,7 @@ fn response_refuses_framing_headers_injection_and_a_second_send() {
 #[test]
 fn timers_of_closed_connections_do_not_close_the_next_occupants() {
     let _heavy = heavy_test_lock();
-    raise_fd_limit();
+    raise_nofile_limit(u64::MAX).expect("raise RLIMIT_NOFILE");
     let header = Duration::from_millis(300);
     let Some(server) = start_or_skip(builder().header_timeout(header), app) else {
         return;
@@ -621,22 +613,12 @@ fn timers_of_closed_connections_do_not_close_the_next_occupants() {
         .collect();
     std::thread::sleep(header - Duration::from_millis(50));
     drop(first);
-    let outcomes = drip_heads(
-        addr,
-        100,
-        Duration::from_millis(50),
-        header + Duration::from_secs(2),
-    );
-    let check = DeadlineCheck::of(
-        &outcomes,
-        header,
-        Duration::from_millis(5),
-        Duration::from_millis(500),
-    );
+    let report = slowloris(addr, 100, Duration::from_millis(50), header);
+    let summary = slowloris_summary(&report);
     let stats = server.stats();
-    eprintln!("next occupants: {}; {stats}", check.summary());
-    assert!(check.early.is_empty(), "{}", check.summary());
-    assert!(check.late.is_empty(), "{}", check.summary());
+    eprintln!("next occupants: {summary}; {stats}");
+    assert_eq!(report.early_closes, 0, "{summary}");
+    assert_eq!(report.hangs, 0, "{summary}");
     assert_eq!(stats.closes.header_timeout, 100, "{stats}");
     assert_eq!(
         stats.closes.peer_eof + stats.closes.peer_reset,

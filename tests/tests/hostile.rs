@@ -50,7 +50,8 @@ fn slowloris(addr: SocketAddr, n: usize) -> (Vec<TcpStream>, Instant) {
 /// its header deadline (which started before `connected`).
 fn assert_closed_on_time(streams: Vec<TcpStream>, connected: Instant, header: Duration) {
     for (i, mut s) in streams.into_iter().enumerate() {
-        let closed = ringwall_tests::wait_for_close(&mut s, header + Duration::from_secs(20));
+        let closed =
+            ringwall_tests::wait_for_close(&mut s, header + Duration::from_secs(20)).expect("read");
         assert_ne!(
             closed.kind,
             CloseKind::StillOpen,
@@ -227,7 +228,7 @@ fn write_deadline_reset_leaves_no_send_queue_in_the_kernel() {
     );
     assert_eq!(server.stats().resets, 4, "{}", server.stats());
     for mut s in readers {
-        let closed = ringwall_tests::wait_for_close(&mut s, Duration::from_secs(5));
+        let closed = ringwall_tests::wait_for_close(&mut s, Duration::from_secs(5)).expect("read");
         assert_eq!(closed.kind, CloseKind::Reset);
     }
 }
@@ -345,7 +346,7 @@ fn reader_below_the_minimum_rate_is_reset_after_the_grace_period() {
         "reset {after:?} after the request (grace {grace:?})"
     );
     assert_eq!(stats.resets, 1, "{stats}");
-    let closed = ringwall_tests::wait_for_close(&mut s, Duration::from_secs(5));
+    let closed = ringwall_tests::wait_for_close(&mut s, Duration::from_secs(5)).expect("read");
     assert_eq!(closed.kind, CloseKind::Reset);
 }
 

@@ -4,6 +4,11 @@
 use std::fmt;
 use std::time::Duration;
 
+/// Parses `500ms`, `2s`, `1.5s`, `1m`, `250us`: the spelling `ringwall serve`
+/// accepts (the same crate parses it there), so one string means the same to
+/// every binary in a run.
+pub use humantime::parse_duration;
+
 /// The deadlines a server enforces on each connection (ARCHITECTURE.md,
 /// "Deadlines"). Every peer in a run gets the same four values; how each
 /// server maps them onto its own knobs is said in its module.
@@ -44,32 +49,6 @@ impl fmt::Display for Deadlines {
     }
 }
 
-/// Parses `500ms`, `2s`, `1.5s`, `1m`, `250us`: the spelling `ringwall serve`
-/// accepts, so one string means the same to every binary in a run.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("`{text}` needs a unit: ms, s, m (e.g. 500ms, 2s)"))?;
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration (e.g. 500ms, 2s)"))?;
-    let scale = match unit {
-        "us" | "µs" => 1e-6,
-        "ms" => 1e-3,
-        "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        _ => {
-            return Err(format!(
-                "unknown unit `{unit}` in `{text}`: use ms, s, m or h"
-            ))
-        }
-    };
-    Duration::try_from_secs_f64(value * scale).map_err(|e| format!("`{text}`: {e}"))
-}
-
 /// Spells a duration so that `ringwall`, nginx and Go all read it back the
 /// same: whole seconds as `2s`, anything else in whole milliseconds.
 /// (nginx has no unit below a millisecond.)
@@ -84,16 +63,6 @@ pub fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-        assert!(parse_duration("2").is_err());
-        assert!(parse_duration("2parsecs").is_err());
-    }
 
     #[test]
     fn formatted_durations_parse_back_to_the_same_value() {

@@ -40,7 +40,7 @@ pub use deadlines::{format_duration, parse_duration, Deadlines};
 pub use floor::CANNED_RESPONSE;
 pub use process::{
     find_executable, free_loopback_addr, is_executable, probe_hello, raise_nofile_limit,
-    sibling_binary, ServerProcess, Stopped, START_TIMEOUT,
+    read_hello, sibling_binary, ServerProcess, Stopped, START_TIMEOUT,
 };
 pub use scratch::Scratch;
 

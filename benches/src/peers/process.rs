@@ -5,7 +5,7 @@
 //! is left running and no other process on the machine is touched.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -13,6 +13,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::procfs;
+use crate::client::read_response;
+pub use crate::sys::raise_nofile_limit;
 
 /// How long a server gets to start serving before it counts as failed.
 pub const START_TIMEOUT: Duration = Duration::from_secs(15);
@@ -160,14 +162,21 @@ pub fn probe_hello(addr: SocketAddr) -> io::Result<()> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
     s.set_read_timeout(Some(Duration::from_secs(1)))?;
     s.write_all(b"GET / HTTP/1.1\r\nHost: peer\r\nConnection: close\r\n\r\n")?;
-    let mut answer = Vec::new();
-    s.read_to_end(&mut answer)?;
-    if answer.starts_with(b"HTTP/1.1 200") && answer.ends_with(b"Hello, World!") {
+    read_hello(&mut s)
+}
+
+/// Reads one complete, well-framed `200` answer whose body is `Hello, World!`.
+pub fn read_hello(stream: &mut TcpStream) -> io::Result<()> {
+    let answer = read_response(stream, false)?;
+    if answer.status == 200 && answer.body == b"Hello, World!" {
         Ok(())
     } else {
         Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("unexpected answer: {:?}", String::from_utf8_lossy(&answer)),
+            format!(
+                "unexpected answer: {:?}",
+                String::from_utf8_lossy(&answer.raw)
+            ),
         ))
     }
 }
@@ -176,43 +185,6 @@ pub fn probe_hello(addr: SocketAddr) -> io::Result<()> {
 pub fn free_loopback_addr() -> io::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     listener.local_addr()
-}
-
-/// Raises this process's soft `RLIMIT_NOFILE` to `want` (and the hard limit
-/// too, where we are allowed to). Servers started afterwards inherit it.
-/// Returns the soft limit now in force.
-pub fn raise_nofile_limit(want: u64) -> io::Result<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is a valid, writable rlimit for the duration of the call.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if lim.rlim_cur >= want {
-        return Ok(lim.rlim_cur);
-    }
-    if lim.rlim_max < want {
-        let raised = libc::rlimit {
-            rlim_cur: want,
-            rlim_max: want,
-        };
-        // SAFETY: `raised` is a valid rlimit; failure (no CAP_SYS_RESOURCE) is
-        // handled by falling back to the current hard limit below.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            return Ok(want);
-        }
-    }
-    let soft = libc::rlimit {
-        rlim_cur: want.min(lim.rlim_max),
-        rlim_max: lim.rlim_max,
-    };
-    // SAFETY: as above; the soft limit does not exceed the hard limit.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &soft) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(soft.rlim_cur)
 }
 
 /// The soft `RLIMIT_NOFILE` now in force (what a server started now gets).

@@ -13,13 +13,15 @@
 //! socket buffers are not in it. The header and idle deadlines are long
 //! (default 60 s) so that no connection is closed while being measured.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::peers::{parse_duration, raise_nofile_limit, Deadlines, Peer, PeerConfig, ServerKind};
+use crate::peers::{
+    parse_duration, raise_nofile_limit, read_hello, Deadlines, Peer, PeerConfig, ServerKind,
+};
 
 use super::lineup::{self, DEFAULT_SERVERS};
 use super::output::{self, DEFAULT_OUT};
@@ -88,35 +90,6 @@ impl MemoryCell {
     /// RSS growth per held connection, in bytes.
     pub fn bytes_per_connection(&self) -> Option<f64> {
         (self.held > 0).then(|| (self.rss_after as f64 - self.rss_before as f64) / self.held as f64)
-    }
-}
-
-/// Reads one complete `200 ... Hello, World!` answer (Content-Length framed).
-fn read_hello(stream: &mut TcpStream) -> io::Result<()> {
-    let mut buf = Vec::with_capacity(256);
-    let mut chunk = [0u8; 512];
-    loop {
-        let n = stream.read(&mut chunk)?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "closed before the answer",
-            ));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let body = &buf[end + 4..];
-            if body.len() >= 13 {
-                return if buf.starts_with(b"HTTP/1.1 200") && body == b"Hello, World!" {
-                    Ok(())
-                } else {
-                    Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "unexpected answer",
-                    ))
-                };
-            }
-        }
     }
 }
 

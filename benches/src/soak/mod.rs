@@ -150,7 +150,7 @@ const SHUTDOWN_TIMEOUT: &str = "2s";
 pub fn run(args: &SoakArgs) -> io::Result<bool> {
     validate(args)?;
     // Before the server starts, so that it inherits the raised limit too.
-    let nofile = sys::raise_nofile_limit()?;
+    let nofile = sys::raise_nofile_limit(u64::MAX)?;
     let deadlines = Deadlines {
         header: args.header_timeout,
         body: args.body_timeout,

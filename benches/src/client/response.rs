@@ -6,6 +6,8 @@
 //! `HTTP-version SP 3DIGIT SP reason` (RFC 9112 section 4). A server that
 //! slips is reported, not tolerated.
 
+use std::io::{self, Read};
+
 /// Heads larger than this are a runaway, not a response.
 const MAX_HEAD: usize = 64 * 1024;
 
@@ -192,6 +194,34 @@ pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<(Response
     };
     response.raw = buf[..end].to_vec();
     Ok(Some((response, end)))
+}
+
+/// Reads one response off `stream` (a request that was HEAD when
+/// `head_request`), leaving whatever follows it unread only if it arrived in
+/// a later read. The stream's read timeout bounds each read. `InvalidData`:
+/// the bytes are not a well-formed, well-framed response; `UnexpectedEof`:
+/// the server closed first.
+pub fn read_response(stream: &mut impl Read, head_request: bool) -> io::Result<Response> {
+    let mut received = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match parse_response(&received, head_request) {
+            Ok(Some((response, _))) => return Ok(response),
+            Ok(None) => {}
+            Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("closed after {} bytes of a response", received.len()),
+                ))
+            }
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn parse_status_line(line: &[u8]) -> Result<(String, u16, String), String> {

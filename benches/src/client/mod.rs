@@ -1,0 +1,28 @@
+//! The client side both test suites share: `tests/` (ringwall's integration
+//! tests) and this crate's runners and tests read responses and see closes
+//! through these, so one rule decides what a well-formed answer and a timely
+//! close are.
+//!
+//! ```text
+//!   bytes from a socket ──► response::parse_response ──► Response (status, headers,
+//!                                                        framed body, raw bytes)
+//!   a socket left alone ──► close::wait_for_close ────► Closed { Fin | Reset | StillOpen, at }
+//!   many sockets        ──► close::watch_for_closes ──► Watched per socket
+//!   a close instant     ──► close::assert_closed_within(deadline, EARLY_SLACK, LATE_SLACK)
+//! ```
+//!
+//! The slow clients (slowloris, slow body, slow read, idle) are
+//! [`crate::attack`]; socket options set before the handshake, linger-zero
+//! and the descriptor limit are [`crate::sys`]. The load client's streaming
+//! checker is [`crate::check`]. None of it starts a server.
+
+pub mod close;
+pub mod response;
+
+pub use close::{
+    assert_closed_within, wait_for_close, watch_for_closes, CloseKind, Closed, Watched,
+    EARLY_SLACK, LATE_SLACK,
+};
+pub use response::{
+    imf_fixdate_unix_secs, is_imf_fixdate, parse_response, read_response, Response,
+};
