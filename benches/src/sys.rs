@@ -509,6 +509,80 @@ impl Events {
     }
 }
 
+/// Makes `command`'s child refuse `io_uring_setup` with EPERM, as Docker's
+/// default seccomp profile (since Docker 25) and containerd's
+/// `RuntimeDefault` do: before `exec`, the child sets `no_new_privs` and
+/// installs a seccomp filter that fails that one system call and allows
+/// everything else. For testing how a server behaves where io_uring is
+/// refused, on a machine that has it.
+pub fn deny_io_uring_setup(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+
+    // classic BPF opcodes (linux/bpf_common.h: BPF_LD|BPF_W|BPF_ABS,
+    // BPF_JMP|BPF_JEQ|BPF_K, BPF_RET|BPF_K) and seccomp return values
+    // (linux/seccomp.h).
+    const BPF_LD_W_ABS: u16 = 0x20;
+    const BPF_JMP_JEQ_K: u16 = 0x15;
+    const BPF_RET_K: u16 = 0x06;
+    const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+    const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+    const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
+    // `struct seccomp_data`: nr at offset 0, arch at offset 4.
+    const OFFSET_NR: u32 = 0;
+    const OFFSET_ARCH: u32 = 4;
+    #[cfg(target_arch = "x86_64")]
+    const AUDIT_ARCH: u32 = 0xc000_003e;
+    #[cfg(target_arch = "aarch64")]
+    const AUDIT_ARCH: u32 = 0xc000_00b7;
+    let stmt = |code, k| libc::sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jump = |k, jt, jf| libc::sock_filter {
+        code: BPF_JMP_JEQ_K,
+        jt,
+        jf,
+        k,
+    };
+    let filter = [
+        stmt(BPF_LD_W_ABS, OFFSET_ARCH),
+        // Another architecture's numbering: leave it alone.
+        jump(AUDIT_ARCH, 1, 0),
+        stmt(BPF_RET_K, SECCOMP_RET_ALLOW),
+        stmt(BPF_LD_W_ABS, OFFSET_NR),
+        jump(libc::SYS_io_uring_setup as u32, 0, 1),
+        stmt(BPF_RET_K, SECCOMP_RET_ERRNO | libc::EPERM as u32),
+        stmt(BPF_RET_K, SECCOMP_RET_ALLOW),
+    ];
+    // SAFETY: the closure runs in the child between fork and exec, where
+    // only async-signal-safe calls are allowed: it makes two system calls
+    // (prctl, seccomp) on memory moved into it before the fork, and
+    // allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            let program = libc::sock_fprog {
+                len: filter.len() as libc::c_ushort,
+                filter: filter.as_ptr() as *mut libc::sock_filter,
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::syscall(
+                libc::SYS_seccomp,
+                SECCOMP_SET_MODE_FILTER,
+                0,
+                &program as *const libc::sock_fprog,
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -100,6 +100,11 @@ struct ServeArgs {
     /// connection without a valid one is closed without a response.
     #[arg(long)]
     proxy_protocol: bool,
+    /// The I/O backend: `auto` (io_uring, or epoll where io_uring is
+    /// refused: seccomp, kernel.io_uring_disabled, an old kernel),
+    /// `io-uring` (fail where it is refused) or `epoll`.
+    #[arg(long, default_value = "auto")]
+    backend: ringwall::Backend,
     /// Leave glibc's malloc thresholds alone: large responses reuse heap
     /// memory (less CPU per large response) but RSS stays at its peak.
     #[arg(long)]
@@ -199,7 +204,8 @@ fn main() -> ExitCode {
         .max_buffered_body_bytes(args.max_buffered_body_bytes)
         .max_queued_output_bytes(args.max_queued_output_bytes)
         .return_memory_to_os(!args.keep_freed_memory)
-        .proxy_protocol(args.proxy_protocol);
+        .proxy_protocol(args.proxy_protocol)
+        .backend(args.backend);
     if let Some(workers) = args.workers {
         builder = builder.workers(workers);
     }
@@ -240,13 +246,20 @@ fn main() -> ExitCode {
             inherited_names.join(":")
         )
     };
+    // Which backend runs, and for an auto that fell back, why (quoted: the
+    // cause has spaces).
+    let backend = match handle.fallback_reason() {
+        Some(cause) => format!("{} io_uring_refused=\"{cause}\"", handle.backend()),
+        None => handle.backend().to_string(),
+    };
     println!(
-        "ringwall listening on {}{origin} workers={} header_timeout={:?} body_timeout={:?} idle_timeout={:?} \
+        "ringwall listening on {}{origin} backend={} workers={} header_timeout={:?} body_timeout={:?} idle_timeout={:?} \
          write_timeout={:?} min_request_body_rate={} min_response_rate={} min_rate_grace={:?} \
          max_connections={} max_connections_per_ip={} max_buffered_body_bytes={} \
          max_queued_output_bytes={} ring_entries={} recv_buffers={}x{} max_head_bytes={} \
          max_body_bytes={} proxy_protocol={}",
         addrs.join(","),
+        backend,
         c.workers,
         c.header_timeout,
         c.body_timeout,
