@@ -128,10 +128,7 @@ struct ServeArgs {
 
 /// A rate of 0 turns the minimum off.
 fn min_rate(bytes_per_sec: u32, grace: Duration) -> Option<MinRate> {
-    (bytes_per_sec > 0).then_some(MinRate {
-        bytes_per_sec,
-        grace,
-    })
+    (bytes_per_sec > 0).then_some(MinRate::new(bytes_per_sec, grace))
 }
 
 /// Blocks SIGINT and SIGTERM in this thread (and the workers it spawns), so

@@ -18,6 +18,7 @@ pub const SD_LISTEN_FDS_START: RawFd = 3;
 
 /// One listening socket passed by systemd.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct InheritedListener {
     /// Its name from `LISTEN_FDNAMES` (`FileDescriptorName=` in the socket
     /// unit), or `"unknown"` when none were passed, as `sd_listen_fds_with_names`.
@@ -27,6 +28,7 @@ pub struct InheritedListener {
 
 /// Why the systemd environment could not be used.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum ActivationError {
     /// A variable that is not a positive number where one is required.
     NotANumber { var: &'static str, value: String },
@@ -60,6 +62,7 @@ impl std::error::Error for ActivationError {}
 
 /// Why an fd is not a listening TCP socket the engine can accept on.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum NotAListener {
     /// Not open (EBADF) or not a socket (ENOTSOCK), or the query failed.
     NotASocket(io::Error),

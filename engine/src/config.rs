@@ -31,10 +31,7 @@ pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// 5 s grace period, Kestrel's defaults. A client that stays below it (a
 /// slow-read or slow-body attacker) is cut off about `grace` after it falls
 /// behind; an honest client on the slowest mobile link is far above it.
-pub const DEFAULT_MIN_RATE: MinRate = MinRate {
-    bytes_per_sec: 240,
-    grace: Duration::from_secs(5),
-};
+pub const DEFAULT_MIN_RATE: MinRate = MinRate::new(240, Duration::from_secs(5));
 /// Default server-wide budget for buffered request bodies: 256 MiB. Body
 /// bytes are counted as they arrive; the connection whose bytes do not fit
 /// is answered 503 and closed. Counting arrivals rather than announced
@@ -71,6 +68,7 @@ const MAX_WORKERS: usize = 1024;
 
 /// A validated configuration. Build one with [`crate::Server::builder`].
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Config {
     pub addrs: Vec<SocketAddr>,
     pub workers: usize,
@@ -430,6 +428,7 @@ impl ServerBuilder {
 
 /// A setting that cannot work.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum ConfigError {
     Workers(usize),
     Timeout { name: &'static str, value: Duration },
@@ -516,10 +515,7 @@ mod tests {
             .build()
             .is_err());
         assert!(Server::builder().recv_buffers(1000, 4096).build().is_err());
-        let no_grace = MinRate {
-            bytes_per_sec: 240,
-            grace: Duration::ZERO,
-        };
+        let no_grace = MinRate::new(240, Duration::ZERO);
         let err = Server::builder()
             .min_response_rate(Some(no_grace))
             .build()

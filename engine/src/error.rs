@@ -9,6 +9,7 @@ use crate::activation::NotAListener;
 
 /// Why io_uring cannot be used on this machine.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum UringUnavailable {
     /// `kernel.io_uring_disabled` is set (1: only `kernel.io_uring_group` may
     /// use it; 2: nobody may).
@@ -92,6 +93,7 @@ fn read_io_uring_disabled() -> Option<u8> {
 
 /// Why [`crate::Server::serve`] failed.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum StartError {
     /// io_uring cannot be used; the cause says why and what to do.
     IoUring(UringUnavailable),

@@ -200,6 +200,7 @@ impl BodyWriter<'_> {
 
 /// A response the engine refused to write.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum ResponseError {
     AlreadySent,
     Encode(EncodeError),

@@ -93,8 +93,10 @@ pub use config::{
 pub use error::{StartError, UringUnavailable};
 pub use handler::{BodyWriter, Handler, Request, Response, ResponseError};
 pub use prometheus::PROMETHEUS_CONTENT_TYPE;
-pub use ringwall_h1 as h1;
-pub use ringwall_h1::{Limits, Version};
+// Named, not `pub use ringwall_h1 as h1`: the h1 types that appear in this
+// crate's own API, so that ringwall's semver follows what it exposes rather
+// than all of ringwall-h1.
+pub use ringwall_h1::{EncodeError, Limits, LimitsError, Version};
 pub use ringwall_timers::MinRate;
 pub use server::{Server, ServerHandle, StatsReader};
 pub use stats::{CloseCounts, CloseReason, Stats};

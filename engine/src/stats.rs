@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Why a connection was closed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CloseReason {
     /// The request head did not arrive within `header_timeout`.
     HeaderTimeout,
@@ -107,6 +108,7 @@ macro_rules! counters {
         /// reset with RST instead of FIN and counted under its `*_reset` name
         /// instead.
         #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        #[non_exhaustive]
         pub struct CloseCounts {
             $( $(#[doc = $close_doc])+ pub $close: u64, )*
         }
@@ -125,6 +127,7 @@ macro_rules! counters {
 
         /// A snapshot of the server's counters, summed over workers.
         #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        #[non_exhaustive]
         pub struct Stats {
             $( $(#[doc = $head_doc])+ pub $head: u64, )*
             /// Closes by reason.

@@ -12,13 +12,7 @@ use ringwall_h1::{
 
 /// Small limits, so that fuzz inputs of a few hundred bytes reach them.
 pub fn small_limits() -> Limits {
-    Limits {
-        max_head_bytes: 128,
-        max_headers: 6,
-        max_method_bytes: 8,
-        max_target_bytes: 32,
-        max_body_bytes: 64,
-    }
+    Limits::new().with_max_head_bytes(128).with_max_headers(6).with_max_method_bytes(8).with_max_target_bytes(32).with_max_body_bytes(64)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -53,6 +53,9 @@ mod request_line;
 mod status;
 mod token;
 
+/// The chunked body decoder alone, for fuzz/fuzz_targets/chunked.rs; the
+/// [`Decoder`] drives it for everyone else.
+#[cfg(feature = "fuzzing")]
 pub use chunked::{ChunkedDecoder, ChunkedProgress};
 pub use date::HttpDate;
 pub use decoder::{DecodeBuffers, Decoder, Event};

@@ -7,7 +7,21 @@ use std::fmt;
 /// Every bound is checked as the bytes arrive, so a connection never holds
 /// more than about `max_head_bytes` of an unfinished head, whatever the peer
 /// sends.
+///
+/// Built from [`Limits::new`] (the defaults) and the `with_*` methods, so
+/// that a later release can add a bound without breaking callers:
+///
+/// ```
+/// use ringwall_h1::Limits;
+///
+/// const SMALL: Limits = Limits::new()
+///     .with_max_head_bytes(4096)
+///     .with_max_target_bytes(2048)
+///     .with_max_body_bytes(64 * 1024);
+/// assert_eq!(SMALL.validate(), Ok(()));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Limits {
     /// Bytes of the request head: request line, header lines, the empty line
     /// (and any empty lines before the request line). Over it: 431.
@@ -42,6 +56,13 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Limits {
+        Limits::new()
+    }
+}
+
+impl Limits {
+    /// The default limits (each field's docs give its default and why).
+    pub const fn new() -> Limits {
         Limits {
             max_head_bytes: 16 * 1024,
             max_headers: 100,
@@ -50,9 +71,37 @@ impl Default for Limits {
             max_body_bytes: 1024 * 1024,
         }
     }
-}
 
-impl Limits {
+    /// These limits with [`max_head_bytes`](Self::max_head_bytes) set.
+    pub const fn with_max_head_bytes(mut self, n: usize) -> Limits {
+        self.max_head_bytes = n;
+        self
+    }
+
+    /// These limits with [`max_headers`](Self::max_headers) set.
+    pub const fn with_max_headers(mut self, n: usize) -> Limits {
+        self.max_headers = n;
+        self
+    }
+
+    /// These limits with [`max_method_bytes`](Self::max_method_bytes) set.
+    pub const fn with_max_method_bytes(mut self, n: usize) -> Limits {
+        self.max_method_bytes = n;
+        self
+    }
+
+    /// These limits with [`max_target_bytes`](Self::max_target_bytes) set.
+    pub const fn with_max_target_bytes(mut self, n: usize) -> Limits {
+        self.max_target_bytes = n;
+        self
+    }
+
+    /// These limits with [`max_body_bytes`](Self::max_body_bytes) set.
+    pub const fn with_max_body_bytes(mut self, n: u64) -> Limits {
+        self.max_body_bytes = n;
+        self
+    }
+
     /// Checks that the limits can all be reached and none is zero.
     pub fn validate(&self) -> Result<(), LimitsError> {
         let zero = [
@@ -94,6 +143,7 @@ impl Limits {
 
 /// Why a [`Limits`] value cannot be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LimitsError {
     /// A limit is zero: no request could pass it.
     Zero { field: &'static str },

@@ -74,13 +74,12 @@ fn stray_crlf_after_a_request_leaves_the_decoder_idle() {
 fn empty_line_split_after_its_cr_is_still_skipped() {
     // Split feeding must decide like whole feeding: 60 bytes of empty lines
     // are skipped (not counted in the head) however they arrive.
-    let limits = Limits {
-        max_head_bytes: 64,
-        max_headers: 4,
-        max_method_bytes: 8,
-        max_target_bytes: 16,
-        max_body_bytes: 10,
-    };
+    let limits = Limits::new()
+        .with_max_head_bytes(64)
+        .with_max_headers(4)
+        .with_max_method_bytes(8)
+        .with_max_target_bytes(16)
+        .with_max_body_bytes(10);
     let stream = format!("{}GET / HTTP/1.1\r\nHost: a\r\n\r\n", "\r\n".repeat(30));
     let mut d = Decoder::new(limits);
     for b in stream.as_bytes() {
@@ -258,10 +257,7 @@ fn lent_buffers_are_used_and_carry_over_pending_bytes() {
 #[test]
 fn zero_head_limit_rejects_the_first_byte_instead_of_buffering_forever() {
     // Invalid limits must still bound memory: nothing is ever waited for.
-    let mut d = Decoder::new(Limits {
-        max_head_bytes: 0,
-        ..Limits::default()
-    });
+    let mut d = Decoder::new(Limits::default().with_max_head_bytes(0));
     d.feed(b"G");
     assert_eq!(d.poll(), Err(DecodeError::HeadTooLarge));
 }

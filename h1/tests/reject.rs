@@ -47,13 +47,12 @@ fn post_chunked(body: &str) -> Vec<u8> {
 }
 
 fn small_limits() -> Limits {
-    Limits {
-        max_head_bytes: 64,
-        max_headers: 4,
-        max_method_bytes: 8,
-        max_target_bytes: 16,
-        max_body_bytes: 10,
-    }
+    Limits::new()
+        .with_max_head_bytes(64)
+        .with_max_headers(4)
+        .with_max_method_bytes(8)
+        .with_max_target_bytes(16)
+        .with_max_body_bytes(10)
 }
 
 // ---- Content-Length and Transfer-Encoding (RFC 9112 6) ----
@@ -148,10 +147,7 @@ reject! {
 #[test]
 fn chunk_size_with_seventeen_hex_digits_overflows_u64_is_400() {
     // With max_body at u64::MAX only the digit count can stop it.
-    let limits = Limits {
-        max_body_bytes: u64::MAX,
-        ..Limits::default()
-    };
+    let limits = Limits::default().with_max_body_bytes(u64::MAX);
     let err = whole(limits, &post_chunked("10000000000000000\r\n")).error;
     assert_eq!(err, Some(DecodeError::ChunkSizeOverflow));
     assert_eq!(err.unwrap().status(), 400);
@@ -265,15 +261,9 @@ reject_with_limits! {
 #[test]
 fn head_of_exactly_max_head_bytes_is_accepted() {
     let head = b"GET / HTTP/1.1\r\nHost: a\r\nX: 0123456789012345678901234567890123\r\n\r\n";
-    let limits = Limits {
-        max_head_bytes: head.len(),
-        ..small_limits()
-    };
+    let limits = small_limits().with_max_head_bytes(head.len());
     assert_eq!(whole(limits, head).error, None);
-    let limits = Limits {
-        max_head_bytes: head.len() - 1,
-        ..limits
-    };
+    let limits = limits.with_max_head_bytes(head.len() - 1);
     assert_eq!(whole(limits, head).error, Some(DecodeError::HeadTooLarge));
 }
 
@@ -314,10 +304,7 @@ fn method_of_exactly_max_method_bytes_is_accepted() {
     let out = whole(limits, head);
     assert_eq!(out.error, None);
     assert_eq!(out.requests[0].method, "PROPFIND");
-    let limits = Limits {
-        max_method_bytes: 7,
-        ..limits
-    };
+    let limits = limits.with_max_method_bytes(7);
     assert_eq!(whole(limits, head).error, Some(DecodeError::MethodTooLong));
 }
 

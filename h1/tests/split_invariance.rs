@@ -19,13 +19,12 @@ use proptest::prelude::*;
 use ringwall_h1::Limits;
 
 fn small_limits() -> Limits {
-    Limits {
-        max_head_bytes: 96,
-        max_headers: 4,
-        max_method_bytes: 8,
-        max_target_bytes: 24,
-        max_body_bytes: 32,
-    }
+    Limits::new()
+        .with_max_head_bytes(96)
+        .with_max_headers(4)
+        .with_max_method_bytes(8)
+        .with_max_target_bytes(24)
+        .with_max_body_bytes(32)
 }
 
 /// Streams that decode, streams that fail, and streams that stop midway.

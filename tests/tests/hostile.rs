@@ -304,10 +304,7 @@ fn honest_slow_reader_gets_the_whole_response() {
 fn reader_below_the_minimum_rate_is_reset_after_the_grace_period() {
     let _heavy = heavy_test_lock();
     let grace = Duration::from_secs(2);
-    let rate = MinRate {
-        bytes_per_sec: 240,
-        grace,
-    };
+    let rate = MinRate::new(240, grace);
     let Some(server) = start_or_skip(
         builder()
             .write_timeout(Duration::from_secs(30))

@@ -9,13 +9,12 @@ use ringwall::{Limits, Request, Response};
 use ringwall_tests::{app, builder, start_or_skip, wait_until, Client, CloseKind};
 
 /// Small limits, so each one is easy to cross and the others stay far away.
-const LIMITS: Limits = Limits {
-    max_head_bytes: 4096,
-    max_headers: 20,
-    max_method_bytes: 32,
-    max_target_bytes: 1024,
-    max_body_bytes: 1024,
-};
+const LIMITS: Limits = Limits::new()
+    .with_max_head_bytes(4096)
+    .with_max_headers(20)
+    .with_max_method_bytes(32)
+    .with_max_target_bytes(1024)
+    .with_max_body_bytes(1024);
 
 /// Sends `request`, expects one of `statuses` with `Connection: close`, then
 /// a FIN; checks the close was counted under the status and that the handler
@@ -209,10 +208,7 @@ rejected! {
 /// over the limit (413) by a limit no size can exceed.
 #[test]
 fn chunk_size_overflow_is_400() {
-    let unlimited = Limits {
-        max_body_bytes: u64::MAX,
-        ..LIMITS
-    };
+    let unlimited = LIMITS.with_max_body_bytes(u64::MAX);
     assert_rejected_under(
         unlimited,
         b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n100000000000000001\r\nhello\r\n0\r\n\r\n",

@@ -125,6 +125,7 @@ impl Timeouts {
 /// take a burst at once: uncapped, the first few hundred KiB a non-reading
 /// client's buffers swallow would bank hours at 240 B/s.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MinRate {
     /// Bytes per second the client must sustain; more than zero.
     pub bytes_per_sec: u32,
@@ -134,6 +135,15 @@ pub struct MinRate {
 }
 
 impl MinRate {
+    /// `bytes_per_sec` after `grace`. Validated where it is configured
+    /// (ringwall's `ServerBuilder::build`), not here, so it can be a const.
+    pub const fn new(bytes_per_sec: u32, grace: Duration) -> MinRate {
+        MinRate {
+            bytes_per_sec,
+            grace,
+        }
+    }
+
     /// How far `bytes` of progress moves a rate deadline, before the cap.
     pub fn credit(&self, bytes: u64) -> Duration {
         let rate = u64::from(self.bytes_per_sec.max(1));

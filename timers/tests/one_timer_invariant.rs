@@ -110,10 +110,8 @@ impl Sim {
             write: rng.timeout(),
         };
         let rate = |rng: &mut Rng| {
-            rng.bool().then(|| MinRate {
-                bytes_per_sec: 1 + rng.below(100_000) as u32,
-                grace: rng.timeout(),
-            })
+            rng.bool()
+                .then(|| MinRate::new(1 + rng.below(100_000) as u32, rng.timeout()))
         };
         let rates = MinRates {
             body: rate(&mut rng),

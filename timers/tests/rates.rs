@@ -18,10 +18,7 @@ fn ms(ms: u64) -> MonoTime {
 }
 
 fn rate() -> MinRate {
-    MinRate {
-        bytes_per_sec: RATE,
-        grace: GRACE,
-    }
+    MinRate::new(RATE, GRACE)
 }
 
 fn timers(rates: MinRates) -> ConnTimers {
