@@ -45,7 +45,7 @@
 //!     .serve(|_req: &Request<'_>, resp: &mut Response<'_>| {
 //!         let _ = resp.send(200, &[("Content-Type", b"text/plain")], b"Hello, World!");
 //!     })?;
-//! println!("{}", handle.shutdown());
+//! println!("{}", handle.shutdown()?);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -67,6 +67,7 @@ mod conn_cap;
 mod error;
 mod handler;
 mod large_buffers;
+mod log;
 mod malloc;
 mod per_ip;
 mod prometheus;
@@ -89,7 +90,7 @@ pub use config::{
     DEFAULT_RECV_BUFFER_SIZE, DEFAULT_RING_ENTRIES, DEFAULT_SHUTDOWN_TIMEOUT,
     DEFAULT_WRITE_TIMEOUT,
 };
-pub use error::{StartError, UringUnavailable};
+pub use error::{ServeError, StartError, UringUnavailable, WorkerFailure};
 pub use handler::{BodyWriter, Handler, Request, Response, ResponseError};
 pub use prometheus::PROMETHEUS_CONTENT_TYPE;
 pub use ringwall_h1 as h1;

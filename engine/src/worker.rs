@@ -41,6 +41,7 @@ use crate::conn_cap::ConnCap;
 use crate::error::UringUnavailable;
 use crate::handler::{Handler, Request, Response};
 use crate::large_buffers::LargeBufferPool;
+use crate::log::CloseLogBudget;
 use crate::per_ip::PerIpCap;
 use crate::socket::{self, Listener};
 use crate::stats::{CloseReason, WorkerCounters};
@@ -183,6 +184,9 @@ pub(crate) struct Worker<H: Handler> {
     // Field order is drop order: the ring goes first, so the kernel can no
     // longer touch the buffer ring, the slots or `wake_buf` when they go.
     sink: SqeSink,
+    /// This worker's number, as in its thread's name, for events.
+    index: usize,
+    close_log: CloseLogBudget,
     recv_buffers: ProvidedBufRing,
     conns: Slab<Conn>,
     /// Generation of each slab slot, bumped each time the slot is taken.
@@ -275,9 +279,11 @@ fn build_ring(entries: u32, worker: usize) -> Result<IoUring, UringUnavailable> 
         match builder.build(entries) {
             Ok(ring) => {
                 if i > 0 {
-                    eprintln!(
-                        "ringwall: worker {worker}: the kernel refused {}; running with {name}",
-                        attempts[0].0
+                    crate::log::warn!(
+                        worker,
+                        wanted = attempts[0].0,
+                        using = name,
+                        "the kernel refused the preferred io_uring setup flags; falling back"
                     );
                 }
                 return Ok(ring);
@@ -338,6 +344,8 @@ impl<H: Handler> Worker<H> {
                 ring,
                 backlog: VecDeque::new(),
             },
+            index,
+            close_log: CloseLogBudget::new(mono_now()),
             recv_buffers,
             // Full capacity up front: slots never move, so the timespecs in
             // them stay where queued SQEs point.
@@ -393,8 +401,11 @@ impl<H: Handler> Worker<H> {
         unsafe { self.sink.push(entry, &self.shared.counters) }
     }
 
-    /// Runs until shutdown has closed every connection.
-    pub fn run(mut self) {
+    /// Runs until shutdown has closed every connection, or until
+    /// `io_uring_enter` fails in a way no retry mends: then it releases
+    /// every connection and returns that error.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut fatal = None;
         for index in 0..self.listeners.len() {
             self.arm_accept(index);
         }
@@ -431,7 +442,12 @@ impl<H: Handler> Worker<H> {
                         Some(libc::EINTR | libc::EBUSY | libc::EAGAIN | libc::ENOMEM)
                     ) => {}
                 Err(e) => {
-                    eprintln!("ringwall: io_uring_enter failed: {e}; worker stops");
+                    crate::log::error!(
+                        worker = self.index,
+                        error = %e,
+                        "io_uring_enter failed; the worker stops and the server shuts down"
+                    );
+                    fatal = Some(e);
                     break;
                 }
             }
@@ -479,6 +495,7 @@ impl<H: Handler> Worker<H> {
             }
             self.shared.counters.open_connections.sub(1);
         }
+        fatal.map_or(Ok(()), Err)
     }
 
     /// The one place every completion is handled.
@@ -540,6 +557,13 @@ impl<H: Handler> Worker<H> {
                             // Kernels before 6.7 have no socket setsockopt
                             // command: the syscall, now and from now on.
                             socket::set_linger_zero(conn.fd);
+                            if self.linger_through_ring {
+                                crate::log::info!(
+                                    worker = self.index,
+                                    error = %io::Error::from_raw_os_error(-result),
+                                    "the kernel has no io_uring setsockopt; resets set SO_LINGER by syscall"
+                                );
+                            }
                             self.linger_through_ring = false;
                         }
                     }
@@ -778,7 +802,10 @@ impl<H: Handler> Worker<H> {
             return;
         } else if result == -libc::EINVAL && self.recv_multishot {
             // Kernels before 6.0 reject multishot recv: fall back for good.
-            eprintln!("ringwall: the kernel rejects multishot recv; using single-shot recv");
+            crate::log::warn!(
+                worker = self.index,
+                "the kernel rejects multishot recv; falling back to single-shot recv"
+            );
             self.recv_multishot = false;
         } else if result == -libc::ENOBUFS || result == -libc::ECANCELED {
             // ENOBUFS: every provided buffer was in use; re-armed below once
@@ -1309,7 +1336,26 @@ impl<H: Handler> Worker<H> {
         if conn.close_reason.is_none() {
             conn.close_reason = Some(reason);
             self.shared.counters.count_close(reason, reset);
+            if crate::log::close_is_logged(reason) && crate::log::closes_enabled() {
+                self.log_close(key, reason);
+            }
         }
+    }
+
+    /// The rate-limited close event, with the client's address (the PROXY
+    /// header's when there was one).
+    #[cold]
+    fn log_close(&mut self, key: usize, reason: CloseReason) {
+        let Some(suppressed) = self.close_log.admit(self.now) else {
+            return;
+        };
+        let conn = &self.conns[key];
+        let peer = if conn.has_proxied_peer {
+            self.proxied_peers.get(&key).copied()
+        } else {
+            socket::peer_addr(conn.fd)
+        };
+        crate::log::close_event(self.index, reason, peer, suppressed);
     }
 
     /// Whether closing `key` now would leave response bytes behind: queued
