@@ -49,6 +49,20 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! Logging: with the default-on `tracing` feature the engine emits
+//! [`tracing`](https://docs.rs/tracing) events (to the `log` facade when no
+//! tracing subscriber is installed): the start line (`ringwall::server`,
+//! info, with the key limits as fields), each fallback to an older kernel
+//! path (warn), fatal worker errors (error), and the shutdown line with the
+//! counters (info). Nothing per request. Protocol errors and deadline
+//! closes, with the peer's address, are debug events under the
+//! `ringwall::closes` target, off unless that target is enabled and at most
+//! 10 per second per worker. Without the feature every event compiles to
+//! nothing.
+//!
+//! A worker whose ring fails stops the server: [`ServerHandle::wait`] and
+//! [`ServerHandle::shutdown`] return a [`ServeError`].
+//!
 //! The `ringwall` binary (`ringwall serve`) is the separate `ringwall-cli`
 //! package, so depending on this crate compiles no command-line parser. The
 //! `benchmark-app` feature exports `benchmark_app`, the app it serves.
