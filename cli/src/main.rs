@@ -12,12 +12,19 @@
 //! Shuts down gracefully on SIGINT or SIGTERM and prints the counters.
 //! With `--metrics-addr`, serves them in Prometheus' text format while it
 //! runs.
+//!
+//! Its output is the engine's events and its own, through a `tracing` fmt
+//! subscriber on stdout: `info` and up by default, `RUST_LOG` respected
+//! (`RUST_LOG=info,ringwall::closes=debug` adds rate-limited events for
+//! protocol errors and deadline closes). It exits with status 1 when a
+//! worker fails.
 
 // Every unsafe block says why its contract holds.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod metrics_endpoint;
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -26,7 +33,8 @@ use clap::{Args, Parser, Subcommand};
 // `500ms`, `2s`, `1.5s`, `1m`, `250us`: the spelling ringwall-bench writes too.
 use humantime::parse_duration;
 use metrics_endpoint::MetricsEndpoint;
-use ringwall::{benchmark_app, listen_fds_from_env, MinRate, Server};
+use ringwall::{benchmark_app, listen_fds_from_env, MinRate, Server, ServerHandle};
+use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 
 /// Where `ringwall serve` listens without `--addr` or systemd's sockets.
 const DEFAULT_ADDR: ([u8; 4], u16) = ([127, 0, 0, 1], 8080);
@@ -146,11 +154,42 @@ fn block_signals() -> libc::sigset_t {
     }
 }
 
-fn wait_for_signal(set: &libc::sigset_t) -> i32 {
-    let mut signal = 0;
-    // SAFETY: `set` is an initialised sigset and `signal` a valid out-pointer.
-    unsafe { libc::sigwait(set, &mut signal) };
-    signal
+/// How often the wait for a signal looks whether a worker failure stopped
+/// the server.
+const FAILURE_POLL: Duration = Duration::from_millis(200);
+
+/// Waits for one of `set`'s signals; `None` if the server stopped on its
+/// own first (a worker failed and stopped the others).
+fn wait_for_signal(set: &libc::sigset_t, handle: &ServerHandle) -> Option<i32> {
+    let timeout = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: FAILURE_POLL.as_nanos() as libc::c_long,
+    };
+    loop {
+        // SAFETY: `set` is an initialised sigset, `timeout` a valid
+        // timespec; no siginfo is asked for.
+        let signal = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &timeout) };
+        if signal > 0 {
+            return Some(signal);
+        }
+        // EAGAIN (the timeout) or EINTR: look, then wait again.
+        if handle.is_finished() {
+            return None;
+        }
+    }
+}
+
+/// Events go to stdout through a fmt subscriber: `info` unless `RUST_LOG`
+/// says otherwise. No colours when stdout is not a terminal, so scripts
+/// reading the lines see plain `name=value` fields.
+fn install_log_subscriber() {
+    let filter = EnvFilter::builder()
+        .with_default_directive(LevelFilter::INFO.into())
+        .from_env_lossy();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal())
+        .init();
 }
 
 fn main() -> ExitCode {
@@ -163,6 +202,7 @@ fn main() -> ExitCode {
         }
     };
     let cli = Cli::parse();
+    install_log_subscriber();
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
         None => cli.serve,
@@ -221,80 +261,47 @@ fn main() -> ExitCode {
         }
     };
     let signals = block_signals();
-    let c = server.config().clone();
+    if !inherited_names.is_empty() {
+        tracing::info!(
+            fd_names = %inherited_names.join(":"),
+            "serving the sockets systemd passed (socket activation)"
+        );
+    }
+    // The engine logs its start line (`ringwall listening on ADDRS
+    // workers=...`) once every worker accepts.
     let handle = match server.serve(benchmark_app) {
         Ok(handle) => handle,
         Err(e) => {
-            eprintln!("ringwall: {e}");
+            tracing::error!("cannot start: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let addrs: Vec<String> = handle
-        .local_addrs()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    // Addresses joined without spaces: scripts take the first word.
-    let origin = if inherited_names.is_empty() {
-        String::new()
-    } else {
-        format!(
-            " from=systemd-socket-activation fd_names={}",
-            inherited_names.join(":")
-        )
-    };
-    // Which backend runs, and for an auto that fell back, why (quoted: the
-    // cause has spaces).
-    let backend = match handle.fallback_reason() {
-        Some(cause) => format!("{} io_uring_refused=\"{cause}\"", handle.backend()),
-        None => handle.backend().to_string(),
-    };
-    println!(
-        "ringwall listening on {}{origin} backend={} workers={} header_timeout={:?} body_timeout={:?} idle_timeout={:?} \
-         write_timeout={:?} min_request_body_rate={} min_response_rate={} min_rate_grace={:?} \
-         max_connections={} max_connections_per_ip={} max_buffered_body_bytes={} \
-         max_queued_output_bytes={} ring_entries={} recv_buffers={}x{} max_head_bytes={} \
-         max_body_bytes={} proxy_protocol={}",
-        addrs.join(","),
-        backend,
-        c.workers,
-        c.header_timeout,
-        c.body_timeout,
-        c.idle_timeout,
-        c.write_timeout,
-        args.min_request_body_rate,
-        args.min_response_rate,
-        args.min_rate_grace,
-        c.max_connections,
-        c.max_connections_per_ip,
-        c.max_buffered_body_bytes,
-        c.max_queued_output_bytes,
-        c.ring_entries,
-        c.recv_buffers,
-        c.recv_buffer_size,
-        c.limits.max_head_bytes,
-        c.limits.max_body_bytes,
-        c.proxy_protocol,
-    );
     if let Some(metrics) = metrics {
         // After `block_signals`: the endpoint's thread inherits the mask.
         let started = metrics
             .local_addr()
             .and_then(|addr| metrics.spawn(handle.stats_reader()).map(|()| addr));
         match started {
-            Ok(addr) => println!("ringwall metrics on http://{addr}/metrics"),
+            Ok(addr) => tracing::info!("ringwall metrics on http://{addr}/metrics"),
             Err(e) => {
-                eprintln!("ringwall: cannot start the metrics endpoint: {e}");
-                handle.shutdown();
+                tracing::error!("cannot start the metrics endpoint: {e}");
+                // A worker failure, if any, was logged when it happened.
+                let _ = handle.shutdown();
                 return ExitCode::FAILURE;
             }
         }
     }
-    let signal = wait_for_signal(&signals);
-    eprintln!("ringwall: signal {signal}, shutting down");
-    let stats = handle.shutdown();
-    println!("ringwall stopped: {stats}");
-    ExitCode::SUCCESS
+    if let Some(signal) = wait_for_signal(&signals, &handle) {
+        tracing::info!(signal, "shutting down");
+    }
+    // The engine logs `ringwall stopped: <counters>` either way.
+    match handle.shutdown() {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[cfg(test)]

@@ -99,11 +99,11 @@ fn serve_under_systemd_socket_activate_answers_on_the_passed_socket() {
     // the shutdown waiting for its whole grace period.
     drop(stream);
 
+    let activation = line_after(&mut stdout, "serving the sockets systemd passed");
+    assert!(activation.contains(" fd_names=web"), "{activation}");
     let started = line_after(&mut stdout, "ringwall listening on ");
     assert!(
-        started.starts_with(&format!(
-            "{addr} from=systemd-socket-activation fd_names=web "
-        )),
+        started.starts_with(&format!("{addr} backend=io-uring workers=")),
         "{started}"
     );
 

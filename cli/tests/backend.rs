@@ -61,10 +61,13 @@ fn io_uring_backend_fails_with_the_cause_under_the_same_filter() {
     let mut child = serve(&["--backend", "io-uring"], true)
         .spawn()
         .expect("the binary starts");
-    let mut stderr = child.stderr.take().unwrap();
+    let (mut stdout, mut stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
     let mut server = Running::new(child);
     let status = server.wait_exit(Duration::from_secs(10));
+    // The error is a log event; where the log goes (stdout) is the CLI's
+    // choice, so both are read.
     let mut message = String::new();
+    stdout.read_to_string(&mut message).unwrap();
     stderr.read_to_string(&mut message).unwrap();
     assert!(!status.success(), "it must not start: {message}");
     assert!(

@@ -80,6 +80,8 @@ struct Slot {
 }
 
 pub(crate) struct EpollWorker<H: Handler> {
+    /// This worker's number, as in its thread's name, for events.
+    index: usize,
     epoll_fd: RawFd,
     timer_fd: RawFd,
     wake_fd: RawFd,
@@ -112,6 +114,7 @@ fn cvt(result: libc::c_int) -> io::Result<libc::c_int> {
 
 impl<H: Handler> EpollWorker<H> {
     pub fn new(
+        index: usize,
         config: Config,
         listeners: Vec<Listener>,
         handler: Arc<H>,
@@ -142,11 +145,13 @@ impl<H: Handler> EpollWorker<H> {
             }
         };
         let driver_shared = DriverShared {
+            worker: index,
             counters: shared.counters.clone(),
             cap: shared.cap.clone(),
             per_ip: shared.per_ip.clone(),
         };
         let worker = EpollWorker {
+            index,
             epoll_fd,
             timer_fd,
             wake_fd,
@@ -204,8 +209,11 @@ impl<H: Handler> EpollWorker<H> {
         cvt(unsafe { libc::epoll_ctl(self.epoll_fd, op, fd, &mut event) }).map(|_| ())
     }
 
-    /// Runs until shutdown has closed every connection.
-    pub fn run(mut self) {
+    /// Runs until shutdown has closed every connection, or until
+    /// `epoll_wait` fails: then it releases every connection and returns
+    /// that error.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut fatal = None;
         if self.shared.shutdown.load(Ordering::Acquire) {
             self.begin_shutdown();
         }
@@ -230,7 +238,12 @@ impl<H: Handler> EpollWorker<H> {
                 if e.raw_os_error() == Some(libc::EINTR) {
                     continue;
                 }
-                eprintln!("ringwall: epoll_wait failed: {e}; worker stops");
+                crate::log::error!(
+                    worker = self.index,
+                    error = %e,
+                    "epoll_wait failed; the worker stops and the server shuts down"
+                );
+                fatal = Some(e);
                 break;
             }
             let now = mono_now();
@@ -257,6 +270,7 @@ impl<H: Handler> EpollWorker<H> {
             socket::shutdown_write(fd);
             socket::close(fd);
         }
+        fatal.map_or(Ok(()), Err)
     }
 
     /// How long `epoll_wait` may block: not at all with connections waiting

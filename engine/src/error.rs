@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::os::fd::RawFd;
 
 use crate::activation::NotAListener;
+use crate::stats::Stats;
 
 /// Why io_uring cannot be used on this machine.
 #[derive(Debug)]
@@ -126,6 +127,62 @@ impl std::error::Error for StartError {
             StartError::Bind { source, .. } => Some(source),
             StartError::Inherited { problem, .. } => Some(problem),
             StartError::Worker(e) => Some(e),
+        }
+    }
+}
+
+/// Why a running server stopped on its own: returned by
+/// [`crate::ServerHandle::wait`] and [`crate::ServerHandle::shutdown`].
+///
+/// One failed worker stops the whole server: the others shut down
+/// gracefully (as on [`crate::ServerHandle::shutdown`]), so the caller
+/// learns of it at once and a supervisor can restart the process, rather
+/// than serving on with part of its listening capacity gone.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct ServeError {
+    /// The worker that failed first (its thread is `ringwall-worker-N`).
+    /// Each failure is also logged as it happens.
+    pub worker: usize,
+    pub failure: WorkerFailure,
+    /// The counters summed over every worker, once all had stopped (boxed:
+    /// they are a few hundred bytes, and this error is returned by value).
+    pub stats: Box<Stats>,
+}
+
+/// What ended a worker.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum WorkerFailure {
+    /// `io_uring_enter` failed with an error no retry mends (not EINTR,
+    /// EBUSY, EAGAIN or ENOMEM, which the worker rides out).
+    Ring(io::Error),
+    /// The worker's thread panicked, with this message: a bug in ringwall.
+    /// (A handler's panic is caught and answered 500.)
+    Panicked(String),
+}
+
+impl fmt::Display for ServeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let worker = self.worker;
+        match &self.failure {
+            WorkerFailure::Ring(e) => write!(
+                f,
+                "worker {worker} stopped: io_uring_enter failed: {e}; the server shut down"
+            ),
+            WorkerFailure::Panicked(message) => write!(
+                f,
+                "worker {worker} panicked: {message}; the server shut down"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ServeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.failure {
+            WorkerFailure::Ring(e) => Some(e),
+            WorkerFailure::Panicked(_) => None,
         }
     }
 }

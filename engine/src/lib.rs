@@ -45,9 +45,23 @@
 //!     .serve(|_req: &Request<'_>, resp: &mut Response<'_>| {
 //!         let _ = resp.send(200, &[("Content-Type", b"text/plain")], b"Hello, World!");
 //!     })?;
-//! println!("{}", handle.shutdown());
+//! println!("{}", handle.shutdown()?);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! Logging: with the default-on `tracing` feature the engine emits
+//! [`tracing`](https://docs.rs/tracing) events (to the `log` facade when no
+//! tracing subscriber is installed): the start line (`ringwall::server`,
+//! info, with the key limits as fields), each fallback to an older kernel
+//! path (warn), fatal worker errors (error), and the shutdown line with the
+//! counters (info). Nothing per request. Protocol errors and deadline
+//! closes, with the peer's address, are debug events under the
+//! `ringwall::closes` target, off unless that target is enabled and at most
+//! 10 per second per worker. Without the feature every event compiles to
+//! nothing.
+//!
+//! A worker whose ring fails stops the server: [`ServerHandle::wait`] and
+//! [`ServerHandle::shutdown`] return a [`ServeError`].
 //!
 //! The `ringwall` binary (`ringwall serve`) is the separate `ringwall-cli`
 //! package, so depending on this crate compiles no command-line parser. The
@@ -69,6 +83,7 @@ mod epoll_worker;
 mod error;
 mod handler;
 mod large_buffers;
+mod log;
 mod malloc;
 mod per_ip;
 mod prometheus;
@@ -90,7 +105,7 @@ pub use config::{
     DEFAULT_RECV_BUFFER_SIZE, DEFAULT_RING_ENTRIES, DEFAULT_SHUTDOWN_TIMEOUT,
     DEFAULT_WRITE_TIMEOUT,
 };
-pub use error::{StartError, UringUnavailable};
+pub use error::{ServeError, StartError, UringUnavailable, WorkerFailure};
 pub use handler::{BodyWriter, Handler, Request, Response, ResponseError};
 pub use prometheus::PROMETHEUS_CONTENT_TYPE;
 // Named, not `pub use ringwall_h1 as h1`: the h1 types that appear in this

@@ -1,9 +1,12 @@
 //! Starting workers, and the handle that stops them.
 
+use std::any::Any;
+use std::fmt;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
 use crossbeam_utils::CachePadded;
@@ -11,12 +14,13 @@ use crossbeam_utils::CachePadded;
 use crate::config::{Backend, Config, ServerBuilder};
 use crate::conn_cap::ConnCap;
 use crate::epoll_worker::EpollWorker;
-use crate::error::{StartError, UringUnavailable};
+use crate::error::{ServeError, StartError, UringUnavailable, WorkerFailure};
 use crate::handler::Handler;
 use crate::per_ip::PerIpCap;
 use crate::socket::{self, Listener};
 use crate::stats::{Stats, WorkerCounters};
 use crate::worker::{Worker, WorkerShared};
+use ringwall_timers::MinRate;
 
 /// A configured server, ready to [`serve`](Server::serve).
 #[derive(Debug)]
@@ -125,11 +129,10 @@ impl Server {
                 socket::random_u64(),
             ))
         });
-        let shutdown = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(Stop::default());
         let handler = Arc::new(handler);
         let mut counters = Vec::with_capacity(workers);
         let mut threads = Vec::with_capacity(workers);
-        let mut wake_fds = Vec::with_capacity(workers);
         let (ready_tx, ready_rx) = mpsc::channel::<Result<RawFd, StartError>>();
         for (index, worker_listeners) in listeners.into_iter().enumerate() {
             let worker_counters = Arc::new(CachePadded::new(WorkerCounters::default()));
@@ -138,8 +141,9 @@ impl Server {
                 counters: worker_counters,
                 cap: Arc::clone(&cap),
                 per_ip: per_ip.clone(),
-                shutdown: Arc::clone(&shutdown),
+                shutdown: Arc::clone(&stop.requested),
             };
+            let stop = Arc::clone(&stop);
             let config = self.config.clone();
             let handler = Arc::clone(&handler);
             let ready = ready_tx.clone();
@@ -149,13 +153,17 @@ impl Server {
                     let fds: Vec<RawFd> = worker_listeners.iter().map(|l| l.fd).collect();
                     match backend {
                         Backend::Epoll => launch(
-                            EpollWorker::new(config, worker_listeners, handler, shared),
+                            EpollWorker::new(index, config, worker_listeners, handler, shared),
+                            index,
                             &ready,
+                            &stop,
                             fds,
                         ),
                         _ => launch(
                             Worker::new(index, config, worker_listeners, handler, shared),
+                            index,
                             &ready,
+                            &stop,
                             fds,
                         ),
                     }
@@ -171,14 +179,14 @@ impl Server {
         let mut first_error = None;
         for _ in 0..workers {
             match ready_rx.recv() {
-                Ok(Ok(fd)) => wake_fds.push(fd),
+                Ok(Ok(fd)) => stop.add_wake_fd(fd),
                 Ok(Err(e)) => {
                     first_error.get_or_insert(e);
                 }
                 Err(_) => break,
             }
         }
-        let handle = ServerHandle {
+        let mut handle = ServerHandle {
             backend,
             fallback,
             local_addrs,
@@ -186,17 +194,136 @@ impl Server {
                 workers: counters.into(),
             },
             cap,
-            shutdown,
-            wake_fds,
+            stop,
             threads,
+            announce_stop: false,
         };
-        match first_error {
-            Some(e) => {
-                handle.stop();
-                Err(e)
-            }
-            None => Ok(handle),
+        if let Some(e) = first_error {
+            handle.stop_workers();
+            return Err(e);
         }
+        handle.announce_stop = true;
+        log_start(
+            &self.config,
+            &handle.local_addrs,
+            handle.backend,
+            handle.fallback.as_ref(),
+        );
+        Ok(handle)
+    }
+}
+
+/// The start event: where the server listens and its key limits, as
+/// `name=value` fields after the addresses.
+fn log_start(
+    c: &Config,
+    local_addrs: &[SocketAddr],
+    backend: Backend,
+    fallback: Option<&UringUnavailable>,
+) {
+    // Joined without spaces: scripts take the first word.
+    let addrs = local_addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    crate::log::info!(
+        backend = %BackendField(backend, fallback),
+        workers = c.workers,
+        header_timeout = ?c.header_timeout,
+        body_timeout = ?c.body_timeout,
+        idle_timeout = ?c.idle_timeout,
+        write_timeout = ?c.write_timeout,
+        min_request_body_rate = %RateField(c.min_request_body_rate),
+        min_response_rate = %RateField(c.min_response_rate),
+        shutdown_timeout = ?c.shutdown_timeout,
+        max_connections = c.max_connections,
+        max_connections_per_ip = c.max_connections_per_ip,
+        max_buffered_body_bytes = c.max_buffered_body_bytes,
+        max_queued_output_bytes = c.max_queued_output_bytes,
+        ring_entries = c.ring_entries,
+        recv_buffers = %format_args!("{}x{}", c.recv_buffers, c.recv_buffer_size),
+        recv_multishot = c.recv_multishot,
+        max_head_bytes = c.limits.max_head_bytes,
+        max_body_bytes = c.limits.max_body_bytes,
+        proxy_protocol = c.proxy_protocol,
+        "ringwall listening on {addrs}"
+    );
+}
+
+/// The backend that runs and, when `auto` fell back to epoll, why:
+/// `epoll io_uring_refused="<cause>"` (quoted: the cause has spaces).
+struct BackendField<'a>(Backend, Option<&'a UringUnavailable>);
+
+impl fmt::Display for BackendField<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.1 {
+            Some(cause) => write!(f, "{} io_uring_refused=\"{cause}\"", self.0),
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+/// A minimum rate as one word: `240B/s+5s` (after the grace) or `off`.
+struct RateField(Option<MinRate>);
+
+impl fmt::Display for RateField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(rate) => write!(f, "{}B/s+{:?}", rate.bytes_per_sec, rate.grace),
+            None => f.write_str("off"),
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(message), _) => (*message).to_owned(),
+        (_, Some(message)) => message.clone(),
+        _ => "a panic without a message".to_owned(),
+    }
+}
+
+/// How the workers are told to stop: by the handle, or by a worker that
+/// failed, so that one failure stops the whole server.
+#[derive(Debug, Default)]
+struct Stop {
+    /// The flag each worker checks when it starts (`WorkerShared::shutdown`).
+    requested: Arc<AtomicBool>,
+    /// Each running worker's eventfd; a write wakes it into its shutdown.
+    /// Closed by the handle once every worker has exited.
+    wake_fds: Mutex<Vec<RawFd>>,
+    /// The first worker to fail, in time.
+    failure: Mutex<Option<(usize, WorkerFailure)>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing under these locks can panic midway; a poisoned one is whole.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Stop {
+    fn request(&self) {
+        self.requested.store(true, Ordering::Release);
+        for &fd in lock(&self.wake_fds).iter() {
+            socket::eventfd_signal(fd);
+        }
+    }
+
+    /// Registers a worker that is ready. A stop requested before (a worker
+    /// that failed while the others were starting) reaches it too: the flag
+    /// is read under the lock `request` takes after setting it.
+    fn add_wake_fd(&self, fd: RawFd) {
+        let mut fds = lock(&self.wake_fds);
+        fds.push(fd);
+        if self.requested.load(Ordering::Acquire) {
+            socket::eventfd_signal(fd);
+        }
+    }
+
+    fn fail(&self, worker: usize, failure: WorkerFailure) {
+        lock(&self.failure).get_or_insert((worker, failure));
+        self.request();
     }
 }
 
@@ -208,24 +335,27 @@ pub struct ServerHandle {
     local_addrs: Vec<SocketAddr>,
     stats: StatsReader,
     cap: Arc<ConnCap>,
-    shutdown: Arc<AtomicBool>,
-    wake_fds: Vec<RawFd>,
+    stop: Arc<Stop>,
     threads: Vec<JoinHandle<()>>,
+    /// Log the shutdown event when the workers have exited: false for a
+    /// server whose start failed.
+    announce_stop: bool,
 }
 
 /// A worker of either backend, as the spawning code sees it.
 trait BackendWorker {
     /// The eventfd that wakes it for shutdown.
     fn wake_fd(&self) -> RawFd;
-    /// Serves until shutdown has closed every connection.
-    fn run(self);
+    /// Serves until shutdown has closed every connection, or returns the
+    /// error that stopped it.
+    fn run(self) -> std::io::Result<()>;
 }
 
 impl<H: Handler> BackendWorker for Worker<H> {
     fn wake_fd(&self) -> RawFd {
         Worker::wake_fd(self)
     }
-    fn run(self) {
+    fn run(self) -> std::io::Result<()> {
         Worker::run(self)
     }
 }
@@ -234,30 +364,47 @@ impl<H: Handler> BackendWorker for EpollWorker<H> {
     fn wake_fd(&self) -> RawFd {
         EpollWorker::wake_fd(self)
     }
-    fn run(self) {
+    fn run(self) -> std::io::Result<()> {
         EpollWorker::run(self)
     }
 }
 
 /// On the worker's thread: reports the start (its wake fd, or the error,
-/// after closing its listeners) and runs it.
+/// after closing its listeners) and runs it. A failure, a panic included
+/// (caught so that it, too, stops the other workers and reaches `wait`),
+/// stops the server.
 fn launch<W: BackendWorker>(
     started: Result<W, StartError>,
+    index: usize,
     ready: &mpsc::Sender<Result<RawFd, StartError>>,
+    stop: &Stop,
     listener_fds: Vec<RawFd>,
 ) {
-    match started {
-        Ok(worker) => {
-            let _ = ready.send(Ok(worker.wake_fd()));
-            worker.run();
-        }
+    let worker = match started {
+        Ok(worker) => worker,
         Err(e) => {
             for fd in listener_fds {
                 socket::close(fd);
             }
             let _ = ready.send(Err(e));
+            return;
         }
-    }
+    };
+    let _ = ready.send(Ok(worker.wake_fd()));
+    let failure = match catch_unwind(AssertUnwindSafe(|| worker.run())) {
+        Ok(Ok(())) => return,
+        Ok(Err(e)) => WorkerFailure::Ring(e),
+        Err(panic) => {
+            let message = panic_message(panic.as_ref());
+            crate::log::error!(
+                worker = index,
+                panic = %message,
+                "worker panicked; the server shuts down"
+            );
+            WorkerFailure::Panicked(message)
+        }
+    };
+    stop.fail(index, failure);
 }
 
 /// The backend to run, and for an `auto` that fell back to epoll, why
@@ -270,7 +417,11 @@ fn choose_backend(wanted: Backend) -> Result<(Backend, Option<UringUnavailable>)
         _ => match crate::worker::probe() {
             Ok(()) => Ok((Backend::IoUring, None)),
             Err(cause) if cause.is_refusal() => {
-                eprintln!("ringwall: backend epoll: io_uring refused: {cause}");
+                crate::log::warn!(
+                    backend = "epoll",
+                    io_uring_refused = %cause,
+                    "io_uring is refused here; serving on epoll"
+                );
                 Ok((Backend::Epoll, Some(cause)))
             }
             Err(cause) => Err(StartError::IoUring(cause)),
@@ -319,35 +470,61 @@ impl ServerHandle {
 
     /// Graceful shutdown: stop accepting, close idle connections, let
     /// in-flight requests finish within `shutdown_timeout`, then close the
-    /// rest. Returns the final counters.
-    pub fn shutdown(mut self) -> Stats {
+    /// rest. Returns the final counters, or the error of a worker that
+    /// failed while the server ran (which had stopped it already).
+    pub fn shutdown(mut self) -> Result<Stats, ServeError> {
         self.stop_workers();
-        self.stats()
+        self.outcome()
     }
 
-    /// Blocks until the workers exit (after a shutdown from elsewhere, or a
-    /// fatal ring error).
-    pub fn wait(mut self) -> Stats {
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
+    /// Blocks until the workers exit, which they do only when one fails:
+    /// a failed worker stops the others (see [`ServeError`]). Returns its
+    /// error; `Ok` only if the server was stopped some other way.
+    pub fn wait(mut self) -> Result<Stats, ServeError> {
+        self.join_workers();
+        self.outcome()
+    }
+
+    /// Whether every worker has exited: a failure stopped the server, and
+    /// [`ServerHandle::wait`] returns at once. For a caller that waits on
+    /// something else (signals) and polls this.
+    pub fn is_finished(&self) -> bool {
+        self.threads.iter().all(JoinHandle::is_finished)
+    }
+
+    /// The final counters, or the first worker failure with them.
+    fn outcome(&mut self) -> Result<Stats, ServeError> {
+        let stats = self.stats();
+        match lock(&self.stop.failure).take() {
+            None => Ok(stats),
+            Some((worker, failure)) => Err(ServeError {
+                worker,
+                failure,
+                stats: Box::new(stats),
+            }),
         }
-        self.stats()
-    }
-
-    fn stop(mut self) {
-        self.stop_workers();
     }
 
     fn stop_workers(&mut self) {
-        self.shutdown.store(true, Ordering::Release);
-        for &fd in &self.wake_fds {
-            socket::eventfd_signal(fd);
+        self.stop.request();
+        self.join_workers();
+    }
+
+    /// Joins the workers; the first call after they all exited closes their
+    /// eventfds and logs the shutdown event.
+    fn join_workers(&mut self) {
+        if self.threads.is_empty() {
+            return;
         }
         for thread in self.threads.drain(..) {
+            // The worker catches its own panics (see `serve`).
             let _ = thread.join();
         }
-        for fd in self.wake_fds.drain(..) {
+        for fd in lock(&self.stop.wake_fds).drain(..) {
             socket::close(fd);
+        }
+        if self.announce_stop {
+            crate::log::info!("ringwall stopped: {}", self.stats());
         }
     }
 }

@@ -136,6 +136,8 @@ pub(crate) struct Worker<H: Handler> {
     // Field order is drop order: the ring goes first, so the kernel can no
     // longer touch the buffer ring, the slots or `wake_buf` when they go.
     sink: SqeSink,
+    /// This worker's number, as in its thread's name, for events.
+    index: usize,
     recv_buffers: ProvidedBufRing,
     driver: Driver<H>,
     /// By the driver's slot keys; never reallocated (see `IoSlot`).
@@ -195,9 +197,11 @@ fn build_ring(entries: u32, worker: usize) -> Result<IoUring, UringUnavailable> 
         match builder.build(entries) {
             Ok(ring) => {
                 if i > 0 {
-                    eprintln!(
-                        "ringwall: worker {worker}: the kernel refused {}; running with {name}",
-                        attempts[0].0
+                    crate::log::warn!(
+                        worker,
+                        wanted = attempts[0].0,
+                        using = name,
+                        "the kernel refused the preferred io_uring setup flags; falling back"
                     );
                 }
                 return Ok(ring);
@@ -260,6 +264,7 @@ impl<H: Handler> Worker<H> {
         let wake_fd = socket::eventfd().map_err(crate::StartError::Worker)?;
         let recv_multishot = config.recv_multishot;
         let driver_shared = DriverShared {
+            worker: index,
             counters: shared.counters.clone(),
             cap: shared.cap.clone(),
             per_ip: shared.per_ip.clone(),
@@ -269,6 +274,7 @@ impl<H: Handler> Worker<H> {
                 ring,
                 backlog: VecDeque::new(),
             },
+            index,
             recv_buffers,
             // Full capacity up front: slots never move, so the timespecs in
             // them stay where queued SQEs point.
@@ -307,8 +313,11 @@ impl<H: Handler> Worker<H> {
         UserData::new(key as u32, self.slots[key].generation, tag).encode()
     }
 
-    /// Runs until shutdown has closed every connection.
-    pub fn run(mut self) {
+    /// Runs until shutdown has closed every connection, or until
+    /// `io_uring_enter` fails in a way no retry mends: then it releases
+    /// every connection and returns that error.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut fatal = None;
         for index in 0..self.listeners.len() {
             self.arm_accept(index);
         }
@@ -346,7 +355,12 @@ impl<H: Handler> Worker<H> {
                         Some(libc::EINTR | libc::EBUSY | libc::EAGAIN | libc::ENOMEM)
                     ) => {}
                 Err(e) => {
-                    eprintln!("ringwall: io_uring_enter failed: {e}; worker stops");
+                    crate::log::error!(
+                        worker = self.index,
+                        error = %e,
+                        "io_uring_enter failed; the worker stops and the server shuts down"
+                    );
+                    fatal = Some(e);
                     break;
                 }
             }
@@ -379,6 +393,7 @@ impl<H: Handler> Worker<H> {
             socket::shutdown_write(fd);
             socket::close(fd);
         }
+        fatal.map_or(Ok(()), Err)
     }
 
     /// The one place every completion is handled.
@@ -437,6 +452,13 @@ impl<H: Handler> Worker<H> {
                             // Kernels before 6.7 have no socket setsockopt
                             // command: the syscall, now and from now on.
                             socket::set_linger_zero(slot.fd);
+                            if self.linger_through_ring {
+                                crate::log::info!(
+                                    worker = self.index,
+                                    error = %io::Error::from_raw_os_error(-result),
+                                    "the kernel has no io_uring setsockopt; resets set SO_LINGER by syscall"
+                                );
+                            }
                             self.linger_through_ring = false;
                         }
                     }
@@ -565,7 +587,10 @@ impl<H: Handler> Worker<H> {
             return;
         } else if result == -libc::EINVAL && self.recv_multishot {
             // Kernels before 6.0 reject multishot recv: fall back for good.
-            eprintln!("ringwall: the kernel rejects multishot recv; using single-shot recv");
+            crate::log::warn!(
+                worker = self.index,
+                "the kernel rejects multishot recv; falling back to single-shot recv"
+            );
             self.recv_multishot = false;
         } else if result == -libc::ENOBUFS || result == -libc::ECANCELED {
             // ENOBUFS: every provided buffer was in use; re-armed below once

@@ -51,7 +51,7 @@ fn an_inherited_listener_is_served_and_still_listens_after_shutdown() {
             "{r:?}"
         );
     }
-    let stats = server.shutdown();
+    let stats = server.shutdown().expect("no worker failed");
     assert_eq!(stats.requests, 20, "{stats}");
 
     // A shutdown() of the socket would have moved it out of LISTEN: the
@@ -102,5 +102,5 @@ fn a_server_with_bound_and_inherited_listeners_serves_both() {
         let r = Client::connect(addr).request(GET);
         assert_eq!(r.status, 200, "{addr}: {r:?}");
     }
-    server.shutdown();
+    server.shutdown().expect("no worker failed");
 }

@@ -240,7 +240,7 @@ fn graceful_shutdown_completes_in_flight_request() {
 
     let started = Instant::now();
     let stopper = std::thread::spawn(move || {
-        let stats = server.shutdown();
+        let stats = server.shutdown().expect("no worker failed");
         (Instant::now(), stats)
     });
     // The idle keep-alive connection is closed at once, with a FIN.
@@ -286,7 +286,7 @@ fn shutdown_closes_idle_and_silent_connections_at_once() {
         .open_connections()
         == 2));
     let started = Instant::now();
-    let stats = server.shutdown();
+    let stats = server.shutdown().expect("no worker failed");
     let took = started.elapsed();
     assert!(
         took < Duration::from_secs(1),
@@ -312,7 +312,7 @@ fn no_connection_is_accepted_after_shutdown_returns() {
         let addr = server.local_addr();
         let mut idle = Client::connect(addr);
         assert_eq!(idle.request(GET).status, 200);
-        server.shutdown();
+        server.shutdown().expect("no worker failed");
         let returned = Instant::now();
         match TcpStream::connect(addr) {
             Err(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused, "{e}"),
@@ -347,7 +347,7 @@ fn shutdown_timeout_bounds_a_stalled_request() {
         .bytes_in
         >= head.len() as u64));
     let started = Instant::now();
-    let stats = server.shutdown();
+    let stats = server.shutdown().expect("no worker failed");
     let took = started.elapsed();
     assert!(
         took + Duration::from_millis(5) >= grace && took <= grace + Duration::from_millis(500),

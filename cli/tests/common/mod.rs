@@ -90,7 +90,9 @@ impl Drop for Running {
     }
 }
 
-/// Reads output lines until one starts with `prefix`; returns the rest of it.
+/// Reads output lines until one contains `prefix`; returns the rest of it.
+/// Contains, not starts with: each line is a log event, after its
+/// timestamp, level and target.
 pub fn line_after(stdout: &mut BufReader<ChildStdout>, prefix: &str) -> String {
     let mut seen = String::new();
     loop {
@@ -100,8 +102,8 @@ pub fn line_after(stdout: &mut BufReader<ChildStdout>, prefix: &str) -> String {
             read > 0,
             "the server exited before printing `{prefix}`:\n{seen}"
         );
-        if let Some(rest) = line.strip_prefix(prefix) {
-            return rest.trim_end().to_owned();
+        if let Some(at) = line.find(prefix) {
+            return line[at + prefix.len()..].trim_end().to_owned();
         }
         seen.push_str(&line);
     }

@@ -44,6 +44,7 @@ use slab::Slab;
 use crate::config::Config;
 use crate::conn_cap::ConnCap;
 use crate::handler::{Handler, Request, Response};
+use crate::log::CloseLogBudget;
 use crate::per_ip::PerIpCap;
 use crate::stats::{CloseReason, WorkerCounters};
 use connection::{Connection, Phase, NO_IP_BUCKET};
@@ -125,6 +126,8 @@ pub(crate) enum Admission {
 
 /// What the driver shares with every worker of the server.
 pub(crate) struct DriverShared {
+    /// The worker's number, as in its thread's name, for events.
+    pub worker: usize,
     pub counters: Arc<CachePadded<WorkerCounters>>,
     pub cap: Arc<ConnCap>,
     /// `None` when `max_connections_per_ip` is 0.
@@ -142,6 +145,8 @@ pub(crate) struct Driver<H: Handler> {
     timeouts: Timeouts,
     min_rates: MinRates,
     shared: DriverShared,
+    /// Rate limit of the close events (target `ringwall::closes`).
+    close_log: CloseLogBudget,
     date: HttpDate,
     date_secs: u64,
     /// CLOCK_MONOTONIC as the backend last read it; deadlines are armed
@@ -204,6 +209,7 @@ impl<H: Handler> Driver<H> {
             min_rates,
             config,
             shared,
+            close_log: CloseLogBudget::new(now),
             date: HttpDate::from_unix_secs(unix_secs),
             date_secs: unix_secs,
             now,
@@ -941,12 +947,34 @@ impl<H: Handler> Driver<H> {
         let conn = &mut self.conns[key];
         if conn.close_reason.is_none() {
             conn.close_reason = Some(reason);
+            if crate::log::close_is_logged(reason) && crate::log::closes_enabled() {
+                self.log_close(key, reason);
+            }
         }
+        let conn = &mut self.conns[key];
         if let (false, Some(reset)) = (conn.close_counted, reset) {
             conn.close_counted = true;
             let reason = conn.close_reason.unwrap_or(reason);
             self.shared.counters.count_close(reason, reset);
         }
+    }
+
+    /// The rate-limited close event, with the client's address (the PROXY
+    /// header's when there was one). The one place the driver asks the
+    /// kernel anything (getpeername), and only for an event that passed
+    /// the rate limit.
+    #[cold]
+    fn log_close(&mut self, key: usize, reason: CloseReason) {
+        let Some(suppressed) = self.close_log.admit(self.now) else {
+            return;
+        };
+        let conn = &self.conns[key];
+        let peer = if conn.has_proxied_peer {
+            self.proxied_peers.get(&key).copied()
+        } else {
+            crate::socket::peer_addr(conn.fd)
+        };
+        crate::log::close_event(self.shared.worker, reason, peer, suppressed);
     }
 
     /// The backend resolved a [`CloseMode::ResetIfUnacked`]: count the

@@ -48,6 +48,7 @@ impl Harness {
         let config = configure(builder).build().unwrap().config().clone();
         let counters = Arc::new(CachePadded::new(WorkerCounters::default()));
         let shared = DriverShared {
+            worker: 0,
             counters: counters.clone(),
             cap: Arc::new(ConnCap::new(config.max_connections)),
             per_ip: None,
