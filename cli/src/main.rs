@@ -10,21 +10,28 @@
 //! silently ignored.
 //!
 //! Shuts down gracefully on SIGINT or SIGTERM and prints the counters.
-//! With `--metrics-addr`, serves them in Prometheus' text format while it
-//! runs.
+//! On SIGUSR2 restarts without downtime: starts itself again with every
+//! listening socket passed down and hands over once the new process serves
+//! (`upgrade`). With `--metrics-addr`, serves the counters in Prometheus'
+//! text format while it runs.
 
 // Every unsafe block says why its contract holds.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod metrics_endpoint;
+mod signals;
+mod upgrade;
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::AsFd;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use metrics_endpoint::MetricsEndpoint;
-use ringwall::{benchmark_app, listen_fds_from_env, MinRate, Server};
+use ringwall::{activation_from_env, benchmark_app, ListenerOrigin, MinRate, Server};
+use signals::Signals;
+use upgrade::Ending;
 
 /// Where `ringwall serve` listens without `--addr` or systemd's sockets.
 const DEFAULT_ADDR: ([u8; 4], u16) = ([127, 0, 0, 1], 8080);
@@ -34,7 +41,8 @@ const DEFAULT_ADDR: ([u8; 4], u16) = ([127, 0, 0, 1], 8080);
     name = "ringwall",
     version,
     about = "io_uring HTTP/1.1 server with kernel-precise deadlines",
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    after_help = SIGNALS_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -44,16 +52,28 @@ struct Cli {
     serve: ServeArgs,
 }
 
+/// Signals, in `--help`.
+const SIGNALS_HELP: &str = "\
+Signals:
+  SIGINT, SIGTERM  stop accepting, finish in-flight requests within
+                   --shutdown-timeout, print the counters, exit.
+  SIGUSR2          restart without downtime: start this executable again
+                   with the same arguments and every listening socket passed
+                   down (LISTEN_FDS); once it serves, stop accepting, drain
+                   and exit. If it does not serve within 10 s, keep serving.";
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve the benchmark app (the default when no command is given).
+    #[command(after_help = SIGNALS_HELP)]
     Serve(ServeArgs),
 }
 
 #[derive(Args, Clone)]
 struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080]. Not allowed under
-    /// systemd socket activation, which passes the sockets to serve.
+    /// systemd socket activation, which passes the sockets to serve; after
+    /// a SIGUSR2 restart, the sockets passed down are served instead.
     #[arg(long)]
     addr: Option<SocketAddr>,
     /// Also serve the counters in Prometheus' text format at `GET /metrics`
@@ -102,7 +122,8 @@ struct ServeArgs {
     /// memory (less CPU per large response) but RSS stays at its peak.
     #[arg(long)]
     keep_freed_memory: bool,
-    /// Grace for in-flight requests on SIGINT/SIGTERM.
+    /// Grace for in-flight requests on SIGINT/SIGTERM, and for the old
+    /// process's connections after a SIGUSR2 restart.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     shutdown_timeout: Duration,
     /// Connections served at once, server-wide.
@@ -152,37 +173,24 @@ fn min_rate(bytes_per_sec: u32, grace: Duration) -> Option<MinRate> {
     })
 }
 
-/// Blocks SIGINT and SIGTERM in this thread (and the workers it spawns), so
-/// they are taken only by `wait_for_signal`.
-fn block_signals() -> libc::sigset_t {
-    // SAFETY: sigset is initialised by sigemptyset before use; the calls only
-    // read and write this local set and the thread's signal mask.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    }
-}
-
-fn wait_for_signal(set: &libc::sigset_t) -> i32 {
-    let mut signal = 0;
-    // SAFETY: `set` is an initialised sigset and `signal` a valid out-pointer.
-    unsafe { libc::sigwait(set, &mut signal) };
-    signal
-}
-
 fn main() -> ExitCode {
     // First, while this is the only thread: it edits the environment.
-    let inherited = match listen_fds_from_env() {
-        Ok(inherited) => inherited,
+    let activation = match activation_from_env() {
+        Ok(activation) => activation,
         Err(e) => {
-            eprintln!("ringwall: systemd socket activation: {e}");
+            eprintln!("ringwall: socket activation: {e}");
             return ExitCode::from(2);
         }
     };
+    let from_parent = match activation.origin {
+        Some(ListenerOrigin::Parent { pid }) => Some(pid),
+        _ => None,
+    };
+    // A parent passes its metrics socket along with the served ones.
+    let (metrics_passed, inherited): (Vec<_>, Vec<_>) = activation
+        .listeners
+        .into_iter()
+        .partition(|l| from_parent.is_some() && l.name == upgrade::METRICS_FD_NAME);
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
@@ -190,15 +198,17 @@ fn main() -> ExitCode {
     };
     let mut builder = Server::builder();
     let inherited_names: Vec<String> = inherited.iter().map(|l| l.name.clone()).collect();
-    match (args.addr, inherited.is_empty()) {
-        (Some(addr), true) => builder = builder.bind(addr),
-        (None, true) => builder = builder.bind(DEFAULT_ADDR.into()),
-        (None, false) => {
+    match (args.addr, inherited.is_empty(), from_parent) {
+        (Some(addr), true, _) => builder = builder.bind(addr),
+        (None, true, _) => builder = builder.bind(DEFAULT_ADDR.into()),
+        // After a restart `--addr` is the address the parent bound: its
+        // sockets, passed down, are what to serve.
+        (None, false, _) | (Some(_), false, Some(_)) => {
             for listener in inherited {
                 builder = builder.listen_fd(listener.fd);
             }
         }
-        (Some(addr), false) => {
+        (Some(addr), false, None) => {
             eprintln!(
                 "ringwall: --addr {addr} given, but systemd passed {} socket(s) (LISTEN_FDS); \
                  drop --addr to serve the passed sockets",
@@ -233,14 +243,22 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let metrics = match args.metrics_addr.map(MetricsEndpoint::bind).transpose() {
+    let passed_metrics = metrics_passed
+        .into_iter()
+        .next()
+        .map(|l| MetricsEndpoint::from_listener(TcpListener::from(l.fd)));
+    let metrics = match passed_metrics
+        .map(Ok)
+        .or_else(|| args.metrics_addr.map(MetricsEndpoint::bind))
+        .transpose()
+    {
         Ok(metrics) => metrics,
         Err(e) => {
             eprintln!("ringwall: cannot listen on --metrics-addr: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let signals = block_signals();
+    let signals = Signals::block();
     let c = server.config().clone();
     let handle = match server.serve(benchmark_app) {
         Ok(handle) => handle,
@@ -249,19 +267,22 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let addrs: Vec<String> = handle
-        .local_addrs()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let mut addrs: Vec<String> = Vec::new();
+    // Once each: after a restart every worker's socket of one address is
+    // passed, and each shows up.
+    for addr in handle.local_addrs() {
+        if !addrs.contains(&addr.to_string()) {
+            addrs.push(addr.to_string());
+        }
+    }
     // Addresses joined without spaces: scripts take the first word.
-    let origin = if inherited_names.is_empty() {
-        String::new()
-    } else {
-        format!(
+    let origin = match (from_parent, inherited_names.is_empty()) {
+        (_, true) => String::new(),
+        (Some(pid), false) => format!(" from=parent-pid-{pid}"),
+        (None, false) => format!(
             " from=systemd-socket-activation fd_names={}",
             inherited_names.join(":")
-        )
+        ),
     };
     println!(
         "ringwall listening on {}{origin} workers={} header_timeout={:?} body_timeout={:?} idle_timeout={:?} \
@@ -289,8 +310,14 @@ fn main() -> ExitCode {
         c.limits.max_body_bytes,
         c.proxy_protocol,
     );
+    // Kept to pass down on SIGUSR2; the endpoint's thread owns the original.
+    let mut metrics_socket = None;
     if let Some(metrics) = metrics {
-        // After `block_signals`: the endpoint's thread inherits the mask.
+        match metrics.listener().try_clone() {
+            Ok(socket) => metrics_socket = Some(socket),
+            Err(e) => eprintln!("ringwall: a SIGUSR2 restart will not pass --metrics-addr: {e}"),
+        }
+        // After `Signals::block`: the endpoint's thread inherits the mask.
         let started = metrics
             .local_addr()
             .and_then(|addr| metrics.spawn(handle.stats_reader()).map(|()| addr));
@@ -303,9 +330,39 @@ fn main() -> ExitCode {
             }
         }
     }
-    let signal = wait_for_signal(&signals);
-    eprintln!("ringwall: signal {signal}, shutting down");
-    let stats = handle.shutdown();
+    if let Some(ready) = activation.ready {
+        // The parent hands over on this; if it is gone, we serve anyway.
+        if let Err(e) = ready.notify() {
+            eprintln!("ringwall: cannot tell parent pid {from_parent:?} we serve: {e}");
+        }
+    }
+    // Bound sockets get a name; passed ones keep theirs (their order in
+    // `listeners` follows the bound ones).
+    let served = handle.listeners();
+    let bound = served.len() - inherited_names.len();
+    let mut pass_down: Vec<(std::os::fd::BorrowedFd<'_>, &str)> = served
+        .iter()
+        .zip(std::iter::repeat_n("http", bound).chain(inherited_names.iter().map(String::as_str)))
+        .map(|(fd, name)| (*fd, name))
+        .collect();
+    if let Some(socket) = &metrics_socket {
+        pass_down.push((socket.as_fd(), upgrade::METRICS_FD_NAME));
+    }
+    let ending = upgrade::serve_until_ended(&signals, &pass_down);
+    drop(pass_down);
+    drop(served);
+    let stats = match ending {
+        Ending::Stop(signal) => {
+            eprintln!("ringwall: {}, shutting down", signals::name(signal));
+            handle.shutdown()
+        }
+        Ending::HandedOver { successor } => {
+            // On stdout, as the other lifecycle lines: scripts and tests
+            // follow the restart there.
+            println!("ringwall handing over to pid {successor}");
+            handle.hand_over()
+        }
+    };
     println!("ringwall stopped: {stats}");
     ExitCode::SUCCESS
 }

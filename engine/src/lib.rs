@@ -66,6 +66,7 @@ mod conn;
 mod conn_cap;
 mod error;
 mod handler;
+mod handover;
 mod large_buffers;
 mod malloc;
 mod per_ip;
@@ -78,7 +79,8 @@ mod user_data;
 mod worker;
 
 pub use activation::{
-    listen_fds_from_env, ActivationError, InheritedListener, NotAListener, SD_LISTEN_FDS_START,
+    activation_from_env, listen_fds_from_env, Activation, ActivationError, InheritedListener,
+    ListenerOrigin, NotAListener, LISTEN_FDS_FROM_PARENT, READY_FD, SD_LISTEN_FDS_START,
 };
 #[cfg(feature = "benchmark-app")]
 pub use benchmark_app::{benchmark_app, BENCHMARK_MAX_BYTES};
@@ -91,6 +93,7 @@ pub use config::{
 };
 pub use error::{StartError, UringUnavailable};
 pub use handler::{BodyWriter, Handler, Request, Response, ResponseError};
+pub use handover::{spawn_with_listeners, Readiness, ReadyNotifier, Successor};
 pub use prometheus::PROMETHEUS_CONTENT_TYPE;
 pub use ringwall_h1 as h1;
 pub use ringwall_h1::{Limits, Version};

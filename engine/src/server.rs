@@ -1,7 +1,7 @@
 //! Starting workers, and the handle that stops them.
 
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -116,6 +116,30 @@ impl Server {
             }
         }
 
+        // The handle's own copy of every distinct socket, for `listeners`:
+        // a worker closes its fds when it exits, and a borrowed fd must not
+        // outlive the number it names.
+        let mut listening = Vec::new();
+        for listener in listeners.iter().flatten().filter(|l| !l.inherited) {
+            match socket::dup_cloexec(listener.fd) {
+                // SAFETY: dup_cloexec returned a new fd that nothing else owns.
+                Ok(dup) => listening.push(unsafe { OwnedFd::from_raw_fd(dup) }),
+                Err(e) => {
+                    close_all(&listeners);
+                    return Err(StartError::Worker(e));
+                }
+            }
+        }
+        for inherited in &self.inherited {
+            match inherited.try_clone() {
+                Ok(dup) => listening.push(dup),
+                Err(e) => {
+                    close_all(&listeners);
+                    return Err(StartError::Worker(e));
+                }
+            }
+        }
+
         let cap = Arc::new(ConnCap::new(self.config.max_connections));
         let per_ip = (self.config.max_connections_per_ip > 0).then(|| {
             Arc::new(PerIpCap::new(
@@ -124,6 +148,7 @@ impl Server {
             ))
         });
         let shutdown = Arc::new(AtomicBool::new(false));
+        let hand_over = Arc::new(AtomicBool::new(false));
         let handler = Arc::new(handler);
         let mut counters = Vec::with_capacity(workers);
         let mut threads = Vec::with_capacity(workers);
@@ -137,6 +162,7 @@ impl Server {
                 cap: Arc::clone(&cap),
                 per_ip: per_ip.clone(),
                 shutdown: Arc::clone(&shutdown),
+                hand_over: Arc::clone(&hand_over),
             };
             let config = self.config.clone();
             let handler = Arc::clone(&handler);
@@ -183,6 +209,8 @@ impl Server {
             },
             cap,
             shutdown,
+            hand_over,
+            listening,
             wake_fds,
             threads,
         };
@@ -203,6 +231,9 @@ pub struct ServerHandle {
     stats: StatsReader,
     cap: Arc<ConnCap>,
     shutdown: Arc<AtomicBool>,
+    hand_over: Arc<AtomicBool>,
+    /// Every distinct listening socket, in [`ServerHandle::listeners`] order.
+    listening: Vec<OwnedFd>,
     wake_fds: Vec<RawFd>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -241,6 +272,30 @@ impl ServerHandle {
     pub fn shutdown(mut self) -> Stats {
         self.stop_workers();
         self.stats()
+    }
+
+    /// Every listening socket the workers accept on, to pass to a successor
+    /// process ([`crate::spawn_with_listeners`]): first one per worker for
+    /// each bound address (each worker has its own `SO_REUSEPORT` socket,
+    /// with its own accept queue), then each socket passed with
+    /// [`crate::ServerBuilder::listen_fd`]. A successor needs all of them:
+    /// the kernel keeps spreading new connections over every socket of a
+    /// reuseport group, and resets those queued in one that closes.
+    pub fn listeners(&self) -> Vec<BorrowedFd<'_>> {
+        self.listening.iter().map(AsFd::as_fd).collect()
+    }
+
+    /// Graceful shutdown for a successor that already accepts on every
+    /// socket of [`ServerHandle::listeners`]: stop accepting, but leave the
+    /// sockets listening, so the connections queued in them are the
+    /// successor's to accept; serve any connection accepted meanwhile; let
+    /// each idle keep-alive connection send one more request, answered with
+    /// `Connection: close`, instead of closing it under a client that may be
+    /// sending (it would lose that request). Whatever is still open after
+    /// `shutdown_timeout` is closed. Returns the final counters.
+    pub fn hand_over(self) -> Stats {
+        self.hand_over.store(true, Ordering::Release);
+        self.shutdown()
     }
 
     /// Blocks until the workers exit (after a shutdown from elsewhere, or a

@@ -82,6 +82,9 @@ pub(crate) struct WorkerShared {
     /// `None` when `max_connections_per_ip` is 0.
     pub per_ip: Option<Arc<PerIpCap>>,
     pub shutdown: Arc<AtomicBool>,
+    /// Set before `shutdown` when a successor process accepts on the same
+    /// sockets ([`crate::ServerHandle::hand_over`]).
+    pub hand_over: Arc<AtomicBool>,
 }
 
 /// The ring plus the backlog that guarantees no SQE is ever dropped.
@@ -207,6 +210,14 @@ pub(crate) struct Worker<H: Handler> {
     /// fires never use it: they read the clock afresh.
     now: MonoTime,
     shutting_down: bool,
+    /// The shutdown hands the listening sockets to a successor process that
+    /// accepts on them too: they stay listening (their queues are its now),
+    /// a connection accepted late is served rather than dropped, and an
+    /// idle keep-alive connection is closed only after answering one more
+    /// request with `Connection: close` (HAProxy's `idle-close-on-response`):
+    /// closing it at once races the client's next request, which would be
+    /// lost.
+    handing_over: bool,
     /// Multishot accepts the kernel holds (armed, no final CQE yet). The
     /// worker exits only once they are gone: a ring is torn down
     /// asynchronously after its fd is closed, and an accept still armed on
@@ -359,6 +370,7 @@ impl<H: Handler> Worker<H> {
             date_secs: secs,
             now: mono_now(),
             shutting_down: false,
+            handing_over: false,
             accepts_armed: 0,
             shutdown_grace_over: false,
             recv_multishot,
@@ -462,8 +474,9 @@ impl<H: Handler> Worker<H> {
             }
         }
         for listener in self.listeners.drain(..) {
-            // An inherited socket is shared: close our dup, never shut it down.
-            if !listener.inherited {
+            // An inherited or handed-over socket is shared: close our dup,
+            // never shut it down.
+            if !listener.inherited && !self.handing_over {
                 socket::stop_listening(listener.fd);
             }
             socket::close(listener.fd);
@@ -596,7 +609,7 @@ impl<H: Handler> Worker<H> {
         }
         let fd = result as RawFd;
         self.counters().accepted.incr();
-        if self.shutting_down {
+        if self.shutting_down && !self.handing_over {
             self.counters().count_close(CloseReason::Shutdown, false);
             socket::close(fd);
             return;
@@ -1168,6 +1181,9 @@ impl<H: Handler> Worker<H> {
             }
             return;
         }
+        if self.handing_over {
+            return;
+        }
         let idle = conn.decoder.is_idle() && !conn.answer_pending;
         conn.timers.on_send_drained(self.now, idle);
         if conn.paused {
@@ -1190,7 +1206,7 @@ impl<H: Handler> Worker<H> {
             && conn.decoder.is_idle()
             && !conn.answer_pending
         {
-            if self.shutting_down {
+            if self.shutting_down && !self.handing_over {
                 self.close_now(key, CloseReason::Shutdown);
                 return;
             }
@@ -1499,6 +1515,7 @@ impl<H: Handler> Worker<H> {
             return;
         }
         self.shutting_down = true;
+        self.handing_over = self.shared.hand_over.load(Ordering::Acquire);
         for index in 0..self.listeners.len() {
             let target = UserData::new(index as u32, 0, OpTag::Accept).encode();
             let entry = opcode::AsyncCancel::new(target)
@@ -1511,9 +1528,10 @@ impl<H: Handler> Worker<H> {
         // inherited socket keeps listening: systemd shares it, and its
         // backlog waits for the next instance; cancelling our accepts is
         // all it takes. The fds stay open until the worker exits, so no
-        // queued accept SQE can name a reused number.
+        // queued accept SQE can name a reused number. A socket handed over
+        // to a successor is shared the same way.
         for listener in &self.listeners {
-            if !listener.inherited {
+            if !listener.inherited && !self.handing_over {
                 socket::stop_listening(listener.fd);
             }
         }
