@@ -156,7 +156,7 @@ fn sigusr2_hands_over_under_load_without_an_error_or_a_refused_connection() {
         pid: successor,
         reaped: false,
     };
-    line_after(&mut stdout, "ringwall stopped: ");
+    let old_stopped = line_after(&mut stdout, "ringwall stopped: ");
     let status = old.wait_exit(Duration::from_secs(10));
     assert!(
         status.success(),
@@ -166,18 +166,22 @@ fn sigusr2_hands_over_under_load_without_an_error_or_a_refused_connection() {
     let response = exchange(addr, HELLO);
     assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
 
-    for (name, run) in [("keep-alive", keep_alive), ("churn", churn)] {
-        let report = run.join().expect("the load thread");
-        assert_eq!(report.errors.total(), 0, "{name}: {report}");
+    let reports = [("keep-alive", keep_alive), ("churn", churn)]
+        .map(|(name, run)| (name, run.join().expect("the load thread")));
+    let status = successor.stop(libc::SIGTERM, Duration::from_secs(10));
+    let stopped = line_after(&mut stdout, "ringwall stopped: ");
+    for (name, report) in &reports {
+        assert_eq!(
+            report.errors.total(),
+            0,
+            "{name}: {report}\nold: {old_stopped}\nsuccessor: {stopped}"
+        );
         assert!(report.requests > 0, "{name}: {report}");
     }
-
-    let status = successor.stop(libc::SIGTERM, Duration::from_secs(10));
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         "the successor exits cleanly: {status:#x}"
     );
-    let stopped = line_after(&mut stdout, "ringwall stopped: ");
     let requests: u64 = stopped
         .split(' ')
         .find_map(|field| field.strip_prefix("requests="))

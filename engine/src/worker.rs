@@ -1181,9 +1181,6 @@ impl<H: Handler> Worker<H> {
             }
             return;
         }
-        if self.handing_over {
-            return;
-        }
         let idle = conn.decoder.is_idle() && !conn.answer_pending;
         conn.timers.on_send_drained(self.now, idle);
         if conn.paused {
@@ -1540,6 +1537,9 @@ impl<H: Handler> Worker<H> {
             .user_data(UserData::worker(OpTag::ShutdownTimer).encode());
         // SAFETY: shutdown_spec is boxed in the worker and outlives the ring.
         unsafe { self.push(entry) };
+        if self.handing_over {
+            return;
+        }
         let idle: Vec<usize> = self
             .conns
             .iter()
