@@ -10,8 +10,10 @@
 //! silently ignored.
 //!
 //! Shuts down gracefully on SIGINT or SIGTERM and prints the counters.
-//! With `--metrics-addr`, serves them in Prometheus' text format while it
-//! runs.
+//! On SIGUSR2 restarts without downtime: starts itself again with every
+//! listening socket passed down and hands over once the new process serves
+//! (`upgrade`). With `--metrics-addr`, serves the counters in Prometheus'
+//! text format while it runs.
 //!
 //! Its output is the engine's events and its own, through a `tracing` fmt
 //! subscriber on stdout: `info` and up by default, `RUST_LOG` respected
@@ -23,9 +25,12 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod metrics_endpoint;
+mod signals;
+mod upgrade;
 
 use std::io::IsTerminal;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::AsFd;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -33,8 +38,10 @@ use clap::{Args, Parser, Subcommand};
 // `500ms`, `2s`, `1.5s`, `1m`, `250us`: the spelling ringwall-bench writes too.
 use humantime::parse_duration;
 use metrics_endpoint::MetricsEndpoint;
-use ringwall::{benchmark_app, listen_fds_from_env, MinRate, Server, ServerHandle};
+use ringwall::{activation_from_env, benchmark_app, ListenerOrigin, MinRate, Server};
+use signals::Signals;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+use upgrade::Ending;
 
 /// Where `ringwall serve` listens without `--addr` or systemd's sockets.
 const DEFAULT_ADDR: ([u8; 4], u16) = ([127, 0, 0, 1], 8080);
@@ -44,7 +51,8 @@ const DEFAULT_ADDR: ([u8; 4], u16) = ([127, 0, 0, 1], 8080);
     name = "ringwall",
     version,
     about = "io_uring HTTP/1.1 server with kernel-precise deadlines",
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    after_help = SIGNALS_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -54,16 +62,28 @@ struct Cli {
     serve: ServeArgs,
 }
 
+/// Signals, in `--help`.
+const SIGNALS_HELP: &str = "\
+Signals:
+  SIGINT, SIGTERM  stop accepting, finish in-flight requests within
+                   --shutdown-timeout, print the counters, exit.
+  SIGUSR2          restart without downtime: start this executable again
+                   with the same arguments and every listening socket passed
+                   down (LISTEN_FDS); once it serves, stop accepting, drain
+                   and exit. If it does not serve within 10 s, keep serving.";
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve the benchmark app (the default when no command is given).
+    #[command(after_help = SIGNALS_HELP)]
     Serve(ServeArgs),
 }
 
 #[derive(Args, Clone)]
 struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080]. Not allowed under
-    /// systemd socket activation, which passes the sockets to serve.
+    /// systemd socket activation, which passes the sockets to serve; after
+    /// a SIGUSR2 restart, the sockets passed down are served instead.
     #[arg(long)]
     addr: Option<SocketAddr>,
     /// Also serve the counters in Prometheus' text format at `GET /metrics`
@@ -117,7 +137,8 @@ struct ServeArgs {
     /// memory (less CPU per large response) but RSS stays at its peak.
     #[arg(long)]
     keep_freed_memory: bool,
-    /// Grace for in-flight requests on SIGINT/SIGTERM.
+    /// Grace for in-flight requests on SIGINT/SIGTERM, and for the old
+    /// process's connections after a SIGUSR2 restart.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     shutdown_timeout: Duration,
     /// Connections served at once, server-wide.
@@ -139,46 +160,6 @@ fn min_rate(bytes_per_sec: u32, grace: Duration) -> Option<MinRate> {
     (bytes_per_sec > 0).then_some(MinRate::new(bytes_per_sec, grace))
 }
 
-/// Blocks SIGINT and SIGTERM in this thread (and the workers it spawns), so
-/// they are taken only by `wait_for_signal`.
-fn block_signals() -> libc::sigset_t {
-    // SAFETY: sigset is initialised by sigemptyset before use; the calls only
-    // read and write this local set and the thread's signal mask.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    }
-}
-
-/// How often the wait for a signal looks whether a worker failure stopped
-/// the server.
-const FAILURE_POLL: Duration = Duration::from_millis(200);
-
-/// Waits for one of `set`'s signals; `None` if the server stopped on its
-/// own first (a worker failed and stopped the others).
-fn wait_for_signal(set: &libc::sigset_t, handle: &ServerHandle) -> Option<i32> {
-    let timeout = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: FAILURE_POLL.as_nanos() as libc::c_long,
-    };
-    loop {
-        // SAFETY: `set` is an initialised sigset, `timeout` a valid
-        // timespec; no siginfo is asked for.
-        let signal = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &timeout) };
-        if signal > 0 {
-            return Some(signal);
-        }
-        // EAGAIN (the timeout) or EINTR: look, then wait again.
-        if handle.is_finished() {
-            return None;
-        }
-    }
-}
-
 /// Events go to stdout through a fmt subscriber: `info` unless `RUST_LOG`
 /// says otherwise. No colours when stdout is not a terminal, so scripts
 /// reading the lines see plain `name=value` fields.
@@ -194,13 +175,22 @@ fn install_log_subscriber() {
 
 fn main() -> ExitCode {
     // First, while this is the only thread: it edits the environment.
-    let inherited = match listen_fds_from_env() {
-        Ok(inherited) => inherited,
+    let activation = match activation_from_env() {
+        Ok(activation) => activation,
         Err(e) => {
-            eprintln!("ringwall: systemd socket activation: {e}");
+            eprintln!("ringwall: socket activation: {e}");
             return ExitCode::from(2);
         }
     };
+    let from_parent = match activation.origin {
+        Some(ListenerOrigin::Parent { pid }) => Some(pid),
+        _ => None,
+    };
+    // A parent passes its metrics socket along with the served ones.
+    let (metrics_passed, inherited): (Vec<_>, Vec<_>) = activation
+        .listeners
+        .into_iter()
+        .partition(|l| from_parent.is_some() && l.name == upgrade::METRICS_FD_NAME);
     let cli = Cli::parse();
     install_log_subscriber();
     let args = match cli.command {
@@ -209,15 +199,17 @@ fn main() -> ExitCode {
     };
     let mut builder = Server::builder();
     let inherited_names: Vec<String> = inherited.iter().map(|l| l.name.clone()).collect();
-    match (args.addr, inherited.is_empty()) {
-        (Some(addr), true) => builder = builder.bind(addr),
-        (None, true) => builder = builder.bind(DEFAULT_ADDR.into()),
-        (None, false) => {
+    match (args.addr, inherited.is_empty(), from_parent) {
+        (Some(addr), true, _) => builder = builder.bind(addr),
+        (None, true, _) => builder = builder.bind(DEFAULT_ADDR.into()),
+        // After a restart `--addr` is the address the parent bound: its
+        // sockets, passed down, are what to serve.
+        (None, false, _) | (Some(_), false, Some(_)) => {
             for listener in inherited {
                 builder = builder.listen_fd(listener.fd);
             }
         }
-        (Some(addr), false) => {
+        (Some(addr), false, None) => {
             eprintln!(
                 "ringwall: --addr {addr} given, but systemd passed {} socket(s) (LISTEN_FDS); \
                  drop --addr to serve the passed sockets",
@@ -253,22 +245,35 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let metrics = match args.metrics_addr.map(MetricsEndpoint::bind).transpose() {
+    let passed_metrics = metrics_passed
+        .into_iter()
+        .next()
+        .map(|l| MetricsEndpoint::from_listener(TcpListener::from(l.fd)));
+    let metrics = match passed_metrics
+        .map(Ok)
+        .or_else(|| args.metrics_addr.map(MetricsEndpoint::bind))
+        .transpose()
+    {
         Ok(metrics) => metrics,
         Err(e) => {
             eprintln!("ringwall: cannot listen on --metrics-addr: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let signals = block_signals();
-    if !inherited_names.is_empty() {
-        tracing::info!(
+    let signals = Signals::block();
+    match (from_parent, inherited_names.is_empty()) {
+        (_, true) => {}
+        (Some(pid), false) => tracing::info!(
+            from = %format_args!("parent-pid-{pid}"),
+            "serving the sockets the parent passed (restart)"
+        ),
+        (None, false) => tracing::info!(
             fd_names = %inherited_names.join(":"),
             "serving the sockets systemd passed (socket activation)"
-        );
+        ),
     }
     // The engine logs its start line (`ringwall listening on ADDRS
-    // workers=...`) once every worker accepts.
+    // backend=... workers=...`) once every worker accepts.
     let handle = match server.serve(benchmark_app) {
         Ok(handle) => handle,
         Err(e) => {
@@ -276,8 +281,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Kept to pass down on SIGUSR2; the endpoint's thread owns the original.
+    let mut metrics_socket = None;
     if let Some(metrics) = metrics {
-        // After `block_signals`: the endpoint's thread inherits the mask.
+        match metrics.listener().try_clone() {
+            Ok(socket) => metrics_socket = Some(socket),
+            Err(e) => eprintln!("ringwall: a SIGUSR2 restart will not pass --metrics-addr: {e}"),
+        }
+        // After `Signals::block`: the endpoint's thread inherits the mask.
         let started = metrics
             .local_addr()
             .and_then(|addr| metrics.spawn(handle.stats_reader()).map(|()| addr));
@@ -291,11 +302,41 @@ fn main() -> ExitCode {
             }
         }
     }
-    if let Some(signal) = wait_for_signal(&signals, &handle) {
-        tracing::info!(signal, "shutting down");
+    if let Some(ready) = activation.ready {
+        // The parent hands over on this; if it is gone, we serve anyway.
+        if let Err(e) = ready.notify() {
+            tracing::warn!("cannot tell parent pid {from_parent:?} we serve: {e}");
+        }
     }
-    // The engine logs `ringwall stopped: <counters>` either way.
-    match handle.shutdown() {
+    // Bound sockets get a name; passed ones keep theirs (their order in
+    // `listeners` follows the bound ones).
+    let served = handle.listeners();
+    let bound = served.len() - inherited_names.len();
+    let mut pass_down: Vec<(std::os::fd::BorrowedFd<'_>, &str)> = served
+        .iter()
+        .zip(std::iter::repeat_n("http", bound).chain(inherited_names.iter().map(String::as_str)))
+        .map(|(fd, name)| (*fd, name))
+        .collect();
+    if let Some(socket) = &metrics_socket {
+        pass_down.push((socket.as_fd(), upgrade::METRICS_FD_NAME));
+    }
+    let ending = upgrade::serve_until_ended(&signals, &pass_down, || handle.is_finished());
+    drop(pass_down);
+    drop(served);
+    // The engine logs `ringwall stopped: <counters>` in every case.
+    let stopped = match ending {
+        Ending::Stop(signal) => {
+            tracing::info!(signal = signals::name(signal), "shutting down");
+            handle.shutdown()
+        }
+        Ending::HandedOver { successor } => {
+            tracing::info!("ringwall handing over to pid {successor}");
+            handle.hand_over()
+        }
+        // A worker failed and stopped the others.
+        Ending::Finished => handle.shutdown(),
+    };
+    match stopped {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

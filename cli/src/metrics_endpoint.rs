@@ -40,15 +40,25 @@ impl MetricsEndpoint {
         })
     }
 
+    /// Serves on a listener passed by a parent that handed over (`upgrade`).
+    pub fn from_listener(listener: TcpListener) -> MetricsEndpoint {
+        MetricsEndpoint { listener }
+    }
+
+    /// The listening socket, to pass to a successor.
+    pub fn listener(&self) -> &TcpListener {
+        &self.listener
+    }
+
     /// The address bound (port 0 resolved).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
     /// Answers scrapes on a thread of its own until the process exits.
-    /// Spawn it after blocking SIGINT and SIGTERM: the thread inherits the
-    /// mask, so a signal cannot land here and end the process without the
-    /// graceful shutdown.
+    /// Spawn it after blocking SIGINT, SIGTERM and SIGUSR2: the thread
+    /// inherits the mask, so a signal cannot land here and end the process
+    /// without the graceful shutdown.
     pub fn spawn(self, stats: StatsReader) -> io::Result<()> {
         std::thread::Builder::new()
             .name("ringwall-metrics".into())

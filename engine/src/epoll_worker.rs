@@ -203,6 +203,12 @@ impl<H: Handler> EpollWorker<H> {
         self.epoll_ctl(libc::EPOLL_CTL_ADD, fd, events, token)
     }
 
+    fn unwatch(epoll_fd: RawFd, fd: RawFd) -> io::Result<()> {
+        let mut event = libc::epoll_event { events: 0, u64: 0 };
+        // SAFETY: `event` is a live epoll_event (ignored by EPOLL_CTL_DEL).
+        cvt(unsafe { libc::epoll_ctl(epoll_fd, libc::EPOLL_CTL_DEL, fd, &mut event) }).map(|_| ())
+    }
+
     fn epoll_ctl(&self, op: libc::c_int, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
         let mut event = libc::epoll_event { events, u64: token };
         // SAFETY: `event` is a live epoll_event; the kernel copies it.
@@ -652,16 +658,19 @@ impl<H: Handler> EpollWorker<H> {
             return;
         }
         self.shutting_down = true;
-        for listener in &self.listeners {
-            let _ = self.epoll_ctl(libc::EPOLL_CTL_DEL, listener.fd, 0, 0);
+        let handing_over = self.shared.hand_over.load(Ordering::Acquire);
+        for listener in &mut self.listeners {
+            let _ = Self::unwatch(self.epoll_fd, listener.fd);
             // New connects to sockets we bound are refused from now on; an
-            // inherited socket keeps listening for the next instance.
+            // inherited socket keeps listening for the next instance, and
+            // one handed over to a successor is shared the same way.
+            listener.inherited |= handing_over;
             if !listener.inherited {
                 socket::stop_listening(listener.fd);
             }
         }
         self.shutdown_deadline = Some(mono_now().saturating_add(self.shutdown_timeout));
-        self.driver.begin_shutdown();
+        self.driver.begin_shutdown(handing_over);
         self.carry_out();
     }
 }

@@ -82,6 +82,7 @@ mod driver;
 mod epoll_worker;
 mod error;
 mod handler;
+mod handover;
 mod large_buffers;
 mod log;
 mod malloc;
@@ -94,7 +95,8 @@ mod user_data;
 mod worker;
 
 pub use activation::{
-    listen_fds_from_env, ActivationError, InheritedListener, NotAListener, SD_LISTEN_FDS_START,
+    activation_from_env, listen_fds_from_env, Activation, ActivationError, InheritedListener,
+    ListenerOrigin, NotAListener, LISTEN_FDS_FROM_PARENT, READY_FD, SD_LISTEN_FDS_START,
 };
 #[cfg(feature = "benchmark-app")]
 pub use benchmark_app::{benchmark_app, BENCHMARK_MAX_BYTES};
@@ -107,6 +109,7 @@ pub use config::{
 };
 pub use error::{ServeError, StartError, UringUnavailable, WorkerFailure};
 pub use handler::{BodyWriter, Handler, Request, Response, ResponseError};
+pub use handover::{spawn_with_listeners, Readiness, ReadyNotifier, Successor};
 pub use prometheus::PROMETHEUS_CONTENT_TYPE;
 // Named, not `pub use ringwall_h1 as h1`: the h1 types that appear in this
 // crate's own API, so that ringwall's semver follows what it exposes rather

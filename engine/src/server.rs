@@ -3,7 +3,7 @@
 use std::any::Any;
 use std::fmt;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
@@ -122,6 +122,30 @@ impl Server {
             }
         }
 
+        // The handle's own copy of every distinct socket, for `listeners`:
+        // a worker closes its fds when it exits, and a borrowed fd must not
+        // outlive the number it names.
+        let mut listening = Vec::new();
+        for listener in listeners.iter().flatten().filter(|l| !l.inherited) {
+            match socket::dup_cloexec(listener.fd) {
+                // SAFETY: dup_cloexec returned a new fd that nothing else owns.
+                Ok(dup) => listening.push(unsafe { OwnedFd::from_raw_fd(dup) }),
+                Err(e) => {
+                    close_all(&listeners);
+                    return Err(StartError::Worker(e));
+                }
+            }
+        }
+        for inherited in &self.inherited {
+            match inherited.try_clone() {
+                Ok(dup) => listening.push(dup),
+                Err(e) => {
+                    close_all(&listeners);
+                    return Err(StartError::Worker(e));
+                }
+            }
+        }
+
         let cap = Arc::new(ConnCap::new(self.config.max_connections));
         let per_ip = (self.config.max_connections_per_ip > 0).then(|| {
             Arc::new(PerIpCap::new(
@@ -130,6 +154,7 @@ impl Server {
             ))
         });
         let stop = Arc::new(Stop::default());
+        let hand_over = Arc::new(AtomicBool::new(false));
         let handler = Arc::new(handler);
         let mut counters = Vec::with_capacity(workers);
         let mut threads = Vec::with_capacity(workers);
@@ -142,6 +167,7 @@ impl Server {
                 cap: Arc::clone(&cap),
                 per_ip: per_ip.clone(),
                 shutdown: Arc::clone(&stop.requested),
+                hand_over: Arc::clone(&hand_over),
             };
             let stop = Arc::clone(&stop);
             let config = self.config.clone();
@@ -195,6 +221,8 @@ impl Server {
             },
             cap,
             stop,
+            hand_over,
+            listening,
             threads,
             announce_stop: false,
         };
@@ -336,6 +364,11 @@ pub struct ServerHandle {
     stats: StatsReader,
     cap: Arc<ConnCap>,
     stop: Arc<Stop>,
+    /// Set before the stop when a successor process accepts on the same
+    /// sockets ([`ServerHandle::hand_over`]).
+    hand_over: Arc<AtomicBool>,
+    /// Every distinct listening socket, in [`ServerHandle::listeners`] order.
+    listening: Vec<OwnedFd>,
     threads: Vec<JoinHandle<()>>,
     /// Log the shutdown event when the workers have exited: false for a
     /// server whose start failed.
@@ -475,6 +508,30 @@ impl ServerHandle {
     pub fn shutdown(mut self) -> Result<Stats, ServeError> {
         self.stop_workers();
         self.outcome()
+    }
+
+    /// Every listening socket the workers accept on, to pass to a successor
+    /// process ([`crate::spawn_with_listeners`]): first one per worker for
+    /// each bound address (each worker has its own `SO_REUSEPORT` socket,
+    /// with its own accept queue), then each socket passed with
+    /// [`crate::ServerBuilder::listen_fd`]. A successor needs all of them:
+    /// the kernel keeps spreading new connections over every socket of a
+    /// reuseport group, and resets those queued in one that closes.
+    pub fn listeners(&self) -> Vec<BorrowedFd<'_>> {
+        self.listening.iter().map(AsFd::as_fd).collect()
+    }
+
+    /// Graceful shutdown for a successor that already accepts on every
+    /// socket of [`ServerHandle::listeners`]: stop accepting, but leave the
+    /// sockets listening, so the connections queued in them are the
+    /// successor's to accept; serve any connection accepted meanwhile; let
+    /// each idle keep-alive connection send one more request, answered with
+    /// `Connection: close`, instead of closing it under a client that may be
+    /// sending (it would lose that request). Whatever is still open after
+    /// `shutdown_timeout` is closed. Returns the final counters.
+    pub fn hand_over(self) -> Result<Stats, ServeError> {
+        self.hand_over.store(true, Ordering::Release);
+        self.shutdown()
     }
 
     /// Blocks until the workers exit, which they do only when one fails:

@@ -54,6 +54,9 @@ pub(crate) struct WorkerShared {
     /// `None` when `max_connections_per_ip` is 0.
     pub per_ip: Option<Arc<PerIpCap>>,
     pub shutdown: Arc<AtomicBool>,
+    /// Set before `shutdown` when a successor process accepts on the same
+    /// sockets ([`crate::ServerHandle::hand_over`]).
+    pub hand_over: Arc<AtomicBool>,
 }
 
 /// What the ring side keeps per connection, beside the driver's slot of
@@ -811,6 +814,7 @@ impl<H: Handler> Worker<H> {
             return;
         }
         self.shutting_down = true;
+        let handing_over = self.shared.hand_over.load(Ordering::Acquire);
         for index in 0..self.listeners.len() {
             let target = UserData::new(index as u32, 0, OpTag::Accept).encode();
             let entry = opcode::AsyncCancel::new(target)
@@ -824,7 +828,9 @@ impl<H: Handler> Worker<H> {
         // backlog waits for the next instance; cancelling our accepts is
         // all it takes. The fds stay open until the worker exits, so no
         // queued accept SQE can name a reused number.
-        for listener in &self.listeners {
+        // A socket handed over to a successor is shared the same way.
+        for listener in &mut self.listeners {
+            listener.inherited |= handing_over;
             if !listener.inherited {
                 socket::stop_listening(listener.fd);
             }
@@ -834,7 +840,7 @@ impl<H: Handler> Worker<H> {
             .user_data(UserData::worker(OpTag::ShutdownTimer).encode());
         // SAFETY: shutdown_spec is boxed in the worker and outlives the ring.
         unsafe { self.push(entry) };
-        self.driver.begin_shutdown();
+        self.driver.begin_shutdown(handing_over);
     }
 }
 

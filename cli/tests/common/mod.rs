@@ -4,9 +4,9 @@
 // Each test binary uses its own subset.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, ChildStdout};
+use std::process::Child;
 use std::time::Duration;
 
 use ringwall::{Server, StartError};
@@ -93,7 +93,7 @@ impl Drop for Running {
 /// Reads output lines until one contains `prefix`; returns the rest of it.
 /// Contains, not starts with: each line is a log event, after its
 /// timestamp, level and target.
-pub fn line_after(stdout: &mut BufReader<ChildStdout>, prefix: &str) -> String {
+pub fn line_after(stdout: &mut impl BufRead, prefix: &str) -> String {
     let mut seen = String::new();
     loop {
         let mut line = String::new();

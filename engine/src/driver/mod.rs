@@ -153,6 +153,8 @@ pub(crate) struct Driver<H: Handler> {
     /// from it. Timer fires never use it: the backend passes a fresh one.
     now: MonoTime,
     shutting_down: bool,
+    /// The shutdown hands the sockets to a successor (see `begin_shutdown`).
+    handing_over: bool,
     pools: BufferPools,
     /// Connections that yielded their turn, as (slot, generation): served
     /// after the next batch of completions, in order.
@@ -214,6 +216,7 @@ impl<H: Handler> Driver<H> {
             date_secs: unix_secs,
             now,
             shutting_down: false,
+            handing_over: false,
             pools: BufferPools::default(),
             ready: VecDeque::new(),
             serving: VecDeque::new(),
@@ -313,7 +316,7 @@ impl<H: Handler> Driver<H> {
     /// or a refusal (connection cap, per-address cap, shutdown). `peer` is
     /// needed only when [`Driver::needs_peer_on_accept`].
     pub fn admit(&mut self, fd: RawFd, peer: Option<SocketAddr>) -> Admission {
-        if self.shutting_down {
+        if self.shutting_down && !self.handing_over {
             self.counters().count_close(CloseReason::Shutdown, false);
             return Admission::Dropped;
         }
@@ -866,7 +869,7 @@ impl<H: Handler> Driver<H> {
             return;
         };
         if conn.is_idle() {
-            if self.shutting_down {
+            if self.shutting_down && !self.handing_over {
                 self.close_now(key, CloseReason::Shutdown);
                 return;
             }
@@ -1105,11 +1108,22 @@ impl<H: Handler> Driver<H> {
 
     /// Stop taking connections; close the idle ones now and the others
     /// once their last response has left (`keep-alive` ends).
-    pub fn begin_shutdown(&mut self) {
+    ///
+    /// `handing_over`: a successor process accepts on the same sockets
+    /// ([`crate::ServerHandle::hand_over`]): a connection accepted late is
+    /// served rather than dropped, and an idle keep-alive connection is
+    /// closed only after answering one more request with `Connection:
+    /// close` (HAProxy's `idle-close-on-response`): closing it at once
+    /// races the client's next request, which would be lost.
+    pub fn begin_shutdown(&mut self, handing_over: bool) {
         if self.shutting_down {
             return;
         }
         self.shutting_down = true;
+        self.handing_over = handing_over;
+        if handing_over {
+            return;
+        }
         let idle: Vec<usize> = self
             .conns
             .iter()

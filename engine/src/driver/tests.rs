@@ -314,7 +314,7 @@ fn shutdown_closes_idle_connections_and_lets_busy_ones_finish() {
     h.driver
         .on_bytes(busy, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     h.actions();
-    h.driver.begin_shutdown();
+    h.driver.begin_shutdown(false);
     let actions = h.actions();
     assert!(actions
         .iter()
