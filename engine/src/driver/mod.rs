@@ -193,6 +193,7 @@ impl<H: Handler> Driver<H> {
             body: config.body_timeout,
             idle: config.idle_timeout,
             write: config.write_timeout,
+            handler: config.handler_timeout,
         };
         let min_rates = MinRates {
             body: config.min_request_body_rate,
@@ -914,6 +915,7 @@ impl<H: Handler> Driver<H> {
                     DeadlineKind::Write => CloseReason::WriteTimeout,
                     DeadlineKind::BodyRate => CloseReason::MinBodyRate,
                     DeadlineKind::SendRate => CloseReason::MinResponseRate,
+                    DeadlineKind::Handler => CloseReason::HandlerTimeout,
                 };
                 self.close_now(key, reason);
             }
@@ -1034,6 +1036,7 @@ impl<H: Handler> Driver<H> {
                 | CloseReason::WriteTimeout
                 | CloseReason::MinBodyRate
                 | CloseReason::MinResponseRate
+                | CloseReason::HandlerTimeout
                 | CloseReason::Shutdown
         );
         let mode = if !forced {
