@@ -105,6 +105,10 @@ struct ServeArgs {
     /// Longest a response may go without any send making progress.
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     write_timeout: Duration,
+    /// Longest a handler that defers its answer may take to produce the
+    /// response head; then 503 and close.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    handler_timeout: Duration,
     /// Minimum request-body rate in bytes/s after the grace period (0: off).
     #[arg(long, default_value_t = ringwall::DEFAULT_MIN_RATE.bytes_per_sec)]
     min_request_body_rate: u32,
@@ -223,6 +227,7 @@ fn main() -> ExitCode {
         .body_timeout(args.body_timeout)
         .idle_timeout(args.idle_timeout)
         .write_timeout(args.write_timeout)
+        .handler_timeout(args.handler_timeout)
         .shutdown_timeout(args.shutdown_timeout)
         .max_connections(args.max_connections)
         .ring_entries(args.ring_entries)

@@ -27,6 +27,12 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// reading; a client that keeps reading, however large the response, is
 /// judged by the minimum response rate instead.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default handler timeout: 60 s from handing a request to a handler that
+/// defers its answer until its response head (nginx's
+/// `proxy_read_timeout` for an upstream's response is 60 s too). It bounds
+/// a handler that never answers; a response body streamed after the head
+/// is judged by the write timeout and the minimum response rate instead.
+pub const DEFAULT_HANDLER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default minimum rates, request body and response: 240 bytes/s after a
 /// 5 s grace period, Kestrel's defaults. A client that stays below it (a
 /// slow-read or slow-body attacker) is cut off about `grace` after it falls
@@ -76,6 +82,7 @@ pub struct Config {
     pub body_timeout: Duration,
     pub idle_timeout: Duration,
     pub write_timeout: Duration,
+    pub handler_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub max_connections: usize,
     pub limits: Limits,
@@ -166,6 +173,7 @@ impl Default for ServerBuilder {
                 body_timeout: DEFAULT_BODY_TIMEOUT,
                 idle_timeout: DEFAULT_IDLE_TIMEOUT,
                 write_timeout: DEFAULT_WRITE_TIMEOUT,
+                handler_timeout: DEFAULT_HANDLER_TIMEOUT,
                 shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
                 max_connections: DEFAULT_MAX_CONNECTIONS,
                 limits: Limits::default(),
@@ -244,6 +252,15 @@ impl ServerBuilder {
     /// response of a closing connection it also bounds the lingering close.
     pub fn write_timeout(mut self, d: Duration) -> Self {
         self.config.write_timeout = d;
+        self
+    }
+    /// How long a handler that defers its answer may take to produce the
+    /// response head (default 60 s); then the server answers 503 and
+    /// closes. Meanwhile the client is only waiting, so the header, idle
+    /// and body timeouts do not run. A response body streamed after the
+    /// head (server-sent events) is not limited by it.
+    pub fn handler_timeout(mut self, d: Duration) -> Self {
+        self.config.handler_timeout = d;
         self
     }
     /// How long graceful shutdown waits for in-flight requests.
@@ -382,6 +399,7 @@ impl ServerBuilder {
             ("body_timeout", c.body_timeout),
             ("idle_timeout", c.idle_timeout),
             ("write_timeout", c.write_timeout),
+            ("handler_timeout", c.handler_timeout),
             ("shutdown_timeout", c.shutdown_timeout),
         ] {
             if value.is_zero() || value > MAX_TIMEOUT {
@@ -493,6 +511,7 @@ mod tests {
     fn defaults_build() {
         let server = Server::builder().build().expect("defaults are valid");
         assert_eq!(server.config.header_timeout, DEFAULT_HEADER_TIMEOUT);
+        assert_eq!(server.config.handler_timeout, DEFAULT_HANDLER_TIMEOUT);
         assert_eq!(server.config.addrs.len(), 1);
     }
 
@@ -503,6 +522,19 @@ mod tests {
             .build()
             .unwrap_err();
         assert!(err.to_string().contains("idle_timeout"), "{err}");
+    }
+
+    #[test]
+    fn handler_timeout_is_set_and_validated_like_the_others() {
+        let server = Server::builder()
+            .handler_timeout(Duration::from_secs(5))
+            .build()
+            .expect("5 s is valid");
+        assert_eq!(server.config.handler_timeout, Duration::from_secs(5));
+        for bad in [Duration::ZERO, Duration::from_secs(90_000)] {
+            let err = Server::builder().handler_timeout(bad).build().unwrap_err();
+            assert!(err.to_string().contains("handler_timeout"), "{err}");
+        }
     }
 
     #[test]

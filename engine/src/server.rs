@@ -262,6 +262,7 @@ fn log_start(
         body_timeout = ?c.body_timeout,
         idle_timeout = ?c.idle_timeout,
         write_timeout = ?c.write_timeout,
+        handler_timeout = ?c.handler_timeout,
         min_request_body_rate = %RateField(c.min_request_body_rate),
         min_response_rate = %RateField(c.min_response_rate),
         shutdown_timeout = ?c.shutdown_timeout,

@@ -31,6 +31,9 @@ pub enum CloseReason {
     MinBodyRate,
     /// A response left slower than `min_response_rate`.
     MinResponseRate,
+    /// A handler that deferred its answer gave no response head within
+    /// `handler_timeout`.
+    HandlerTimeout,
     /// The peer closed its side (read returned 0).
     PeerEof,
     /// The peer reset the connection, or a send failed.
@@ -223,6 +226,11 @@ counters! {
         min_response_rate: "min_response_rate" => Reason;
         /// `min_response_rate`, reset because response bytes were unsent.
         min_response_rate_reset: "min_response_rate_reset" => Reason;
+        /// A handler that deferred its answer gave no response head within
+        /// `handler_timeout`.
+        handler_timeout: "handler_timeout" => Reason;
+        /// `handler_timeout`, reset because response bytes were unsent.
+        handler_timeout_reset: "handler_timeout_reset" => Reason;
         /// The peer closed its side (read returned 0).
         peer_eof: "peer_eof" => Reason;
         /// The peer reset the connection, or a send failed.
@@ -399,6 +407,7 @@ impl WorkerCounters {
             CloseReason::MinResponseRate => {
                 pick(&self.min_response_rate, &self.min_response_rate_reset)
             }
+            CloseReason::HandlerTimeout => pick(&self.handler_timeout, &self.handler_timeout_reset),
             CloseReason::PeerEof => self.peer_eof.incr(),
             CloseReason::PeerReset => self.peer_reset.incr(),
             CloseReason::ProtocolError(status) => {
@@ -449,35 +458,37 @@ mod tests {
                 min_body_rate_reset: 15,
                 min_response_rate: 16,
                 min_response_rate_reset: 17,
-                peer_eof: 18,
-                peer_reset: 19,
-                protocol_error: 20,
-                protocol_error_400: 21,
-                protocol_error_413: 22,
-                protocol_error_414: 23,
-                protocol_error_431: 24,
-                protocol_error_501: 25,
-                protocol_error_505: 26,
-                connection_cap: 27,
-                per_ip_cap: 28,
-                body_budget: 29,
-                shutdown: 30,
-                shutdown_reset: 31,
-                completed: 32,
-                proxy_protocol_error: 33,
+                handler_timeout: 18,
+                handler_timeout_reset: 19,
+                peer_eof: 20,
+                peer_reset: 21,
+                protocol_error: 22,
+                protocol_error_400: 23,
+                protocol_error_413: 24,
+                protocol_error_414: 25,
+                protocol_error_431: 26,
+                protocol_error_501: 27,
+                protocol_error_505: 28,
+                connection_cap: 29,
+                per_ip_cap: 30,
+                body_budget: 31,
+                shutdown: 32,
+                shutdown_reset: 33,
+                completed: 34,
+                proxy_protocol_error: 35,
             },
-            timer_submits: 34,
-            timer_updates: 35,
-            timer_fires: 36,
-            timer_early_fires: 37,
-            sq_full_retries: 38,
-            stale_completions: 39,
-            accept_errors: 40,
-            ring_enters: 41,
-            resets: 42,
-            turn_yields: 43,
-            output_budget_waits: 44,
-            cap_responses: 45,
+            timer_submits: 36,
+            timer_updates: 37,
+            timer_fires: 38,
+            timer_early_fires: 39,
+            sq_full_retries: 40,
+            stale_completions: 41,
+            accept_errors: 42,
+            ring_enters: 43,
+            resets: 44,
+            turn_yields: 45,
+            output_budget_waits: 46,
+            cap_responses: 47,
         }
     }
 
@@ -487,11 +498,12 @@ mod tests {
         closes[header_timeout=6 header_timeout_reset=7 body_timeout=8 body_timeout_reset=9 \
         idle_timeout=10 idle_timeout_reset=11 write_timeout=12 write_timeout_reset=13 \
         min_body_rate=14 min_body_rate_reset=15 min_response_rate=16 min_response_rate_reset=17 \
-        peer_eof=18 peer_reset=19 protocol_error=20 (400=21 413=22 414=23 431=24 501=25 505=26) \
-        connection_cap=27 per_ip_cap=28 body_budget=29 shutdown=30 shutdown_reset=31 completed=32 proxy_protocol_error=33] \
-        timer[submits=34 updates=35 fires=36 early_fires=37] sq_full_retries=38 \
-        stale_completions=39 accept_errors=40 ring_enters=41 resets=42 turn_yields=43 \
-        output_budget_waits=44 cap_responses=45";
+        handler_timeout=18 handler_timeout_reset=19 \
+        peer_eof=20 peer_reset=21 protocol_error=22 (400=23 413=24 414=25 431=26 501=27 505=28) \
+        connection_cap=29 per_ip_cap=30 body_budget=31 shutdown=32 shutdown_reset=33 completed=34 proxy_protocol_error=35] \
+        timer[submits=36 updates=37 fires=38 early_fires=39] sq_full_retries=40 \
+        stale_completions=41 accept_errors=42 ring_enters=43 resets=44 turn_yields=45 \
+        output_budget_waits=46 cap_responses=47";
 
     #[test]
     fn display_line_keeps_its_format() {
@@ -536,6 +548,19 @@ mod tests {
         worker.add_to(&mut stats);
         assert_eq!(stats.closes.write_timeout, 2, "{stats}");
         assert_eq!(stats.closes.write_timeout_reset, 1, "{stats}");
+        assert_eq!(stats.closes.total(), 3, "{stats}");
+    }
+
+    #[test]
+    fn handler_timeout_counts_under_its_own_fin_and_reset_names() {
+        let worker = WorkerCounters::default();
+        worker.count_close(CloseReason::HandlerTimeout, false);
+        worker.count_close(CloseReason::HandlerTimeout, true);
+        worker.count_close(CloseReason::HandlerTimeout, true);
+        let mut stats = Stats::default();
+        worker.add_to(&mut stats);
+        assert_eq!(stats.closes.handler_timeout, 1, "{stats}");
+        assert_eq!(stats.closes.handler_timeout_reset, 2, "{stats}");
         assert_eq!(stats.closes.total(), 3, "{stats}");
     }
 

@@ -1,4 +1,4 @@
-//! The four deadlines of a connection and their configured timeouts.
+//! The kinds of deadline a connection has and their configured timeouts.
 
 use std::time::Duration;
 
@@ -12,8 +12,12 @@ use std::time::Duration;
 /// | `Write` | a response starts to send; moved to the instant of each send's progress | the send queue is empty |
 /// | `BodyRate` | the head parses and a body is announced (and again when reading resumes after the server paused it) | the body is complete, or the server stops reading |
 /// | `SendRate` | a response starts to send | the send queue is empty |
+/// | `Handler` | a complete request is handed to a handler that defers its answer | the handler's response head arrives |
 ///
-/// Every kind closes the connection on expiry. The two rate kinds exist
+/// Every kind closes the connection on expiry (`Handler` after a 503, which
+/// the engine queues). `Handler` does not cover a response body streamed
+/// after its head: once bytes flow, the write and send-rate deadlines govern
+/// them, so a long stream (server-sent events) is not cut off by it. The two rate kinds exist
 /// only when a [`MinRate`] is configured; they move later as bytes make
 /// progress (see [`MinRate`]), which the one-timer model absorbs like any
 /// later deadline: the pending timer fires early and re-arms.
@@ -32,6 +36,8 @@ pub enum DeadlineKind {
     BodyRate,
     /// The response must keep leaving at the minimum response rate.
     SendRate,
+    /// A handler that deferred its answer must produce the response head.
+    Handler,
 }
 
 impl DeadlineKind {
@@ -39,13 +45,21 @@ impl DeadlineKind {
     /// instant, the one listed first is the one reported
     /// ([`ConnTimers::earliest`](crate::ConnTimers::earliest),
     /// [`FireOutcome::Expired`](crate::FireOutcome::Expired)).
-    pub const ALL: [DeadlineKind; 6] = [
+    ///
+    /// `Handler` is last. While a request is with its handler the request
+    /// deadlines (header, body, idle, body rate) are cleared, so it can tie
+    /// only with a send deadline of an earlier response still leaving; that
+    /// stall is the client's, it is the truer cause to report, and its close
+    /// is the right one: a 503 queued behind bytes the client does not read
+    /// would never arrive. Last also keeps every older kind's index.
+    pub const ALL: [DeadlineKind; 7] = [
         DeadlineKind::Header,
         DeadlineKind::Body,
         DeadlineKind::Idle,
         DeadlineKind::Write,
         DeadlineKind::BodyRate,
         DeadlineKind::SendRate,
+        DeadlineKind::Handler,
     ];
 
     /// A short lower-case name, for logs and counters.
@@ -57,6 +71,7 @@ impl DeadlineKind {
             DeadlineKind::Write => "write",
             DeadlineKind::BodyRate => "body_rate",
             DeadlineKind::SendRate => "send_rate",
+            DeadlineKind::Handler => "handler",
         }
     }
 
@@ -69,6 +84,7 @@ impl DeadlineKind {
             DeadlineKind::Write => 3,
             DeadlineKind::BodyRate => 4,
             DeadlineKind::SendRate => 5,
+            DeadlineKind::Handler => 6,
         }
     }
 }
@@ -89,9 +105,23 @@ pub struct Timeouts {
     /// The longest a response may go without any send making progress
     /// (nginx's `send_timeout` is the same rule).
     pub write: Duration,
+    /// From handing a complete request to a handler that defers its answer
+    /// until the handler's response head arrives.
+    pub handler: Duration,
 }
 
 impl Timeouts {
+    /// Every timeout the same, `timeout`.
+    pub const fn uniform(timeout: Duration) -> Timeouts {
+        Timeouts {
+            header: timeout,
+            body: timeout,
+            idle: timeout,
+            write: timeout,
+            handler: timeout,
+        }
+    }
+
     /// The timeout for `kind`.
     pub fn get(&self, kind: DeadlineKind) -> Duration {
         match kind {
@@ -99,6 +129,7 @@ impl Timeouts {
             DeadlineKind::Body => self.body,
             DeadlineKind::Idle => self.idle,
             DeadlineKind::Write => self.write,
+            DeadlineKind::Handler => self.handler,
             // A rate deadline is armed with its grace period (see `MinRate`);
             // without a configured rate it is never armed.
             DeadlineKind::BodyRate | DeadlineKind::SendRate => Duration::MAX,
@@ -188,7 +219,15 @@ mod tests {
         let names = DeadlineKind::ALL.map(DeadlineKind::name);
         assert_eq!(
             names,
-            ["header", "body", "idle", "write", "body_rate", "send_rate"]
+            [
+                "header",
+                "body",
+                "idle",
+                "write",
+                "body_rate",
+                "send_rate",
+                "handler"
+            ]
         );
     }
 
@@ -199,8 +238,10 @@ mod tests {
             body: Duration::from_secs(2),
             idle: Duration::from_secs(3),
             write: Duration::from_secs(4),
+            handler: Duration::from_secs(5),
         };
-        let got = DeadlineKind::ALL[..4].iter().map(|k| t.get(*k).as_secs());
-        assert_eq!(got.collect::<Vec<_>>(), [1, 2, 3, 4]);
+        let got = DeadlineKind::ALL.map(|k| t.get(k).as_secs());
+        let max = Duration::MAX.as_secs();
+        assert_eq!(got, [1, 2, 3, 4, max, max, 5]);
     }
 }

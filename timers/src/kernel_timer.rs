@@ -10,7 +10,7 @@
 //!
 //! | the engine sees | it does | why the model stays right |
 //! |---|---|---|
-//! | update CQE `0`, later the timer's `-ETIME` | nothing, then `on_fire(now)` | the kernel timer now expires at the `Update` target, which `pending` already holds |
+//! | update CQE `0`, later the timer's `-ETIME` | nothing, then `on_fire(now)` | the kernel timer now expires at the `Update` target, which `pending_timer()` already holds |
 //! | the timer's `-ETIME`, then update CQE `-ENOENT` | `on_fire(now)`, then ignores the update CQE | the timer fired before the update reached it; `on_fire` re-plans from the deadlines live *now*, which include the earlier one the update was for |
 //! | update CQE `-ENOENT`/`-EALREADY`, then the timer's `-ETIME` | ignores the update CQE, then `on_fire(now)` | as above; the fire CQE is on its way |
 //! | the timer's `-ETIME`, `Rearm(t)` submitted, then the old update's `-ENOENT` | ignores it | the update named the old timer; the new one is untouched |
@@ -98,13 +98,13 @@ impl ConnTimers {
         let Some((_, at)) = self.earliest() else {
             return TimerAction::Nothing;
         };
-        match self.pending {
+        match self.pending_timer() {
             None => {
-                self.pending = Some(at);
+                self.set_pending_timer(Some(at));
                 TimerAction::Submit(at)
             }
             Some(pending) if at < pending => {
-                self.pending = Some(at);
+                self.set_pending_timer(Some(at));
                 TimerAction::Update(at)
             }
             Some(_) => TimerAction::Nothing,
@@ -121,7 +121,7 @@ impl ConnTimers {
     ///   the earliest, recorded as pending;
     /// - nothing is live: `Nothing`.
     pub fn on_fire(&mut self, now: MonoTime) -> FireOutcome {
-        self.pending = None;
+        self.set_pending_timer(None);
         match self.earliest() {
             Some((kind, at)) if at <= now => {
                 // The connection is closing: leave nothing for a later plan()
@@ -130,7 +130,7 @@ impl ConnTimers {
                 FireOutcome::Expired(kind)
             }
             Some((_, at)) => {
-                self.pending = Some(at);
+                self.set_pending_timer(Some(at));
                 FireOutcome::Rearm(at)
             }
             None => FireOutcome::Nothing,
@@ -142,6 +142,6 @@ impl ConnTimers {
     /// [`plan`](Self::plan) next. Never call this for the CQE of an
     /// `Update`; see the module docs.
     pub fn on_timer_gone(&mut self) {
-        self.pending = None;
+        self.set_pending_timer(None);
     }
 }

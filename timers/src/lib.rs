@@ -10,13 +10,15 @@
 //! ```text
 //!                 on_accept / on_request_bytes / on_head_started /
 //!                 on_head_complete / on_body_complete /
+//!                 on_handler_started / on_handler_answered /
 //!     engine      on_send_started / on_send_drained   (now)
 //!   ┌─────────┐ ─────────────────────────────────────────► ┌──────────────┐
 //!   │         │                  plan()                    │  ConnTimers  │
 //!   │         │ ◄── TimerAction ───────────────────────────│ header  body │
 //!   │         │     Submit(t): IORING_OP_TIMEOUT, ABS      │ idle   write │
-//!   │         │     Update(t): TIMEOUT_REMOVE + UPDATE     │ pending timer│
-//!   │         │     Nothing                                └──────────────┘
+//!   │         │     Update(t): TIMEOUT_REMOVE + UPDATE     │ handler rates│
+//!   │         │     Nothing                                │ pending timer│
+//!   │         │                                            └──────────────┘
 //!   │         │                                                   ▲
 //!   │         │  timer CQE -ETIME ──► on_fire(fresh now) ─────────┤
 //!   │         │  ◄── FireOutcome: Expired(kind) → close           │
@@ -42,7 +44,9 @@
 //! - a fire is judged against a freshly read clock;
 //! - a minimum data rate ([`MinRate`]) moves its deadline later with each
 //!   byte of progress, banking at most its grace period, and its clock runs
-//!   only while the server waits on the client.
+//!   only while the server waits on the client;
+//! - while a request is with a handler that deferred its answer, only the
+//!   handler deadline judges it: the client is waiting, not stalling.
 //!
 //! # What this crate does not do
 //!

@@ -90,6 +90,34 @@ impl ConnTimers {
         self.clear(DeadlineKind::BodyRate);
     }
 
+    /// A complete request was handed to a handler that deferred its answer:
+    /// arm the handler deadline, so a handler that never answers (a lost
+    /// wake-up, a backend that hangs) cannot hold the connection and its
+    /// slot forever.
+    ///
+    /// The header, idle, body and body-rate deadlines end here: the request
+    /// is no longer the client's to finish (its body is complete by then),
+    /// and a client that waits quietly for a slow handler must not be closed
+    /// as a slowloris, nor charged with the handler's time on its body
+    /// rate. The write and send-rate deadlines of an earlier response still
+    /// leaving keep running: that stall is the client's.
+    pub fn on_handler_started(&mut self, now: MonoTime) {
+        self.clear(DeadlineKind::Header);
+        self.clear(DeadlineKind::Idle);
+        self.clear(DeadlineKind::Body);
+        self.clear(DeadlineKind::BodyRate);
+        self.arm(DeadlineKind::Handler, now);
+    }
+
+    /// The deferred handler's response head arrived: the handler deadline
+    /// ends. The response body that follows, however long it streams
+    /// (server-sent events), is bounded by the write and send-rate
+    /// deadlines only, which judge the bytes' progress rather than the
+    /// response's age.
+    pub fn on_handler_answered(&mut self) {
+        self.clear(DeadlineKind::Handler);
+    }
+
     /// A send was handed to the kernel: arm the write deadline if it is
     /// unarmed. More responses queued behind the first do not extend it.
     pub fn on_send_started(&mut self, now: MonoTime) {
@@ -125,14 +153,22 @@ impl ConnTimers {
     ///
     /// Never the header deadline: an idle keep-alive connection is judged by
     /// `idle` only, and a header timeout there kills well-behaved idle clients
-    /// (ARCHITECTURE.md, Deadline rules). As a second guard, idle is not armed while a header or body
-    /// deadline is live, whatever `keep_alive_idle` says: a request is in
-    /// progress, and its own deadline must keep governing it.
+    /// (ARCHITECTURE.md, Deadline rules). As a second guard, idle is not
+    /// armed while a header, body or handler deadline is live, whatever
+    /// `keep_alive_idle` says: a request is in progress, and its own
+    /// deadline must keep governing it. (An earlier pipelined response
+    /// draining while the next request is with its handler must not start
+    /// an idle clock that would close the connection under the handler.)
     pub fn on_send_drained(&mut self, now: MonoTime, keep_alive_idle: bool) {
         self.clear(DeadlineKind::Write);
         self.clear(DeadlineKind::SendRate);
-        let request_in_progress = self.deadline(DeadlineKind::Header).is_some()
-            || self.deadline(DeadlineKind::Body).is_some();
+        let request_in_progress = [
+            DeadlineKind::Header,
+            DeadlineKind::Body,
+            DeadlineKind::Handler,
+        ]
+        .into_iter()
+        .any(|kind| self.deadline(kind).is_some());
         if keep_alive_idle && !request_in_progress {
             self.arm(DeadlineKind::Idle, now);
         }

@@ -59,8 +59,18 @@ impl Rng {
         self.next() & 1 == 1
     }
 
+    /// A kind for the low-level `arm` / `clear`: any but the rate kinds,
+    /// which arm only with a configured rate and have transitions of their
+    /// own.
     fn kind(&mut self) -> DeadlineKind {
-        DeadlineKind::ALL[self.below(4) as usize]
+        const KINDS: [DeadlineKind; 5] = [
+            DeadlineKind::Header,
+            DeadlineKind::Body,
+            DeadlineKind::Idle,
+            DeadlineKind::Write,
+            DeadlineKind::Handler,
+        ];
+        KINDS[self.below(KINDS.len() as u64) as usize]
     }
 
     /// A timeout of 0..=50 ms in whole microseconds (zero included).
@@ -108,6 +118,7 @@ impl Sim {
             body: rng.timeout(),
             idle: rng.timeout(),
             write: rng.timeout(),
+            handler: rng.timeout(),
         };
         let rate = |rng: &mut Rng| {
             rng.bool()
@@ -205,7 +216,7 @@ impl Sim {
     fn transition(&mut self) {
         let now = self.batch_now;
         let c = &mut self.conn;
-        let step = match self.rng.below(17) {
+        let step = match self.rng.below(19) {
             0 => {
                 c.on_accept(now);
                 "on_accept".to_string()
@@ -271,6 +282,31 @@ impl Sim {
             16 => {
                 c.on_reading_resumed(now);
                 "on_reading_resumed".to_string()
+            }
+            17 => {
+                c.on_handler_started(now);
+                let client_side = [
+                    DeadlineKind::Header,
+                    DeadlineKind::Idle,
+                    DeadlineKind::Body,
+                    DeadlineKind::BodyRate,
+                ];
+                if let Some(kind) = client_side.into_iter().find(|&k| c.deadline(k).is_some()) {
+                    self.fail(&format!(
+                        "{kind:?} still runs while the handler has the request"
+                    ));
+                }
+                if c.deadline(DeadlineKind::Handler).is_none() {
+                    self.fail("on_handler_started left the handler deadline unarmed");
+                }
+                "on_handler_started".to_string()
+            }
+            18 => {
+                c.on_handler_answered();
+                if c.deadline(DeadlineKind::Handler).is_some() {
+                    self.fail("on_handler_answered left the handler deadline armed");
+                }
+                "on_handler_answered".to_string()
             }
             _ => {
                 c.clear_all();
@@ -481,6 +517,7 @@ struct Stats {
     enoent: u64,
     ealready: u64,
     gone: u64,
+    handler_expiries: u64,
 }
 
 impl Stats {
@@ -490,6 +527,7 @@ impl Stats {
         self.enoent += u64::from(step.contains("reap update -ENOENT"));
         self.ealready += u64::from(step.contains("reap update -EALREADY"));
         self.gone += u64::from(step.contains("on_timer_gone"));
+        self.handler_expiries += u64::from(step.contains("Expired(Handler)"));
     }
 
     fn add(&mut self, o: Stats) {
@@ -499,6 +537,7 @@ impl Stats {
         self.enoent += o.enoent;
         self.ealready += o.ealready;
         self.gone += o.gone;
+        self.handler_expiries += o.handler_expiries;
     }
 }
 
@@ -522,6 +561,7 @@ fn one_timer_invariant_holds_over_random_transition_sequences() {
             total.ealready,
         ),
         ("cancelled timers", total.gone),
+        ("handler deadline expiries", total.handler_expiries),
     ];
     for (what, n) in paths {
         println!("{n:>7} {what}");

@@ -28,6 +28,7 @@ fn timers(rates: MinRates) -> ConnTimers {
             body: BODY,
             idle: Duration::from_secs(60),
             write: WRITE,
+            handler: Duration::from_secs(60),
         },
         rates,
     )

@@ -4,12 +4,15 @@
 
 use std::time::Duration;
 
-use ringwall_timers::{ConnTimers, DeadlineKind, FireOutcome, MonoTime, Timeouts, TimerAction};
+use ringwall_timers::{
+    ConnTimers, DeadlineKind, FireOutcome, MinRate, MinRates, MonoTime, Timeouts, TimerAction,
+};
 
 const HEADER: Duration = Duration::from_secs(10);
 const BODY: Duration = Duration::from_secs(30);
 const IDLE: Duration = Duration::from_secs(60);
 const WRITE: Duration = Duration::from_secs(20);
+const HANDLER: Duration = Duration::from_secs(45);
 
 /// Virtual time: `us` microseconds after boot.
 fn t(us: u64) -> MonoTime {
@@ -27,6 +30,7 @@ fn timers() -> ConnTimers {
         body: BODY,
         idle: IDLE,
         write: WRITE,
+        handler: HANDLER,
     })
 }
 
@@ -299,19 +303,18 @@ fn expired_reports_the_earliest_kind() {
 #[test]
 fn ties_are_reported_in_all_order() {
     let same = Duration::from_secs(7);
-    let mut c = ConnTimers::new(Timeouts {
-        header: same,
-        body: same,
-        idle: same,
-        write: same,
-    });
+    let mut c = ConnTimers::new(Timeouts::uniform(same));
     // Armed in reverse order, so insertion order cannot be what decides.
-    // The four timeout kinds; the rate kinds exist only with rates.
-    let kinds = &DeadlineKind::ALL[..4];
+    // Every kind but the rate kinds, which exist only with rates (their
+    // place in the order is pinned in rates.rs).
+    let kinds: Vec<DeadlineKind> = DeadlineKind::ALL
+        .into_iter()
+        .filter(|k| !matches!(k, DeadlineKind::BodyRate | DeadlineKind::SendRate))
+        .collect();
     for &kind in kinds.iter().rev() {
         c.arm(kind, s(0));
     }
-    for &kind in kinds {
+    for &kind in &kinds {
         assert_eq!(c.earliest(), Some((kind, s(7))));
         let mut fired = c;
         assert_eq!(fired.on_fire(s(7)), FireOutcome::Expired(kind));
@@ -366,6 +369,7 @@ fn update_failure_then_fire_replans() {
         body: BODY,
         idle: IDLE,
         write: WRITE,
+        handler: HANDLER,
     });
     c.on_accept(s(0));
     assert_eq!(c.plan(), TimerAction::Submit(s(2)));
@@ -425,4 +429,124 @@ fn clear_all_disarms_every_deadline_and_keeps_the_timer() {
     // The kernel timer is still in flight; it will fire early.
     assert_eq!(c.pending_timer(), Some(s(10)));
     assert_eq!(c.plan(), TimerAction::Nothing);
+}
+
+/// A connection whose request (head at 1 s, a 10-byte body still arriving)
+/// has its header timer in flight from accept, due at 10 s.
+fn receiving_body() -> ConnTimers {
+    let mut c = accepted(s(0));
+    c.on_request_bytes(s(1));
+    c.on_head_complete(s(1), true);
+    assert_eq!(c.deadline(DeadlineKind::Body), Some(s(31)));
+    assert_eq!(c.plan(), TimerAction::Nothing);
+    c
+}
+
+#[test]
+fn handler_started_ends_every_request_deadline() {
+    let mut c = receiving_body();
+    c.on_body_complete();
+    // A partial head of the next request started the header clock again:
+    // it too is no longer the client's to finish while the handler works.
+    c.on_head_started(s(2));
+    c.on_handler_started(s(3));
+    for kind in [
+        DeadlineKind::Header,
+        DeadlineKind::Idle,
+        DeadlineKind::Body,
+        DeadlineKind::BodyRate,
+    ] {
+        assert_eq!(c.deadline(kind), None, "{}", kind.name());
+    }
+    assert_eq!(c.earliest(), Some((DeadlineKind::Handler, s(48))));
+}
+
+#[test]
+fn client_waiting_on_a_slow_handler_outlives_the_header_and_body_timeouts() {
+    let mut c = receiving_body();
+    c.on_body_complete();
+    c.on_handler_started(s(2));
+    assert_eq!(c.plan(), TimerAction::Nothing, "the 10 s timer fires early");
+    // Past the header (10 s) and body (31 s) deadlines, the client is only
+    // waiting: the fires re-arm for the handler deadline.
+    assert_eq!(c.on_fire(s(10)), FireOutcome::Rearm(s(47)));
+    assert_eq!(
+        c.on_fire(s(47)),
+        FireOutcome::Expired(DeadlineKind::Handler)
+    );
+}
+
+#[test]
+fn handler_started_arms_once_like_every_deadline() {
+    let mut c = timers();
+    c.on_handler_started(s(0));
+    c.on_handler_started(s(30));
+    assert_eq!(c.deadline(DeadlineKind::Handler), Some(s(45)));
+}
+
+#[test]
+fn streamed_response_after_the_head_is_bounded_by_write_not_handler() {
+    let mut c = timers();
+    c.on_handler_started(s(0));
+    // The head arrives at 10 s and an event stream follows for ten
+    // minutes, well past the 45 s handler timeout, a send making progress
+    // every 15 s.
+    c.on_handler_answered();
+    c.on_send_started(s(10));
+    for sec in (25..=595).step_by(15) {
+        c.on_send_progress(s(sec), 100, false);
+        let mut fired = c;
+        assert!(
+            matches!(fired.on_fire(s(sec)), FireOutcome::Rearm(_)),
+            "the stream is cut at {sec} s"
+        );
+    }
+    // It stalls after its last send: the write deadline closes it.
+    assert_eq!(c.earliest(), Some((DeadlineKind::Write, s(615))));
+    assert_eq!(c.on_fire(s(615)), FireOutcome::Expired(DeadlineKind::Write));
+}
+
+#[test]
+fn earlier_response_draining_does_not_start_idle_under_the_handler() {
+    // Idle shorter than the handler timeout: an idle clock armed here would
+    // close the connection while the handler still works.
+    let mut c = ConnTimers::new(Timeouts {
+        idle: Duration::from_secs(5),
+        ..Timeouts::uniform(HANDLER)
+    });
+    // Response 1 is still leaving when pipelined request 2 goes to its
+    // handler; then response 1 drains, keep-alive.
+    c.on_send_started(s(0));
+    c.on_handler_started(s(1));
+    c.on_send_drained(s(2), true);
+    assert_eq!(c.deadline(DeadlineKind::Idle), None);
+    assert_eq!(c.earliest(), Some((DeadlineKind::Handler, s(46))));
+}
+
+#[test]
+fn handler_tie_with_a_send_deadline_reports_the_send_deadline() {
+    // A stalled earlier response is the client's fault, and its close is
+    // the right one: a 503 behind unread bytes would never arrive.
+    let same = Duration::from_secs(7);
+    let rates = MinRates {
+        body: None,
+        send: Some(MinRate::new(100, same)),
+    };
+    let mut stalled = ConnTimers::with_min_rates(Timeouts::uniform(same), rates);
+    stalled.on_handler_started(s(0));
+    stalled.on_send_started(s(0));
+    assert_eq!(
+        stalled.on_fire(s(7)),
+        FireOutcome::Expired(DeadlineKind::Write)
+    );
+
+    let mut slow = ConnTimers::with_min_rates(Timeouts::uniform(same), rates);
+    slow.on_handler_started(s(0));
+    // A short send with no write deadline armed: only the rate clock runs.
+    slow.on_send_progress(s(0), 1, true);
+    assert_eq!(slow.deadline(DeadlineKind::Write), None);
+    assert_eq!(
+        slow.on_fire(s(7)),
+        FireOutcome::Expired(DeadlineKind::SendRate)
+    );
 }

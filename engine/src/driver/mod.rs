@@ -195,6 +195,7 @@ impl<H: Handler> Driver<H> {
             body: config.body_timeout,
             idle: config.idle_timeout,
             write: config.write_timeout,
+            handler: config.handler_timeout,
         };
         let min_rates = MinRates {
             body: config.min_request_body_rate,
@@ -917,6 +918,7 @@ impl<H: Handler> Driver<H> {
                     DeadlineKind::Write => CloseReason::WriteTimeout,
                     DeadlineKind::BodyRate => CloseReason::MinBodyRate,
                     DeadlineKind::SendRate => CloseReason::MinResponseRate,
+                    DeadlineKind::Handler => CloseReason::HandlerTimeout,
                 };
                 self.close_now(key, reason);
             }
@@ -1037,6 +1039,7 @@ impl<H: Handler> Driver<H> {
                 | CloseReason::WriteTimeout
                 | CloseReason::MinBodyRate
                 | CloseReason::MinResponseRate
+                | CloseReason::HandlerTimeout
                 | CloseReason::Shutdown
         );
         let mode = if !forced {
