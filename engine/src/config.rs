@@ -100,6 +100,9 @@ pub struct Config {
     /// Each connection starts with a PROXY protocol header (v1 or v2).
     pub proxy_protocol: bool,
     pub backend: Backend,
+    /// The cap of a request body streamed to the handler (413 above it);
+    /// `u64::MAX`: none.
+    pub max_streamed_body_bytes: u64,
 }
 
 /// Which I/O backend the workers run on. Both serve through the same
@@ -182,6 +185,7 @@ impl Default for ServerBuilder {
                 recv_buffer_size: DEFAULT_RECV_BUFFER_SIZE,
                 recv_multishot: true,
                 backend: Backend::Auto,
+                max_streamed_body_bytes: u64::MAX,
                 min_request_body_rate: Some(DEFAULT_MIN_RATE),
                 min_response_rate: Some(DEFAULT_MIN_RATE),
                 max_buffered_body_bytes: DEFAULT_MAX_BUFFERED_BODY_BYTES,
@@ -380,6 +384,18 @@ impl ServerBuilder {
     /// to epoll only where io_uring is refused).
     pub fn backend(mut self, backend: Backend) -> Self {
         self.config.backend = backend;
+        self
+    }
+
+    /// The largest request body a handler that streams bodies
+    /// ([`Handler::streams_request_bodies`](crate::Handler::streams_request_bodies))
+    /// may be sent: a larger `Content-Length`, or a chunked body growing
+    /// past it, is answered 413. Default: no cap (`u64::MAX`), since a
+    /// streamed body is never held whole: the worker holds at most
+    /// [`BODY_HIGH_WATER`](crate::BODY_HIGH_WATER) of it unread per
+    /// connection, and the body deadlines still apply.
+    pub fn max_streamed_body_bytes(mut self, bytes: u64) -> Self {
+        self.config.max_streamed_body_bytes = bytes;
         self
     }
 

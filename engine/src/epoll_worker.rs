@@ -37,6 +37,7 @@ use ringwall_timers::{MonoTime, TimerAction};
 use crate::backend::Plumbing;
 use crate::clock::{mono_now, unix_secs};
 use crate::config::Config;
+use crate::deferred::{Completion, Mailbox};
 use crate::driver::{Driver, DriverShared};
 use crate::handler::Handler;
 use crate::socket::{self, Listener};
@@ -57,8 +58,9 @@ const POOL_TICK: Duration = Duration::from_secs(1);
 /// its key and generation, neither of which reaches these values.
 const TOKEN_WAKE: u64 = u64::MAX;
 const TOKEN_TIMER: u64 = u64::MAX - 1;
+const TOKEN_MAILBOX: u64 = u64::MAX - 2;
 /// Listener `i` is `TOKEN_LISTENER_BASE - i`.
-const TOKEN_LISTENER_BASE: u64 = u64::MAX - 2;
+const TOKEN_LISTENER_BASE: u64 = u64::MAX - 3;
 /// Above any connection token: slot keys are u32 and live in the low half.
 const FIRST_WORKER_TOKEN: u64 = u64::MAX - 1024;
 
@@ -96,6 +98,9 @@ pub(crate) struct EpollWorker<H: Handler> {
     /// they are watched again.
     accept_paused_until: Option<MonoTime>,
     recv_buffer: Vec<u8>,
+    /// Deferred answers from other threads.
+    mailbox: Arc<Mailbox>,
+    completions: Vec<Completion>,
     events: Vec<libc::epoll_event>,
     shared: WorkerShared,
     shutting_down: bool,
@@ -144,7 +149,17 @@ impl<H: Handler> EpollWorker<H> {
                 return Err(crate::StartError::Worker(e));
             }
         };
+        let mailbox = match Mailbox::new() {
+            Ok(mailbox) => Arc::new(mailbox),
+            Err(e) => {
+                socket::close(epoll_fd);
+                socket::close(timer_fd);
+                socket::close(wake_fd);
+                return Err(crate::StartError::Worker(e));
+            }
+        };
         let driver_shared = DriverShared {
+            mailbox: Arc::clone(&mailbox),
             worker: index,
             counters: shared.counters.clone(),
             cap: shared.cap.clone(),
@@ -160,6 +175,8 @@ impl<H: Handler> EpollWorker<H> {
             timer_fd_due: None,
             accept_paused_until: None,
             recv_buffer: vec![0; config.recv_buffer_size as usize],
+            mailbox,
+            completions: Vec::new(),
             events: vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS_PER_WAIT],
             shutting_down: false,
             shutdown_deadline: None,
@@ -173,6 +190,7 @@ impl<H: Handler> EpollWorker<H> {
         let setup = || -> io::Result<()> {
             worker.watch(worker.wake_fd, libc::EPOLLIN as u32, TOKEN_WAKE)?;
             worker.watch(worker.timer_fd, libc::EPOLLIN as u32, TOKEN_TIMER)?;
+            worker.watch(worker.mailbox.fd(), libc::EPOLLIN as u32, TOKEN_MAILBOX)?;
             for (i, listener) in worker.listeners.iter().enumerate() {
                 // Non-blocking: several workers may wake for one connection
                 // on a shared (inherited) socket, and the losers must not
@@ -276,6 +294,8 @@ impl<H: Handler> EpollWorker<H> {
             socket::shutdown_write(fd);
             socket::close(fd);
         }
+        // Responders still held elsewhere post into nothing from now on.
+        self.mailbox.close();
         fatal.map_or(Ok(()), Err)
     }
 
@@ -313,6 +333,13 @@ impl<H: Handler> EpollWorker<H> {
                 // SAFETY: reads 8 bytes into a live u64 from the eventfd.
                 unsafe { libc::read(self.wake_fd, (&mut value as *mut u64).cast(), 8) };
                 self.begin_shutdown();
+            }
+            TOKEN_MAILBOX => {
+                let mut count = 0u64;
+                // SAFETY: reads 8 bytes into a live u64 from the eventfd.
+                unsafe { libc::read(self.mailbox.fd(), (&mut count as *mut u64).cast(), 8) };
+                self.mailbox.take(&mut self.completions);
+                self.driver.on_completions(&mut self.completions);
             }
             TOKEN_TIMER => {
                 let mut expirations = 0u64;

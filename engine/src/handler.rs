@@ -1,8 +1,14 @@
 //! The application's side: a [`Handler`] sees a complete [`Request`] and
-//! answers through a [`Response`], inline on the worker thread.
+//! answers through a [`Response`], inline on the worker thread, or defers
+//! the answer to a [`Responder`] that completes it later from any thread.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
+use std::sync::Arc;
+
+use crate::deferred::{ExchangeState, Mailbox, Responder};
+use crate::request_body::RequestBody;
 
 use crate::large_buffers::{LargeBufferPool, LARGE_BUFFER_MIN};
 
@@ -13,9 +19,21 @@ use ringwall_h1::{
 
 /// Answers requests. Called inline on the worker thread that owns the
 /// connection, so it must not block: a slow handler stalls every connection
-/// of that worker.
+/// of that worker. One that must wait (a database, another service, a
+/// timer) calls [`Response::defer`] and answers through the [`Responder`]
+/// from wherever the result arrives.
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, request: &Request<'_>, response: &mut Response<'_>);
+
+    /// Whether requests with a body are handed over as soon as their head
+    /// has parsed, with the body streamed through
+    /// [`Request::body_stream`] as it arrives (bounded by
+    /// [`ServerBuilder::max_streamed_body_bytes`](crate::ServerBuilder::max_streamed_body_bytes)
+    /// instead of `max_body_bytes`), rather than collected whole first.
+    /// Asked once, when the server starts. Default: collected whole.
+    fn streams_request_bodies(&self) -> bool {
+        false
+    }
 }
 
 impl<F> Handler for F
@@ -34,6 +52,8 @@ pub struct Request<'a> {
     pub(crate) fd: RawFd,
     /// The client's address from a PROXY protocol header, if any.
     pub(crate) proxied_peer: Option<SocketAddr>,
+    /// The body still to come, for a handler that streams request bodies.
+    pub(crate) body_stream: Cell<Option<RequestBody>>,
 }
 
 impl<'a> Request<'a> {
@@ -60,9 +80,19 @@ impl<'a> Request<'a> {
     pub fn header(&self, name: &str) -> Option<&'a [u8]> {
         self.head.header(name)
     }
-    /// The request body, decoded (chunked framing removed).
+    /// The request body, decoded (chunked framing removed). Empty for a
+    /// request whose body is streamed (see [`Request::body_stream`]).
     pub fn body(&self) -> &'a [u8] {
         self.body
+    }
+
+    /// The body as it arrives, for a handler whose
+    /// [`Handler::streams_request_bodies`] is true and a request that
+    /// announced one; taken once (later calls return `None`). Read it from
+    /// any thread, typically after [`Response::defer`]. Dropped unread, the
+    /// rest of the body is discarded.
+    pub fn body_stream(&self) -> Option<RequestBody> {
+        self.body_stream.take()
     }
     /// The peer's address, read from the socket when asked (one syscall), so
     /// requests that never ask pay nothing. With
@@ -83,6 +113,11 @@ pub struct Response<'a> {
     pub(crate) large: &'a mut LargeBufferPool,
     pub(crate) ctx: EncodeContext<'a>,
     pub(crate) sent: bool,
+    /// Where a deferred answer is posted, and the slot it answers.
+    pub(crate) mailbox: &'a Arc<Mailbox>,
+    pub(crate) slot: (u32, u32),
+    /// Set by [`Response::defer`]: the exchange the responder completes.
+    pub(crate) deferred: Option<Arc<ExchangeState>>,
 }
 
 impl Response<'_> {
@@ -95,7 +130,7 @@ impl Response<'_> {
         headers: &[(&str, &[u8])],
         body: &[u8],
     ) -> Result<(), ResponseError> {
-        if self.sent {
+        if self.sent || self.deferred.is_some() {
             return Err(ResponseError::AlreadySent);
         }
         self.make_room(body.len());
@@ -118,7 +153,7 @@ impl Response<'_> {
         body_len: usize,
         write_body: impl FnOnce(&mut BodyWriter<'_>),
     ) -> Result<(), ResponseError> {
-        if self.sent {
+        if self.sent || self.deferred.is_some() {
             return Err(ResponseError::AlreadySent);
         }
         self.make_room(body_len);
@@ -165,9 +200,42 @@ impl Response<'_> {
         self.out.reserve_exact(need - self.out.len());
     }
 
+    /// Answers later: the handler returns without answering and the
+    /// returned [`Responder`] (`Send + 'static`) completes the response
+    /// from any thread, whole or streamed. The worker serves its other
+    /// connections meanwhile; this connection dispatches no further request
+    /// until the response is complete, so responses leave in request order.
+    /// The request itself is gone when the handler returns: copy what the
+    /// answer needs first.
+    ///
+    /// While the answer is pending only the handler deadline
+    /// ([`ServerBuilder::handler_timeout`](crate::ServerBuilder::handler_timeout))
+    /// runs: when it passes, the client gets 503 and the responder learns
+    /// the connection is gone. Dropping the responder unanswered answers
+    /// 500.
+    pub fn defer(&mut self) -> Result<Responder, ResponseError> {
+        if self.sent || self.deferred.is_some() {
+            return Err(ResponseError::AlreadySent);
+        }
+        let state = Arc::new(ExchangeState::default());
+        self.deferred = Some(Arc::clone(&state));
+        let (key, generation) = self.slot;
+        Ok(Responder::new(
+            Arc::clone(self.mailbox),
+            key,
+            generation,
+            state,
+        ))
+    }
+
     /// Whether `send` has succeeded.
     pub fn is_sent(&self) -> bool {
         self.sent
+    }
+
+    /// Whether [`Response::defer`] has handed the answer to a responder.
+    pub fn is_deferred(&self) -> bool {
+        self.deferred.is_some()
     }
 
     /// Whether the connection stays open after this response.

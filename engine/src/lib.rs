@@ -78,6 +78,7 @@ mod buf_ring;
 mod clock;
 mod config;
 mod conn_cap;
+mod deferred;
 mod driver;
 mod epoll_worker;
 mod error;
@@ -88,6 +89,7 @@ mod log;
 mod malloc;
 mod per_ip;
 mod prometheus;
+mod request_body;
 mod server;
 mod socket;
 mod stats;
@@ -107,10 +109,12 @@ pub use config::{
     DEFAULT_RECV_BUFFERS, DEFAULT_RECV_BUFFER_SIZE, DEFAULT_RING_ENTRIES, DEFAULT_SHUTDOWN_TIMEOUT,
     DEFAULT_WRITE_TIMEOUT,
 };
+pub use deferred::{BodySender, Gone, Responder, STREAM_HIGH_WATER, STREAM_LOW_WATER};
 pub use error::{ServeError, StartError, UringUnavailable, WorkerFailure};
 pub use handler::{BodyWriter, Handler, Request, Response, ResponseError};
 pub use handover::{spawn_with_listeners, Readiness, ReadyNotifier, Successor};
 pub use prometheus::PROMETHEUS_CONTENT_TYPE;
+pub use request_body::{BodyError, RequestBody, BODY_HIGH_WATER, BODY_LOW_WATER};
 // Named, not `pub use ringwall_h1 as h1`: the h1 types that appear in this
 // crate's own API, so that ringwall's semver follows what it exposes rather
 // than all of ringwall-h1.

@@ -357,10 +357,10 @@ mod tests {
             "# TYPE ringwall_protocol_errors_total counter",
             "ringwall_protocol_errors_total{status=\"400\"} 23",
             "ringwall_protocol_errors_total{status=\"505\"} 28",
-            "ringwall_timer_submits_total 36",
-            "ringwall_timer_updates_total 37",
-            "ringwall_timer_fires_total 38",
-            "ringwall_ring_enters_total 43",
+            "ringwall_timer_submits_total 37",
+            "ringwall_timer_updates_total 38",
+            "ringwall_timer_fires_total 39",
+            "ringwall_ring_enters_total 44",
         ] {
             assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
         }

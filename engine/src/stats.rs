@@ -56,6 +56,10 @@ pub enum CloseReason {
     /// A server with `proxy_protocol` on got a connection whose first bytes
     /// are not a valid PROXY header; closed without a response.
     ProxyProtocolError,
+    /// A deferred answer's producer gave up, or broke its framing, after
+    /// the head had left: reset, so the truncated body never looks
+    /// complete.
+    HandlerAborted,
 }
 
 /// How a counter is printed in the `Display` line and exported to
@@ -268,6 +272,9 @@ counters! {
         /// A connection to a server with `proxy_protocol` on whose first
         /// bytes were not a valid PROXY header (closed without a response).
         proxy_protocol_error: "proxy_protocol_error" => Reason;
+        /// A deferred answer's producer gave up (or broke its framing)
+        /// after the head had left; the connection was reset.
+        handler_aborted: "handler_aborted" => Reason;
     }
     /// Kernel timers submitted (`IORING_OP_TIMEOUT`, one per connection at a
     /// time).
@@ -428,6 +435,7 @@ impl WorkerCounters {
             CloseReason::Shutdown => pick(&self.shutdown, &self.shutdown_reset),
             CloseReason::Completed => self.completed.incr(),
             CloseReason::ProxyProtocolError => self.proxy_protocol_error.incr(),
+            CloseReason::HandlerAborted => self.handler_aborted.incr(),
         }
     }
 }
@@ -476,19 +484,20 @@ mod tests {
                 shutdown_reset: 33,
                 completed: 34,
                 proxy_protocol_error: 35,
+                handler_aborted: 36,
             },
-            timer_submits: 36,
-            timer_updates: 37,
-            timer_fires: 38,
-            timer_early_fires: 39,
-            sq_full_retries: 40,
-            stale_completions: 41,
-            accept_errors: 42,
-            ring_enters: 43,
-            resets: 44,
-            turn_yields: 45,
-            output_budget_waits: 46,
-            cap_responses: 47,
+            timer_submits: 37,
+            timer_updates: 38,
+            timer_fires: 39,
+            timer_early_fires: 40,
+            sq_full_retries: 41,
+            stale_completions: 42,
+            accept_errors: 43,
+            ring_enters: 44,
+            resets: 45,
+            turn_yields: 46,
+            output_budget_waits: 47,
+            cap_responses: 48,
         }
     }
 
@@ -500,10 +509,10 @@ mod tests {
         min_body_rate=14 min_body_rate_reset=15 min_response_rate=16 min_response_rate_reset=17 \
         handler_timeout=18 handler_timeout_reset=19 \
         peer_eof=20 peer_reset=21 protocol_error=22 (400=23 413=24 414=25 431=26 501=27 505=28) \
-        connection_cap=29 per_ip_cap=30 body_budget=31 shutdown=32 shutdown_reset=33 completed=34 proxy_protocol_error=35] \
-        timer[submits=36 updates=37 fires=38 early_fires=39] sq_full_retries=40 \
-        stale_completions=41 accept_errors=42 ring_enters=43 resets=44 turn_yields=45 \
-        output_budget_waits=46 cap_responses=47";
+        connection_cap=29 per_ip_cap=30 body_budget=31 shutdown=32 shutdown_reset=33 completed=34 proxy_protocol_error=35 handler_aborted=36] \
+        timer[submits=37 updates=38 fires=39 early_fires=40] sq_full_retries=41 \
+        stale_completions=42 accept_errors=43 ring_enters=44 resets=45 turn_yields=46 \
+        output_budget_waits=47 cap_responses=48";
 
     #[test]
     fn display_line_keeps_its_format() {

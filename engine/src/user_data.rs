@@ -40,6 +40,9 @@ pub(crate) enum OpTag {
     Shutdown = 12,
     /// `IORING_OP_TIMEOUT_REMOVE` of the connection's timer on close.
     TimerRemove = 13,
+    /// Read on the worker's mailbox eventfd: deferred answers arrived (no
+    /// slot).
+    Mailbox = 14,
 }
 
 impl OpTag {
@@ -58,6 +61,7 @@ impl OpTag {
             11 => OpTag::Linger,
             12 => OpTag::Shutdown,
             13 => OpTag::TimerRemove,
+            14 => OpTag::Mailbox,
             _ => return None,
         })
     }

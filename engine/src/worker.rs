@@ -31,6 +31,7 @@ use crate::buf_ring::ProvidedBufRing;
 use crate::clock::{mono_now, unix_secs};
 use crate::config::Config;
 use crate::conn_cap::ConnCap;
+use crate::deferred::{Completion, Mailbox};
 use crate::driver::{Driver, DriverShared};
 use crate::error::UringUnavailable;
 use crate::handler::Handler;
@@ -147,6 +148,11 @@ pub(crate) struct Worker<H: Handler> {
     slots: Vec<IoSlot>,
     wake_fd: RawFd,
     wake_buf: Box<u64>,
+    /// Deferred answers from other threads; its eventfd is read into
+    /// `mailbox_buf`.
+    mailbox: Arc<Mailbox>,
+    mailbox_buf: Box<u64>,
+    completions: Vec<Completion>,
     backoff_spec: Box<Timespec>,
     pool_tick_spec: Box<Timespec>,
     pool_timer_armed: bool,
@@ -266,7 +272,9 @@ impl<H: Handler> Worker<H> {
         })?;
         let wake_fd = socket::eventfd().map_err(crate::StartError::Worker)?;
         let recv_multishot = config.recv_multishot;
+        let mailbox = Arc::new(Mailbox::new().map_err(crate::StartError::Worker)?);
         let driver_shared = DriverShared {
+            mailbox: Arc::clone(&mailbox),
             worker: index,
             counters: shared.counters.clone(),
             cap: shared.cap.clone(),
@@ -284,6 +292,9 @@ impl<H: Handler> Worker<H> {
             slots: Vec::with_capacity(config.max_connections),
             wake_fd,
             wake_buf: Box::new(0),
+            mailbox: Arc::clone(&mailbox),
+            mailbox_buf: Box::new(0),
+            completions: Vec::new(),
             backoff_spec: Box::new(Timespec::from(ACCEPT_BACKOFF)),
             pool_tick_spec: Box::new(Timespec::new().sec(1)),
             pool_timer_armed: false,
@@ -325,6 +336,7 @@ impl<H: Handler> Worker<H> {
             self.arm_accept(index);
         }
         self.arm_wake();
+        self.arm_mailbox();
         // A shutdown requested before the wake read was armed.
         if self.shared.shutdown.load(Ordering::Acquire) {
             self.begin_shutdown();
@@ -396,6 +408,8 @@ impl<H: Handler> Worker<H> {
             socket::shutdown_write(fd);
             socket::close(fd);
         }
+        // Responders still held elsewhere post into nothing from now on.
+        self.mailbox.close();
         fatal.map_or(Ok(()), Err)
     }
 
@@ -409,6 +423,11 @@ impl<H: Handler> Worker<H> {
         match ud.tag {
             OpTag::Accept => self.on_accept(ud.slot as usize, result, more),
             OpTag::Wake => self.begin_shutdown(),
+            OpTag::Mailbox => {
+                self.mailbox.take(&mut self.completions);
+                self.driver.on_completions(&mut self.completions);
+                self.arm_mailbox();
+            }
             OpTag::ShutdownTimer => {
                 self.shutdown_grace_over = true;
                 self.driver.close_all(CloseReason::Shutdown);
@@ -794,6 +813,21 @@ impl<H: Handler> Worker<H> {
     }
 
     // ---- shutdown ----
+
+    /// One read kept armed on the mailbox's eventfd: a burst of
+    /// completions posted before the worker drains costs one CQE.
+    fn arm_mailbox(&mut self) {
+        let entry = opcode::Read::new(
+            Fd(self.mailbox.fd()),
+            (&mut *self.mailbox_buf as *mut u64).cast(),
+            8,
+        )
+        .build()
+        .user_data(UserData::worker(OpTag::Mailbox).encode());
+        // SAFETY: mailbox_buf is boxed in the worker and outlives the ring;
+        // the eventfd is owned by the mailbox, which the worker holds.
+        unsafe { self.push(entry) };
+    }
 
     fn arm_wake(&mut self) {
         let entry = opcode::Read::new(

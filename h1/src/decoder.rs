@@ -184,6 +184,13 @@ impl Decoder {
         &self.bufs.body
     }
 
+    /// Drops the body decoded so far, for a caller that has taken it (a
+    /// body streamed to its consumer as it arrives): the decoder then holds
+    /// at most one read's worth of body, whatever the body's length.
+    pub fn discard_body(&mut self) {
+        self.bufs.body.clear();
+    }
+
     /// Bytes fed and not consumed yet (a partial head counts).
     #[must_use]
     pub fn buffered(&self) -> usize {

@@ -58,6 +58,15 @@ pub(crate) struct Connection {
     /// The decoder holds a complete request the handler has not seen yet
     /// (its turn or the output budget held it back).
     pub answer_pending: bool,
+    /// The handler deferred its answer and it is not complete yet: no
+    /// further request is dispatched (its state is in the driver's
+    /// `exchanges`).
+    pub in_exchange: bool,
+    /// The current request's body goes to the handler as it arrives (or is
+    /// discarded, once the handler has dropped its stream).
+    pub body_to_handler: bool,
+    /// Reading stopped because the body's consumer is behind.
+    pub body_paused: bool,
     /// A send has completed: only then can the kernel hold unacknowledged
     /// bytes of ours, so only then is a deadline close worth the SIOCOUTQ
     /// check that decides between FIN and RST.
@@ -94,6 +103,7 @@ impl Connection {
             && !self.paused
             && !self.input_paused
             && !self.budget_wait
+            && !self.body_paused
             && !self.peer_eof
     }
 
@@ -104,6 +114,7 @@ impl Connection {
             && self.send.is_empty()
             && self.decoder.is_idle()
             && !self.answer_pending
+            && !self.in_exchange
     }
 
     pub fn new(fd: RawFd, generation: u32, decoder: Decoder, timers: ConnTimers) -> Connection {
@@ -120,6 +131,9 @@ impl Connection {
             input_paused: false,
             budget_wait: false,
             answer_pending: false,
+            in_exchange: false,
+            body_to_handler: false,
+            body_paused: false,
             sent_any: false,
             body_reserved: 0,
             output_accounted: 0,

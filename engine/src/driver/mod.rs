@@ -19,12 +19,14 @@
 //! [`Driver::on_timer_fired`]).
 
 mod connection;
+mod exchange;
 mod pools;
 mod proxy;
 pub(crate) mod send_queue;
 #[cfg(test)]
 mod tests;
 
+use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
@@ -43,11 +45,14 @@ use slab::Slab;
 
 use crate::config::Config;
 use crate::conn_cap::ConnCap;
+use crate::deferred::Mailbox;
 use crate::handler::{Handler, Request, Response};
 use crate::log::CloseLogBudget;
 use crate::per_ip::PerIpCap;
+use crate::request_body::{BodyChannel, RequestBody};
 use crate::stats::{CloseReason, WorkerCounters};
 use connection::{Connection, Phase, NO_IP_BUCKET};
+use exchange::Exchange;
 use pools::BufferPools;
 
 /// Stop reading a connection's requests while this much output is queued;
@@ -132,6 +137,8 @@ pub(crate) struct DriverShared {
     pub cap: Arc<ConnCap>,
     /// `None` when `max_connections_per_ip` is 0.
     pub per_ip: Option<Arc<PerIpCap>>,
+    /// Where deferred answers arrive from other threads.
+    pub mailbox: Arc<Mailbox>,
 }
 
 /// All connections of one worker, sans-IO.
@@ -144,6 +151,9 @@ pub(crate) struct Driver<H: Handler> {
     config: Config,
     timeouts: Timeouts,
     min_rates: MinRates,
+    /// The decoder's limits: the configured ones, with the streamed-body
+    /// cap when bodies are streamed.
+    limits: ringwall_h1::Limits,
     shared: DriverShared,
     /// Rate limit of the close events (target `ringwall::closes`).
     close_log: CloseLogBudget,
@@ -180,6 +190,16 @@ pub(crate) struct Driver<H: Handler> {
     /// The client address each connection's PROXY header carried, by slot,
     /// for connections with `has_proxied_peer`.
     proxied_peers: HashMap<usize, SocketAddr>,
+    /// The deferred answer in progress, by slot, for connections with
+    /// `in_exchange`: kept out of the slot, which the inline fast path
+    /// would otherwise pay for.
+    exchanges: HashMap<usize, Exchange>,
+    /// The handler takes request bodies as they arrive
+    /// ([`Handler::streams_request_bodies`]).
+    stream_bodies: bool,
+    /// The channel of each body being streamed to a handler, by slot, for
+    /// connections with `body_to_handler`.
+    body_channels: HashMap<usize, Arc<BodyChannel>>,
 }
 
 impl<H: Handler> Driver<H> {
@@ -201,6 +221,12 @@ impl<H: Handler> Driver<H> {
             body: config.min_request_body_rate,
             send: config.min_response_rate,
         };
+        let stream_bodies = handler.streams_request_bodies();
+        let mut limits = config.limits;
+        if stream_bodies {
+            // A streamed body is never held whole: its own cap applies.
+            limits.max_body_bytes = config.max_streamed_body_bytes;
+        }
         let output_budget = config.max_queued_output_bytes / config.workers;
         let body_budget = config.max_buffered_body_bytes / config.workers;
         Driver {
@@ -210,6 +236,7 @@ impl<H: Handler> Driver<H> {
             handler,
             timeouts,
             min_rates,
+            limits,
             config,
             shared,
             close_log: CloseLogBudget::new(now),
@@ -229,6 +256,9 @@ impl<H: Handler> Driver<H> {
             refusal: Vec::new(),
             proxy_headers: HashMap::new(),
             proxied_peers: HashMap::new(),
+            exchanges: HashMap::new(),
+            stream_bodies,
+            body_channels: HashMap::new(),
         }
     }
 
@@ -351,7 +381,7 @@ impl<H: Handler> Driver<H> {
         let mut timers = ConnTimers::with_min_rates(self.timeouts, self.min_rates);
         // The first head must arrive within header_timeout of accept.
         timers.on_accept(self.now);
-        let mut conn = Connection::new(fd, generation, Decoder::new(self.config.limits), timers);
+        let mut conn = Connection::new(fd, generation, Decoder::new(self.limits), timers);
         conn.ip_bucket = ip_bucket;
         conn.awaiting_proxy_header = self.config.proxy_protocol;
         self.conns.insert(conn);
@@ -435,8 +465,13 @@ impl<H: Handler> Driver<H> {
             conn.timers.on_request_bytes(self.now);
             conn.decoder.feed(input);
         }
-        if conn.yielded || conn.budget_wait {
-            // Its turn comes later; bound what it may pile up meanwhile.
+        if conn.yielded
+            || conn.budget_wait
+            || conn.body_paused
+            || (conn.in_exchange && !conn.body_to_handler)
+        {
+            // Its turn comes later (or after the pending answer); bound
+            // what it may pile up meanwhile.
             if conn.decoder.buffered() > INPUT_HIGH_WATER && !conn.input_paused {
                 conn.input_paused = true;
                 self.actions.push_back(Action::StopReading(key));
@@ -482,7 +517,11 @@ impl<H: Handler> Driver<H> {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
-            if conn.phase != Phase::Open || conn.close_after_flush {
+            if conn.phase != Phase::Open
+                || conn.close_after_flush
+                || (conn.in_exchange && !conn.body_to_handler)
+                || conn.body_paused
+            {
                 break;
             }
             let queued = conn.send.queued();
@@ -510,7 +549,7 @@ impl<H: Handler> Driver<H> {
                 }
                 conn.answer_pending = false;
                 answered += 1;
-                let keep_alive = self.answer(key);
+                let keep_alive = self.answer(key, None);
                 self.release_body(key);
                 if !keep_alive {
                     self.close_after_flush(key, CloseReason::Completed);
@@ -532,6 +571,15 @@ impl<H: Handler> Driver<H> {
                         encode_continue(&mut conn.send.pending);
                     }
                     conn.timers.on_head_complete(self.now, body_pending);
+                    if body_pending && self.stream_bodies {
+                        // Handed over now; the body follows as it arrives.
+                        answered += 1;
+                        self.dispatch_streaming(key);
+                    }
+                }
+                Ok(Some(Event::BodyData(n))) if conn.body_to_handler => {
+                    conn.timers.on_body_progress(self.now, n as u64);
+                    self.stream_body(key);
                 }
                 Ok(Some(Event::BodyData(n))) => {
                     conn.timers.on_body_progress(self.now, n as u64);
@@ -541,6 +589,10 @@ impl<H: Handler> Driver<H> {
                     if !self.reserve_body(key, n) {
                         continue;
                     }
+                }
+                Ok(Some(Event::RequestComplete)) if conn.body_to_handler => {
+                    conn.timers.on_body_complete();
+                    self.end_streamed_body(key);
                 }
                 Ok(Some(Event::RequestComplete)) => {
                     conn.timers.on_body_complete();
@@ -698,6 +750,7 @@ impl<H: Handler> Driver<H> {
             || conn.yielded
             || conn.budget_wait
             || conn.answer_pending
+            || conn.in_exchange
             || conn.close_after_flush
         {
             return;
@@ -706,7 +759,7 @@ impl<H: Handler> Driver<H> {
     }
 
     /// Runs the handler on the complete request; returns keep-alive.
-    fn answer(&mut self, key: usize) -> bool {
+    fn answer(&mut self, key: usize, body_stream: Option<RequestBody>) -> bool {
         let conn = &mut self.conns[key];
         if conn.send.is_empty() && conn.send.pending.capacity() == 0 {
             if let Some((sending, pending)) = self.pools.send.pop() {
@@ -726,6 +779,7 @@ impl<H: Handler> Driver<H> {
             } else {
                 None
             },
+            body_stream: Cell::new(body_stream),
         };
         let mark = conn.send.pending.len();
         let mut response = Response {
@@ -738,27 +792,24 @@ impl<H: Handler> Driver<H> {
                 head_request,
             },
             sent: false,
+            mailbox: &self.shared.mailbox,
+            slot: (key as u32, conn.generation),
+            deferred: None,
         };
         let handler = &self.handler;
         let outcome = catch_unwind(AssertUnwindSafe(|| handler.handle(&request, &mut response)));
         let sent = response.sent && outcome.is_ok();
+        let deferred = response.deferred.take().filter(|_| outcome.is_ok());
+        if let Some(state) = deferred {
+            self.counters().requests.incr();
+            self.start_exchange(key, state, version, keep_alive, head_request);
+            return true;
+        }
         if !sent {
             // A handler that panicked or wrote nothing: answer 500 and close,
             // discarding anything half-written.
             conn.send.pending.truncate(mark);
-            let ctx = EncodeContext {
-                date: &self.date,
-                version,
-                keep_alive: false,
-                head_request,
-            };
-            let _ = encode_response(
-                &mut conn.send.pending,
-                500,
-                &[("Content-Type", b"text/plain")],
-                b"Internal Server Error\n",
-                &ctx,
-            );
+            encode_internal_error(&mut conn.send.pending, &self.date, version, head_request);
         }
         self.counters().requests.incr();
         keep_alive && sent
@@ -834,6 +885,9 @@ impl<H: Handler> Driver<H> {
         }
         self.counters().bytes_out.add(n as u64);
         self.account_output(key);
+        if self.conns[key].in_exchange {
+            self.exchange_drained(key);
+        }
         let conn = &mut self.conns[key];
         if conn.phase == Phase::Closed {
             return;
@@ -918,7 +972,11 @@ impl<H: Handler> Driver<H> {
                     DeadlineKind::Write => CloseReason::WriteTimeout,
                     DeadlineKind::BodyRate => CloseReason::MinBodyRate,
                     DeadlineKind::SendRate => CloseReason::MinResponseRate,
-                    DeadlineKind::Handler => CloseReason::HandlerTimeout,
+                    DeadlineKind::Handler => {
+                        // 503 if no head left yet; the responder learns.
+                        self.handler_timed_out(key);
+                        return;
+                    }
                 };
                 self.close_now(key, reason);
             }
@@ -1042,7 +1100,10 @@ impl<H: Handler> Driver<H> {
                 | CloseReason::HandlerTimeout
                 | CloseReason::Shutdown
         );
-        let mode = if !forced {
+        let mode = if reason == CloseReason::HandlerAborted {
+            // A truncated body must never look complete.
+            CloseMode::Reset
+        } else if !forced {
             CloseMode::Fin
         } else if !conn.send.is_empty() {
             CloseMode::Reset
@@ -1057,6 +1118,12 @@ impl<H: Handler> Driver<H> {
             CloseMode::ResetIfUnacked => None,
         };
         self.record_reason(key, reason, reset);
+        if self.conns[key].in_exchange {
+            self.exchange_gone(key);
+        }
+        if self.conns[key].body_to_handler {
+            self.streamed_body_gone(key);
+        }
         let conn = &mut self.conns[key];
         let lingering = conn.phase == Phase::Lingering;
         conn.phase = Phase::Closed;
@@ -1072,6 +1139,12 @@ impl<H: Handler> Driver<H> {
     /// Frees `key`'s slot: the backend has closed the socket and nothing
     /// it has in flight names the slot any more.
     pub fn release(&mut self, key: usize) {
+        if self.conns.get(key).is_some_and(|c| c.in_exchange) {
+            self.exchange_gone(key);
+        }
+        if self.conns.get(key).is_some_and(|c| c.body_to_handler) {
+            self.streamed_body_gone(key);
+        }
         let Some(mut conn) = self.conns.try_remove(key) else {
             return;
         };
@@ -1146,4 +1219,27 @@ impl<H: Handler> Driver<H> {
             }
         }
     }
+}
+
+/// The 500 of a handler that panicked, wrote nothing, or gave up: the
+/// connection closes after it.
+fn encode_internal_error(
+    out: &mut Vec<u8>,
+    date: &HttpDate,
+    version: ringwall_h1::Version,
+    head_request: bool,
+) {
+    let ctx = EncodeContext {
+        date,
+        version,
+        keep_alive: false,
+        head_request,
+    };
+    let _ = encode_response(
+        out,
+        500,
+        &[("Content-Type", b"text/plain")],
+        b"Internal Server Error\n",
+        &ctx,
+    );
 }

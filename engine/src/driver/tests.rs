@@ -2,7 +2,8 @@
 //! deadlines, pipelining, half-close and the close modes, checked through
 //! the actions a backend would carry out.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
@@ -10,7 +11,9 @@ use ringwall_timers::{MonoTime, TimerAction};
 
 use super::{Action, Admission, CloseMode, Driver, DriverShared};
 use crate::conn_cap::ConnCap;
-use crate::handler::{Request, Response};
+use crate::deferred::{Mailbox, Responder};
+use crate::handler::{Handler, Request, Response};
+use crate::request_body::RequestBody;
 use crate::stats::WorkerCounters;
 
 const HEADER: Duration = Duration::from_secs(2);
@@ -26,9 +29,10 @@ fn echo_path(request: &Request<'_>, response: &mut Response<'_>) {
 }
 
 /// A driver as one worker's backend would hold it, and what it asked for.
-struct Harness {
-    driver: Driver<EchoPath>,
+struct Harness<H: Handler = EchoPath> {
+    driver: Driver<H>,
     counters: Arc<CachePadded<WorkerCounters>>,
+    mailbox: Arc<Mailbox>,
     /// Every action taken, in order.
     log: Vec<Action>,
 }
@@ -39,6 +43,15 @@ impl Harness {
     }
 
     fn with(configure: impl FnOnce(crate::ServerBuilder) -> crate::ServerBuilder) -> Harness {
+        Harness::with_handler(echo_path as EchoPath, configure)
+    }
+}
+
+impl<H: Handler> Harness<H> {
+    fn with_handler(
+        handler: H,
+        configure: impl FnOnce(crate::ServerBuilder) -> crate::ServerBuilder,
+    ) -> Harness<H> {
         let builder = crate::Server::builder()
             .bind("127.0.0.1:0".parse().unwrap())
             .workers(1)
@@ -47,18 +60,28 @@ impl Harness {
             .write_timeout(WRITE);
         let config = configure(builder).build().unwrap().config().clone();
         let counters = Arc::new(CachePadded::new(WorkerCounters::default()));
+        let mailbox = Arc::new(Mailbox::new().unwrap());
         let shared = DriverShared {
+            mailbox: Arc::clone(&mailbox),
             worker: 0,
             counters: counters.clone(),
             cap: Arc::new(ConnCap::new(config.max_connections)),
             per_ip: None,
         };
-        let driver = Driver::new(config, Arc::new(echo_path as EchoPath), shared, T0, 0);
+        let driver = Driver::new(config, Arc::new(handler), shared, T0, 0);
         Harness {
             driver,
             counters,
+            mailbox,
             log: Vec::new(),
         }
+    }
+
+    /// What responders posted, delivered as the backend would on a wake.
+    fn deliver(&mut self) {
+        let mut completions = Vec::new();
+        self.mailbox.take(&mut completions);
+        self.driver.on_completions(&mut completions);
     }
 
     /// Takes every queued action into the log and returns them.
@@ -335,4 +358,206 @@ fn shutdown_closes_idle_connections_and_lets_busy_ones_finish() {
     h.driver.count_forced_close(busy, false);
     assert_eq!(h.counters.shutdown.get(), 2);
     assert!(h.driver.admit(101, None) == Admission::Dropped);
+}
+
+/// A deferred request as the test holds it: its path, its responder, its
+/// streamed body.
+type Held = (String, Responder, Option<RequestBody>);
+
+/// Defers every request, keeping its responder (and streamed body) for
+/// the test to complete.
+#[derive(Clone, Default)]
+struct Deferring {
+    held: Arc<Mutex<Vec<Held>>>,
+    streams: bool,
+}
+
+impl Handler for Deferring {
+    fn handle(&self, request: &Request<'_>, response: &mut Response<'_>) {
+        let responder = response.defer().expect("not answered yet");
+        let body = request.body_stream();
+        self.held
+            .lock()
+            .unwrap()
+            .push((request.path().to_owned(), responder, body));
+    }
+
+    fn streams_request_bodies(&self) -> bool {
+        self.streams
+    }
+}
+
+impl Deferring {
+    fn take(&self) -> Vec<Held> {
+        std::mem::take(&mut *self.held.lock().unwrap())
+    }
+}
+
+fn sends(actions: &[Action], key: usize) -> usize {
+    actions.iter().filter(|a| **a == Action::Send(key)).count()
+}
+
+#[test]
+fn a_deferred_answer_leaves_when_it_arrives_and_holds_the_pipeline_in_order() {
+    let handler = Deferring::default();
+    let mut h = Harness::with_handler(handler.clone(), |b| b);
+    let key = h.admit();
+    h.actions();
+    h.driver.on_bytes(
+        key,
+        b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    let mut held = handler.take();
+    assert_eq!(held.len(), 1, "the second waits for the first's answer");
+    assert_eq!(sends(&h.actions(), key), 0);
+    let (path, responder, _) = held.remove(0);
+    assert_eq!(path, "/1");
+    responder.send(200, &[], b"one".to_vec()).unwrap();
+    h.deliver();
+    let mut held = handler.take();
+    assert_eq!(held.len(), 1, "now the second is dispatched");
+    let first = String::from_utf8(h.send_all(key)).unwrap();
+    assert!(
+        first.starts_with("HTTP/1.1 200 ") && first.ends_with("one"),
+        "{first}"
+    );
+    held.remove(0).1.send(200, &[], b"two".to_vec()).unwrap();
+    h.deliver();
+    let second = String::from_utf8(h.send_all(key)).unwrap();
+    assert!(second.ends_with("two"), "{second}");
+    assert_eq!(h.counters.requests.get(), 2);
+}
+
+#[test]
+fn a_streamed_answer_is_chunked_and_its_sender_is_told_when_the_connection_goes() {
+    let handler = Deferring::default();
+    let mut h = Harness::with_handler(handler.clone(), |b| b);
+    let key = h.admit();
+    h.actions();
+    h.driver
+        .on_bytes(key, b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (_, responder, _) = handler.take().remove(0);
+    let sender = responder.stream(200, &[], None).unwrap();
+    sender.send(b"hello".to_vec()).unwrap();
+    h.deliver();
+    let head_and_chunk = String::from_utf8(h.send_all(key)).unwrap();
+    assert!(
+        head_and_chunk.contains("Transfer-Encoding: chunked"),
+        "{head_and_chunk}"
+    );
+    assert!(
+        head_and_chunk.ends_with("5\r\nhello\r\n"),
+        "{head_and_chunk:?}"
+    );
+    sender.send(b"!".to_vec()).unwrap();
+    h.deliver();
+    assert_eq!(h.send_all(key), b"1\r\n!\r\n");
+    h.driver.on_error(key);
+    h.deliver();
+    assert!(sender.is_gone());
+    assert_eq!(sender.send(b"late".to_vec()), Err(crate::Gone));
+}
+
+#[test]
+fn a_dropped_responder_answers_500_and_closes() {
+    let handler = Deferring::default();
+    let mut h = Harness::with_handler(handler.clone(), |b| b);
+    let key = h.admit();
+    h.actions();
+    h.driver.on_bytes(key, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    drop(handler.take());
+    h.deliver();
+    let response = String::from_utf8(h.send_all(key)).unwrap();
+    assert!(response.starts_with("HTTP/1.1 500 "), "{response}");
+    assert!(h.actions().contains(&Action::ShutdownWrite(key)));
+}
+
+#[test]
+fn a_handler_that_never_answers_gets_503_at_the_handler_deadline() {
+    let handler = Deferring::default();
+    let handler_timeout = Duration::from_secs(4);
+    let mut h = Harness::with_handler(handler.clone(), |b| b.handler_timeout(handler_timeout));
+    let key = h.admit();
+    h.actions();
+    h.driver.on_bytes(key, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (_, responder, _) = handler.take().remove(0);
+    h.actions();
+    // Only the handler deadline runs: the header deadline (2 s) is over.
+    h.driver.on_timer_fired(key, T0.saturating_add(HEADER));
+    assert!(!responder.is_gone());
+    h.driver
+        .on_timer_fired(key, T0.saturating_add(handler_timeout));
+    assert!(responder.is_gone(), "the responder learns it is too late");
+    let response = String::from_utf8(h.send_all(key)).unwrap();
+    assert!(response.starts_with("HTTP/1.1 503 "), "{response}");
+    assert_eq!(h.counters.handler_timeout.get(), 1);
+    assert_eq!(responder.send(200, &[], b"late".to_vec()), Err(crate::Gone));
+}
+
+#[test]
+fn a_streamed_request_body_reaches_the_handler_as_it_arrives() {
+    let handler = Deferring {
+        streams: true,
+        ..Deferring::default()
+    };
+    let mut h = Harness::with_handler(handler.clone(), |b| b);
+    let key = h.admit();
+    h.actions();
+    h.driver.on_bytes(
+        key,
+        b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello",
+    );
+    let (path, responder, body) = handler.take().remove(0);
+    assert_eq!(path, "/up", "handed over at the head");
+    let mut body = body.expect("a body stream");
+    assert_eq!(body.content_length(), Some(10));
+    let mut cx = Context::from_waker(Waker::noop());
+    assert_eq!(
+        body.poll_chunk(&mut cx),
+        Poll::Ready(Some(Ok(b"hello".to_vec())))
+    );
+    assert!(body.poll_chunk(&mut cx).is_pending());
+    h.driver.on_bytes(key, b"world");
+    assert_eq!(
+        body.poll_chunk(&mut cx),
+        Poll::Ready(Some(Ok(b"world".to_vec())))
+    );
+    assert_eq!(body.poll_chunk(&mut cx), Poll::Ready(None));
+    responder.send(200, &[], b"got it".to_vec()).unwrap();
+    h.deliver();
+    let response = String::from_utf8(h.send_all(key)).unwrap();
+    assert!(response.ends_with("got it"), "{response}");
+}
+
+#[test]
+fn a_streamed_body_whose_consumer_is_behind_stops_reading_until_it_catches_up() {
+    let handler = Deferring {
+        streams: true,
+        ..Deferring::default()
+    };
+    let mut h = Harness::with_handler(handler.clone(), |b| b);
+    let key = h.admit();
+    h.actions();
+    h.driver.on_bytes(
+        key,
+        b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n",
+    );
+    let (_, _responder, body) = handler.take().remove(0);
+    let mut body = body.unwrap();
+    let piece = vec![b'x'; 64 * 1024];
+    for _ in 0..5 {
+        h.driver.on_bytes(key, &piece);
+    }
+    assert!(h.actions().contains(&Action::StopReading(key)));
+    assert!(!h.driver.wants_input(key));
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..4 {
+        assert!(body.poll_chunk(&mut cx).is_ready());
+    }
+    h.deliver();
+    assert!(
+        h.driver.wants_input(key),
+        "reading resumes once the consumer caught up"
+    );
+    assert!(h.actions().contains(&Action::Read(key)));
 }
