@@ -74,8 +74,10 @@ fn start_closes_and_shutdown_are_logged_and_closes_are_rate_limited() {
     let stats = server.shutdown().expect("no worker failed");
     let log = captured.text();
 
-    let start_line = format!("ringwall listening on {addr} workers=1 ");
+    // The backend is named between the address and the settings.
+    let start_line = format!("ringwall listening on {addr} backend=");
     assert!(log.contains(&start_line), "no `{start_line}` in:\n{log}");
+    assert!(log.contains(" workers=1 "), "no `workers=1` in:\n{log}");
 
     let closes: Vec<&str> = log
         .lines()
