@@ -11,15 +11,21 @@ use super::process::{sibling_binary, ServerProcess};
 use super::scratch::Scratch;
 use super::{PeerConfig, StartError};
 
-/// `ringwall serve` with the four deadlines and the connection cap.
+/// `ringwall serve` with the four deadlines and the connection cap, and
+/// `--backend` when `backend` names one (`None`: the server's default).
 pub(super) fn start_ringwall(
     config: &PeerConfig,
     addr: SocketAddr,
+    backend: Option<&str>,
 ) -> Result<(ServerProcess, Scratch), StartError> {
     let binary = sibling_binary("RINGWALL_BIN", "ringwall").map_err(|e| StartError::Missing {
         reason: format!("{e}: build it: cargo build --release -p ringwall-cli"),
     })?;
-    spawn_in_scratch("ringwall", ringwall_command(&binary, config, addr))
+    let mut command = ringwall_command(&binary, config, addr);
+    if let Some(backend) = backend {
+        command.arg("--backend").arg(backend);
+    }
+    spawn_in_scratch("ringwall", command)
 }
 
 /// The `ringwall serve` command line for `config` on `addr`.

@@ -47,7 +47,11 @@ pub use scratch::Scratch;
 /// One of the servers a run can compare.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ServerKind {
+    /// `ringwall serve` with its default backend (io_uring where the kernel
+    /// allows it), so a `$RINGWALL_BIN` older than `--backend` still runs.
     Ringwall,
+    /// `ringwall serve --backend epoll`: the other backend, in the same run.
+    RingwallEpoll,
     Hyper,
     Nginx,
     Go,
@@ -65,8 +69,9 @@ pub enum Floor {
 }
 
 impl ServerKind {
-    pub const ALL: [ServerKind; 6] = [
+    pub const ALL: [ServerKind; 7] = [
         ServerKind::Ringwall,
+        ServerKind::RingwallEpoll,
         ServerKind::Hyper,
         ServerKind::Nginx,
         ServerKind::Go,
@@ -86,6 +91,7 @@ impl ServerKind {
     pub fn name(self) -> &'static str {
         match self {
             ServerKind::Ringwall => "ringwall",
+            ServerKind::RingwallEpoll => "ringwall-epoll",
             ServerKind::Hyper => "hyper",
             ServerKind::Nginx => "nginx",
             ServerKind::Go => "go",
@@ -109,7 +115,10 @@ impl FromStr for ServerKind {
             .into_iter()
             .find(|k| k.name().eq_ignore_ascii_case(s.trim()))
             .ok_or_else(|| {
-                format!("unknown server `{s}`: use ringwall, hyper, nginx, go, closer or canned")
+                format!(
+                    "unknown server `{s}`: use ringwall, ringwall-epoll, hyper, nginx, go, \
+                     closer or canned"
+                )
             })
     }
 }
@@ -188,7 +197,11 @@ impl Peer {
         })?;
         let (process, scratch, echo) = match kind {
             ServerKind::Ringwall => {
-                let (p, s) = built::start_ringwall(config, addr)?;
+                let (p, s) = built::start_ringwall(config, addr, None)?;
+                (p, s, true)
+            }
+            ServerKind::RingwallEpoll => {
+                let (p, s) = built::start_ringwall(config, addr, Some("epoll"))?;
                 (p, s, true)
             }
             ServerKind::Hyper => {
@@ -287,6 +300,10 @@ mod tests {
         }
         assert_eq!("NGINX".parse::<ServerKind>(), Ok(ServerKind::Nginx));
         assert_eq!("canned".parse::<ServerKind>(), Ok(ServerKind::Canned));
+        assert_eq!(
+            "ringwall-epoll".parse::<ServerKind>(),
+            Ok(ServerKind::RingwallEpoll)
+        );
         assert!("apache".parse::<ServerKind>().is_err());
     }
 }
