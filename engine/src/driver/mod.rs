@@ -1183,15 +1183,14 @@ impl<H: Handler> Driver<H> {
     }
 
     /// Releases every connection at once, for a backend that stops after a
-    /// fatal error with operations still in flight; returns their sockets
-    /// for the backend to close.
-    pub fn release_all(&mut self) -> Vec<RawFd> {
+    /// fatal error with operations still in flight; returns their keys,
+    /// whose sockets the backend (their owner) shuts down and closes.
+    pub fn release_all(&mut self) -> Vec<usize> {
         let keys = self.keys();
-        let fds = keys.iter().map(|&key| self.conns[key].fd).collect();
-        for key in keys {
+        for &key in &keys {
             self.release(key);
         }
-        fds
+        keys
     }
 
     // ---- shutdown ----
