@@ -2,7 +2,7 @@
 //! admitting an accepted socket. The connection logic itself is the
 //! driver's; this is only the glue every backend would otherwise repeat.
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use ringwall_timers::TimerAction;
 
@@ -10,6 +10,14 @@ use crate::driver::{Action, Admission, CloseMode, Driver};
 use crate::handler::Handler;
 use crate::socket;
 use crate::stats::WorkerCounters;
+
+/// An accepted socket the driver gave a slot, for the backend's slot of
+/// the same key to own.
+pub(crate) struct AdmittedSocket {
+    pub key: usize,
+    pub generation: u32,
+    pub fd: OwnedFd,
+}
 
 /// What a backend does for the driver's [`Action`]s; [`Plumbing::carry_out`]
 /// is the one place actions are read, for every backend.
@@ -24,8 +32,8 @@ pub(crate) trait Plumbing<H: Handler> {
     /// `key`'s socket.
     fn fd(&self, key: usize) -> RawFd;
     /// Close `key`: a reset (SO_LINGER {1, 0}) or a FIN (skipped when
-    /// `lingering`: sent already), then `close` once nothing in flight
-    /// names the socket, then [`Driver::release`].
+    /// `lingering`: sent already), then drop the socket once nothing in
+    /// flight names it, then [`Driver::release`].
     fn close(&mut self, key: usize, reset: bool, lingering: bool);
 
     fn counters(&self) -> &WorkerCounters;
@@ -33,25 +41,27 @@ pub(crate) trait Plumbing<H: Handler> {
     /// Counts an accepted socket and asks the driver for a slot, reading
     /// the peer's address first only when the per-address cap needs it.
     /// A refused socket gets its best-effort 503 (one non-blocking send:
-    /// whatever does not fit now is dropped) and is closed here.
-    fn admit_socket(&mut self, fd: RawFd) -> Option<(usize, u32)> {
+    /// whatever does not fit now is dropped) and is closed here, by the
+    /// drop: nothing ever named it in flight.
+    fn admit_socket(&mut self, fd: OwnedFd) -> Option<AdmittedSocket> {
         self.counters().accepted.incr();
+        let raw = fd.as_raw_fd();
         let peer = if self.driver().needs_peer_on_accept() {
-            socket::peer_addr(fd)
+            socket::peer_addr(raw)
         } else {
             None
         };
-        match self.driver().admit(fd, peer) {
-            Admission::Admitted { key, generation } => Some((key, generation)),
+        match self.driver().admit(raw, peer) {
+            Admission::Admitted { key, generation } => Some(AdmittedSocket {
+                key,
+                generation,
+                fd,
+            }),
             Admission::Refused => {
-                socket::send_nonblocking(fd, self.driver().refusal());
-                socket::close(fd);
+                socket::send_nonblocking(raw, self.driver().refusal());
                 None
             }
-            Admission::Dropped => {
-                socket::close(fd);
-                None
-            }
+            Admission::Dropped => None,
         }
     }
 

@@ -125,8 +125,8 @@ impl ProvidedBufRing {
 impl Drop for ProvidedBufRing {
     fn drop(&mut self) {
         // SAFETY: both regions were mapped in `new` with these lengths; the
-        // ring that could read them has been dropped before this (field order
-        // in `Worker`).
+        // ring that could read them has been dropped before this (`Worker`'s
+        // `Drop` drops its ring before any other field).
         unsafe {
             libc::munmap(self.ring.cast(), self.ring_bytes);
             libc::munmap(self.buffers.cast(), self.buffers_bytes);

@@ -16,7 +16,7 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
@@ -82,14 +82,11 @@ pub(crate) struct Mailbox {
 
 impl Mailbox {
     pub fn new() -> io::Result<Mailbox> {
-        let fd = socket::eventfd()?;
         Ok(Mailbox {
             queue: Mutex::new(Vec::new()),
             wake_pending: AtomicBool::new(false),
             closed: AtomicBool::new(false),
-            // SAFETY: `fd` was just created by eventfd(2) and nothing else
-            // owns it.
-            wake: unsafe { OwnedFd::from_raw_fd(fd) },
+            wake: socket::eventfd()?,
         })
     }
 

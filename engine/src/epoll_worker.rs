@@ -27,7 +27,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,7 +70,9 @@ fn conn_token(key: usize, generation: u32) -> u64 {
 
 /// What the epoll side keeps per connection, beside the driver's slot.
 struct Slot {
-    fd: RawFd,
+    /// The socket; `None` once closed. Nothing is in flight on this
+    /// backend, so it is closed (dropped) as soon as the driver decides.
+    fd: Option<OwnedFd>,
     generation: u32,
     /// The events epoll watches for on `fd`.
     interest: u32,
@@ -81,12 +83,24 @@ struct Slot {
     timer_due: Option<MonoTime>,
 }
 
+impl Slot {
+    /// The socket's number for a syscall. A closed slot's is -1, which the
+    /// kernel refuses (EBADF) rather than mistaking for a socket that took
+    /// the number since.
+    fn raw_fd(&self) -> RawFd {
+        self.fd.as_ref().map_or(-1, AsRawFd::as_raw_fd)
+    }
+}
+
 pub(crate) struct EpollWorker<H: Handler> {
     /// This worker's number, as in its thread's name, for events.
     index: usize,
-    epoll_fd: RawFd,
-    timer_fd: RawFd,
-    wake_fd: RawFd,
+    epoll_fd: OwnedFd,
+    timer_fd: OwnedFd,
+    /// Shared with the server's stop path, which signals it: it stays open
+    /// until both are done with it, so a signal never reaches a number
+    /// that was closed and reused.
+    wake_fd: Arc<OwnedFd>,
     driver: Driver<H>,
     slots: Vec<Slot>,
     /// Pending connection timers, earliest first: (due, key, generation).
@@ -128,36 +142,20 @@ impl<H: Handler> EpollWorker<H> {
         // SAFETY: plain epoll_create1 call; the result is checked.
         let epoll_fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })
             .map_err(crate::StartError::Worker)?;
+        // SAFETY: epoll_create1 just returned this descriptor; nothing else owns it.
+        let epoll_fd = unsafe { OwnedFd::from_raw_fd(epoll_fd) };
         // SAFETY: plain timerfd_create call; the result is checked.
-        let timer_fd = match cvt(unsafe {
+        let timer_fd = cvt(unsafe {
             libc::timerfd_create(
                 libc::CLOCK_MONOTONIC,
                 libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
             )
-        }) {
-            Ok(fd) => fd,
-            Err(e) => {
-                socket::close(epoll_fd);
-                return Err(crate::StartError::Worker(e));
-            }
-        };
-        let wake_fd = match socket::eventfd() {
-            Ok(fd) => fd,
-            Err(e) => {
-                socket::close(epoll_fd);
-                socket::close(timer_fd);
-                return Err(crate::StartError::Worker(e));
-            }
-        };
-        let mailbox = match Mailbox::new() {
-            Ok(mailbox) => Arc::new(mailbox),
-            Err(e) => {
-                socket::close(epoll_fd);
-                socket::close(timer_fd);
-                socket::close(wake_fd);
-                return Err(crate::StartError::Worker(e));
-            }
-        };
+        })
+        .map_err(crate::StartError::Worker)?;
+        // SAFETY: timerfd_create just returned this descriptor; nothing else owns it.
+        let timer_fd = unsafe { OwnedFd::from_raw_fd(timer_fd) };
+        let wake_fd = Arc::new(socket::eventfd().map_err(crate::StartError::Worker)?);
+        let mailbox = Arc::new(Mailbox::new().map_err(crate::StartError::Worker)?);
         let driver_shared = DriverShared {
             mailbox: Arc::clone(&mailbox),
             worker: index,
@@ -186,35 +184,35 @@ impl<H: Handler> EpollWorker<H> {
             driver: Driver::new(config, handler, driver_shared, mono_now(), unix_secs()),
             shared,
         };
-        // From here on `worker`'s Drop closes the epoll fd and the timerfd.
         let setup = || -> io::Result<()> {
-            worker.watch(worker.wake_fd, libc::EPOLLIN as u32, TOKEN_WAKE)?;
-            worker.watch(worker.timer_fd, libc::EPOLLIN as u32, TOKEN_TIMER)?;
+            worker.watch(worker.wake_fd.as_raw_fd(), libc::EPOLLIN as u32, TOKEN_WAKE)?;
+            worker.watch(
+                worker.timer_fd.as_raw_fd(),
+                libc::EPOLLIN as u32,
+                TOKEN_TIMER,
+            )?;
             worker.watch(worker.mailbox.fd(), libc::EPOLLIN as u32, TOKEN_MAILBOX)?;
             for (i, listener) in worker.listeners.iter().enumerate() {
                 // Non-blocking: several workers may wake for one connection
                 // on a shared (inherited) socket, and the losers must not
                 // block in accept.
-                socket::set_nonblocking(listener.fd)?;
+                socket::set_nonblocking(listener.fd.as_raw_fd())?;
                 worker.watch(
-                    listener.fd,
+                    listener.fd.as_raw_fd(),
                     libc::EPOLLIN as u32,
                     TOKEN_LISTENER_BASE - i as u64,
                 )?;
             }
             Ok(())
         };
-        if let Err(e) = setup() {
-            // Drop closes the epoll fd and the timerfd; the wake fd is
-            // handed to the server only on success.
-            socket::close(worker.wake_fd);
-            return Err(crate::StartError::Worker(e));
-        }
+        // On error `worker` drops, closing every descriptor it owns: the
+        // wake fd is handed to the server only on success.
+        setup().map_err(crate::StartError::Worker)?;
         Ok(worker)
     }
 
-    pub fn wake_fd(&self) -> RawFd {
-        self.wake_fd
+    pub fn wake_fd(&self) -> Arc<OwnedFd> {
+        Arc::clone(&self.wake_fd)
     }
 
     fn watch(&self, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
@@ -230,7 +228,7 @@ impl<H: Handler> EpollWorker<H> {
     fn epoll_ctl(&self, op: libc::c_int, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
         let mut event = libc::epoll_event { events, u64: token };
         // SAFETY: `event` is a live epoll_event; the kernel copies it.
-        cvt(unsafe { libc::epoll_ctl(self.epoll_fd, op, fd, &mut event) }).map(|_| ())
+        cvt(unsafe { libc::epoll_ctl(self.epoll_fd.as_raw_fd(), op, fd, &mut event) }).map(|_| ())
     }
 
     /// Runs until shutdown has closed every connection, or until
@@ -251,7 +249,7 @@ impl<H: Handler> EpollWorker<H> {
             // which the kernel fills at most.
             let ready = unsafe {
                 libc::epoll_wait(
-                    self.epoll_fd,
+                    self.epoll_fd.as_raw_fd(),
                     self.events.as_mut_ptr(),
                     self.events.len() as libc::c_int,
                     timeout_ms,
@@ -290,9 +288,11 @@ impl<H: Handler> EpollWorker<H> {
         socket::close_listeners(std::mem::take(&mut self.listeners));
         // Normally none; after a fatal error, what is left is released so
         // the fds, the cap and the counters do not leak.
-        for fd in self.driver.release_all() {
-            socket::shutdown_write(fd);
-            socket::close(fd);
+        for key in self.driver.release_all() {
+            if let Some(fd) = self.slots[key].fd.take() {
+                socket::shutdown_write(fd.as_raw_fd());
+                // Closed here, by the drop.
+            }
         }
         // Responders still held elsewhere post into nothing from now on.
         self.mailbox.close();
@@ -331,7 +331,7 @@ impl<H: Handler> EpollWorker<H> {
             TOKEN_WAKE => {
                 let mut value = 0u64;
                 // SAFETY: reads 8 bytes into a live u64 from the eventfd.
-                unsafe { libc::read(self.wake_fd, (&mut value as *mut u64).cast(), 8) };
+                unsafe { libc::read(self.wake_fd.as_raw_fd(), (&mut value as *mut u64).cast(), 8) };
                 self.begin_shutdown();
             }
             TOKEN_MAILBOX => {
@@ -344,7 +344,13 @@ impl<H: Handler> EpollWorker<H> {
             TOKEN_TIMER => {
                 let mut expirations = 0u64;
                 // SAFETY: reads 8 bytes into a live u64 from the timerfd.
-                unsafe { libc::read(self.timer_fd, (&mut expirations as *mut u64).cast(), 8) };
+                unsafe {
+                    libc::read(
+                        self.timer_fd.as_raw_fd(),
+                        (&mut expirations as *mut u64).cast(),
+                        8,
+                    )
+                };
                 self.fire_due_timers();
             }
             token if token >= FIRST_WORKER_TOKEN => {
@@ -378,7 +384,7 @@ impl<H: Handler> EpollWorker<H> {
             return;
         }
         slot.interest = interest;
-        let (fd, token) = (slot.fd, conn_token(key, slot.generation));
+        let (fd, token) = (slot.raw_fd(), conn_token(key, slot.generation));
         // A failure leaves the old interest: the socket is gone or broken,
         // and its next read or send fails and closes it.
         let _ = self.epoll_ctl(libc::EPOLL_CTL_MOD, fd, interest, token);
@@ -403,7 +409,7 @@ impl<H: Handler> EpollWorker<H> {
         if self.shutting_down || index >= self.listeners.len() {
             return;
         }
-        let listener = self.listeners[index].fd;
+        let listener = self.listeners[index].fd.as_raw_fd();
         for _ in 0..ACCEPTS_PER_WAKE {
             // SAFETY: accept4 without an address buffer; the result is checked.
             let fd = unsafe {
@@ -433,17 +439,20 @@ impl<H: Handler> EpollWorker<H> {
                 }
                 return;
             }
-            self.admit(fd);
+            // SAFETY: accept4 just returned this descriptor; nothing else
+            // owns or closes it.
+            self.admit(unsafe { OwnedFd::from_raw_fd(fd) });
         }
     }
 
-    fn admit(&mut self, fd: RawFd) {
-        let Some((key, generation)) = self.admit_socket(fd) else {
+    fn admit(&mut self, fd: OwnedFd) {
+        let Some(admitted) = self.admit_socket(fd) else {
             return;
         };
-
+        let (key, generation) = (admitted.key, admitted.generation);
+        let raw = admitted.fd.as_raw_fd();
         let slot = Slot {
-            fd,
+            fd: Some(admitted.fd),
             generation,
             interest: 0,
             send_blocked: false,
@@ -455,7 +464,7 @@ impl<H: Handler> EpollWorker<H> {
             self.slots[key] = slot;
         }
         // Registered with no events; the driver's Read turns reading on.
-        if self.watch(fd, 0, conn_token(key, generation)).is_err() {
+        if self.watch(raw, 0, conn_token(key, generation)).is_err() {
             self.driver.on_error(key);
         }
         self.carry_out();
@@ -467,7 +476,7 @@ impl<H: Handler> EpollWorker<H> {
         }
         self.accept_paused_until = Some(mono_now().saturating_add(ACCEPT_BACKOFF));
         for listener in &self.listeners {
-            let _ = self.epoll_ctl(libc::EPOLL_CTL_DEL, listener.fd, 0, 0);
+            let _ = self.epoll_ctl(libc::EPOLL_CTL_DEL, listener.fd.as_raw_fd(), 0, 0);
         }
     }
 
@@ -479,7 +488,7 @@ impl<H: Handler> EpollWorker<H> {
             if !self.shutting_down {
                 for (i, listener) in self.listeners.iter().enumerate() {
                     let _ = self.watch(
-                        listener.fd,
+                        listener.fd.as_raw_fd(),
                         libc::EPOLLIN as u32,
                         TOKEN_LISTENER_BASE - i as u64,
                     );
@@ -509,7 +518,7 @@ impl<H: Handler> EpollWorker<H> {
         if !self.driver.contains(key) || self.slots[key].interest & libc::EPOLLIN as u32 == 0 {
             return;
         }
-        let fd = self.slots[key].fd;
+        let fd = self.slots[key].raw_fd();
         // SAFETY: `recv_buffer` is a live buffer of its length.
         let n = unsafe {
             libc::recv(
@@ -542,7 +551,7 @@ impl<H: Handler> EpollWorker<H> {
         if !self.driver.contains(key) || self.slots[key].send_blocked {
             return;
         }
-        let fd = self.slots[key].fd;
+        let fd = self.slots[key].raw_fd();
         let Some(bytes) = self.driver.start_send(key) else {
             return;
         };
@@ -656,7 +665,7 @@ impl<H: Handler> EpollWorker<H> {
         // SAFETY: `spec` is a live itimerspec; no old value is asked for.
         unsafe {
             libc::timerfd_settime(
-                self.timer_fd,
+                self.timer_fd.as_raw_fd(),
                 libc::TFD_TIMER_ABSTIME,
                 &spec,
                 std::ptr::null_mut(),
@@ -669,15 +678,16 @@ impl<H: Handler> EpollWorker<H> {
     /// Carries out a close the driver decided: FIN or reset, then close.
     /// Nothing is in flight on this backend, so the slot is released at once.
     fn close_conn(&mut self, key: usize, reset: bool, lingering: bool) {
-        let fd = self.slots[key].fd;
+        let fd = self.slots[key].raw_fd();
         if reset {
             socket::set_linger_zero(fd);
         } else if !lingering {
             socket::shutdown_write(fd);
         }
         self.slots[key].timer_due = None;
-        // Closing the only descriptor of the socket removes it from epoll.
-        socket::close(fd);
+        // Closing (dropping) the only descriptor of the socket removes it
+        // from epoll.
+        drop(self.slots[key].fd.take());
         self.driver.release(key);
     }
 
@@ -692,13 +702,13 @@ impl<H: Handler> EpollWorker<H> {
         self.shutting_down = true;
         let handing_over = self.shared.hand_over.load(Ordering::Acquire);
         for listener in &mut self.listeners {
-            let _ = Self::unwatch(self.epoll_fd, listener.fd);
+            let _ = Self::unwatch(self.epoll_fd.as_raw_fd(), listener.fd.as_raw_fd());
             // New connects to sockets we bound are refused from now on; an
             // inherited socket keeps listening for the next instance, and
             // one handed over to a successor is shared the same way.
             listener.inherited |= handing_over;
             if !listener.inherited {
-                socket::stop_listening(listener.fd);
+                socket::stop_listening(listener.fd.as_raw_fd());
             }
         }
         self.shutdown_deadline = Some(mono_now().saturating_add(self.shutdown_timeout));
@@ -731,19 +741,10 @@ impl<H: Handler> Plumbing<H> for EpollWorker<H> {
     }
 
     fn fd(&self, key: usize) -> RawFd {
-        self.slots[key].fd
+        self.slots[key].raw_fd()
     }
 
     fn close(&mut self, key: usize, reset: bool, lingering: bool) {
         self.close_conn(key, reset, lingering);
-    }
-}
-
-impl<H: Handler> Drop for EpollWorker<H> {
-    /// The wake fd is the server's to close (after joining the worker), as
-    /// with the io_uring worker.
-    fn drop(&mut self) {
-        socket::close(self.epoll_fd);
-        socket::close(self.timer_fd);
     }
 }

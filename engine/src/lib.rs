@@ -82,6 +82,7 @@ mod deferred;
 mod driver;
 mod epoll_worker;
 mod error;
+mod fixed_slab;
 mod handler;
 mod handover;
 mod large_buffers;

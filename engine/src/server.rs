@@ -3,7 +3,7 @@
 use std::any::Any;
 use std::fmt;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
@@ -53,26 +53,20 @@ impl Server {
         }
         let (backend, fallback) = choose_backend(self.config.backend)?;
         let workers = self.config.workers;
-        let mut listeners: Vec<Vec<Listener>> = vec![Vec::new(); workers];
-        let mut local_addrs = Vec::new();
-        // Close only: nothing accepts yet, and an inherited socket's dup must
+        // On an early return these drop, which closes them and nothing
+        // more: nothing accepts yet, and an inherited socket's dup must
         // never be shut down.
-        let close_all = |listeners: &Vec<Vec<Listener>>| {
-            for listener in listeners.iter().flatten() {
-                socket::close(listener.fd);
-            }
-        };
+        let mut listeners: Vec<Vec<Listener>> = (0..workers).map(|_| Vec::new()).collect();
+        let mut local_addrs = Vec::new();
         for addr in &self.config.addrs {
             let mut bound = *addr;
             for worker_listeners in listeners.iter_mut() {
                 match socket::reuseport_listener(&bound) {
                     Ok(fd) => {
                         if bound.port() == 0 {
-                            match socket::local_addr(fd) {
+                            match socket::local_addr(fd.as_raw_fd()) {
                                 Ok(actual) => bound = actual,
                                 Err(source) => {
-                                    socket::close(fd);
-                                    close_all(&listeners);
                                     return Err(StartError::Bind {
                                         addr: *addr,
                                         source,
@@ -86,7 +80,6 @@ impl Server {
                         });
                     }
                     Err(source) => {
-                        close_all(&listeners);
                         return Err(StartError::Bind {
                             addr: bound,
                             source,
@@ -104,7 +97,6 @@ impl Server {
             match checked {
                 Ok(addr) => local_addrs.push(addr),
                 Err(problem) => {
-                    close_all(&listeners);
                     return Err(StartError::Inherited { fd, problem });
                 }
             }
@@ -115,7 +107,6 @@ impl Server {
                         inherited: true,
                     }),
                     Err(e) => {
-                        close_all(&listeners);
                         return Err(StartError::Worker(e));
                     }
                 }
@@ -127,22 +118,15 @@ impl Server {
         // outlive the number it names.
         let mut listening = Vec::new();
         for listener in listeners.iter().flatten().filter(|l| !l.inherited) {
-            match socket::dup_cloexec(listener.fd) {
-                // SAFETY: dup_cloexec returned a new fd that nothing else owns.
-                Ok(dup) => listening.push(unsafe { OwnedFd::from_raw_fd(dup) }),
-                Err(e) => {
-                    close_all(&listeners);
-                    return Err(StartError::Worker(e));
-                }
+            match socket::dup_cloexec(listener.fd.as_raw_fd()) {
+                Ok(dup) => listening.push(dup),
+                Err(e) => return Err(StartError::Worker(e)),
             }
         }
         for inherited in &self.inherited {
             match inherited.try_clone() {
                 Ok(dup) => listening.push(dup),
-                Err(e) => {
-                    close_all(&listeners);
-                    return Err(StartError::Worker(e));
-                }
+                Err(e) => return Err(StartError::Worker(e)),
             }
         }
 
@@ -158,7 +142,7 @@ impl Server {
         let handler = Arc::new(handler);
         let mut counters = Vec::with_capacity(workers);
         let mut threads = Vec::with_capacity(workers);
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<RawFd, StartError>>();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<Arc<OwnedFd>, StartError>>();
         for (index, worker_listeners) in listeners.into_iter().enumerate() {
             let worker_counters = Arc::new(CachePadded::new(WorkerCounters::default()));
             counters.push(Arc::clone(&worker_counters));
@@ -176,21 +160,19 @@ impl Server {
             let spawned = std::thread::Builder::new()
                 .name(format!("ringwall-worker-{index}"))
                 .spawn(move || {
-                    let fds: Vec<RawFd> = worker_listeners.iter().map(|l| l.fd).collect();
+                    // On failure `new` has dropped, and so closed, the listeners.
                     match backend {
                         Backend::Epoll => launch(
                             EpollWorker::new(index, config, worker_listeners, handler, shared),
                             index,
                             &ready,
                             &stop,
-                            fds,
                         ),
                         _ => launch(
                             Worker::new(index, config, worker_listeners, handler, shared),
                             index,
                             &ready,
                             &stop,
-                            fds,
                         ),
                     }
                 });
@@ -319,9 +301,10 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
 struct Stop {
     /// The flag each worker checks when it starts (`WorkerShared::shutdown`).
     requested: Arc<AtomicBool>,
-    /// Each running worker's eventfd; a write wakes it into its shutdown.
-    /// Closed by the handle once every worker has exited.
-    wake_fds: Mutex<Vec<RawFd>>,
+    /// Each running worker's eventfd, shared with it; a write wakes it into
+    /// its shutdown. Held until every worker has exited: the last of the
+    /// two owners closes it, so a signal never reaches a reused number.
+    wake_fds: Mutex<Vec<Arc<OwnedFd>>>,
     /// The first worker to fail, in time.
     failure: Mutex<Option<(usize, WorkerFailure)>>,
 }
@@ -334,20 +317,20 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Stop {
     fn request(&self) {
         self.requested.store(true, Ordering::Release);
-        for &fd in lock(&self.wake_fds).iter() {
-            socket::eventfd_signal(fd);
+        for fd in lock(&self.wake_fds).iter() {
+            socket::eventfd_signal(fd.as_raw_fd());
         }
     }
 
     /// Registers a worker that is ready. A stop requested before (a worker
     /// that failed while the others were starting) reaches it too: the flag
     /// is read under the lock `request` takes after setting it.
-    fn add_wake_fd(&self, fd: RawFd) {
+    fn add_wake_fd(&self, fd: Arc<OwnedFd>) {
         let mut fds = lock(&self.wake_fds);
-        fds.push(fd);
         if self.requested.load(Ordering::Acquire) {
-            socket::eventfd_signal(fd);
+            socket::eventfd_signal(fd.as_raw_fd());
         }
+        fds.push(fd);
     }
 
     fn fail(&self, worker: usize, failure: WorkerFailure) {
@@ -378,15 +361,15 @@ pub struct ServerHandle {
 
 /// A worker of either backend, as the spawning code sees it.
 trait BackendWorker {
-    /// The eventfd that wakes it for shutdown.
-    fn wake_fd(&self) -> RawFd;
+    /// The eventfd that wakes it for shutdown, shared with it.
+    fn wake_fd(&self) -> Arc<OwnedFd>;
     /// Serves until shutdown has closed every connection, or returns the
     /// error that stopped it.
     fn run(self) -> std::io::Result<()>;
 }
 
 impl<H: Handler> BackendWorker for Worker<H> {
-    fn wake_fd(&self) -> RawFd {
+    fn wake_fd(&self) -> Arc<OwnedFd> {
         Worker::wake_fd(self)
     }
     fn run(self) -> std::io::Result<()> {
@@ -395,7 +378,7 @@ impl<H: Handler> BackendWorker for Worker<H> {
 }
 
 impl<H: Handler> BackendWorker for EpollWorker<H> {
-    fn wake_fd(&self) -> RawFd {
+    fn wake_fd(&self) -> Arc<OwnedFd> {
         EpollWorker::wake_fd(self)
     }
     fn run(self) -> std::io::Result<()> {
@@ -403,23 +386,19 @@ impl<H: Handler> BackendWorker for EpollWorker<H> {
     }
 }
 
-/// On the worker's thread: reports the start (its wake fd, or the error,
-/// after closing its listeners) and runs it. A failure, a panic included
-/// (caught so that it, too, stops the other workers and reaches `wait`),
-/// stops the server.
+/// On the worker's thread: reports the start (its wake fd, or the error;
+/// a worker that failed to start has dropped its listeners) and runs it.
+/// A failure, a panic included (caught so that it, too, stops the other
+/// workers and reaches `wait`), stops the server.
 fn launch<W: BackendWorker>(
     started: Result<W, StartError>,
     index: usize,
-    ready: &mpsc::Sender<Result<RawFd, StartError>>,
+    ready: &mpsc::Sender<Result<Arc<OwnedFd>, StartError>>,
     stop: &Stop,
-    listener_fds: Vec<RawFd>,
 ) {
     let worker = match started {
         Ok(worker) => worker,
         Err(e) => {
-            for fd in listener_fds {
-                socket::close(fd);
-            }
             let _ = ready.send(Err(e));
             return;
         }
@@ -578,9 +557,8 @@ impl ServerHandle {
             // The worker catches its own panics (see `serve`).
             let _ = thread.join();
         }
-        for fd in lock(&self.stop.wake_fds).drain(..) {
-            socket::close(fd);
-        }
+        // The workers' shares are gone with them: this closes the eventfds.
+        lock(&self.stop.wake_fds).clear();
         if self.announce_stop {
             crate::log::info!("ringwall stopped: {}", self.stats());
         }

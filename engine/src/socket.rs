@@ -4,7 +4,7 @@
 use std::io;
 use std::mem;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use crate::activation::NotAListener;
 
@@ -100,34 +100,37 @@ fn from_sockaddr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
     }
 }
 
-/// One worker's listening fd. `inherited` sockets were bound by someone
-/// else (`ServerBuilder::listen_fd`), and the fd is this worker's own dup.
-#[derive(Clone, Copy, Debug)]
+/// One worker's listening fd, closed when the worker drops it. `inherited`
+/// sockets were bound by someone else (`ServerBuilder::listen_fd`), and the
+/// fd is this worker's own dup.
+#[derive(Debug)]
 pub(crate) struct Listener {
-    pub fd: RawFd,
+    pub fd: OwnedFd,
     pub inherited: bool,
 }
 
 /// Closes a stopped worker's listeners. An inherited socket is shared:
-/// only our dup is closed, and it is never shut down.
+/// only our dup is closed (dropped), and it is never shut down.
 pub(crate) fn close_listeners(listeners: Vec<Listener>) {
     for listener in listeners {
         if !listener.inherited {
-            stop_listening(listener.fd);
+            stop_listening(listener.fd.as_raw_fd());
         }
-        close(listener.fd);
     }
 }
 
 /// A listening socket with `SO_REUSEPORT`, so every worker can own one on the
 /// same address and the kernel spreads connections between them.
-pub(crate) fn reuseport_listener(addr: &SocketAddr) -> io::Result<RawFd> {
+pub(crate) fn reuseport_listener(addr: &SocketAddr) -> io::Result<OwnedFd> {
     let family = match addr {
         SocketAddr::V4(_) => libc::AF_INET,
         SocketAddr::V6(_) => libc::AF_INET6,
     };
     // SAFETY: plain socket(2) call; the result is checked.
-    let fd = cvt(unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
+    let raw = cvt(unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: socket(2) just returned this descriptor; nothing else owns it.
+    let socket = unsafe { OwnedFd::from_raw_fd(raw) };
+    let fd = socket.as_raw_fd();
     let setup = || -> io::Result<()> {
         set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
         set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
@@ -158,11 +161,9 @@ pub(crate) fn reuseport_listener(addr: &SocketAddr) -> io::Result<RawFd> {
         cvt(unsafe { libc::listen(fd, LISTEN_BACKLOG) })?;
         Ok(())
     };
-    if let Err(e) = setup() {
-        close(fd);
-        return Err(e);
-    }
-    Ok(fd)
+    // On error `socket` drops, closing the half-set-up descriptor.
+    setup()?;
+    Ok(socket)
 }
 
 fn get_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
@@ -212,8 +213,6 @@ pub(crate) fn set_cloexec(fd: RawFd) -> io::Result<()> {
     cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) }).map(drop)
 }
 
-/// A second fd for the same open socket, close-on-exec: each worker closes
-/// its own copy of an inherited listener without closing anyone else's.
 /// O_NONBLOCK on the open file description (shared with any dup).
 pub(crate) fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     // SAFETY: fcntl on an fd number; F_GETFL/F_SETFL touch only its flags.
@@ -223,9 +222,13 @@ pub(crate) fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
-pub(crate) fn dup_cloexec(fd: RawFd) -> io::Result<RawFd> {
+/// A second fd for the same open socket, close-on-exec: each worker closes
+/// its own copy of an inherited listener without closing anyone else's.
+pub(crate) fn dup_cloexec(fd: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: F_DUPFD_CLOEXEC returns a new fd or -1; the result is checked.
-    cvt(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) })
+    let dup = cvt(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) })?;
+    // SAFETY: the fd was just created by the dup; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(dup) })
 }
 
 pub(crate) fn local_addr(fd: RawFd) -> io::Result<SocketAddr> {
@@ -331,15 +334,12 @@ pub(crate) fn send_nonblocking(fd: RawFd, bytes: &[u8]) {
     };
 }
 
-pub(crate) fn close(fd: RawFd) {
-    // SAFETY: fd is owned by the caller and not used after this call.
-    unsafe { libc::close(fd) };
-}
-
-/// A non-blocking eventfd: how a shutdown request wakes a worker's ring.
-pub(crate) fn eventfd() -> io::Result<RawFd> {
+/// A non-blocking eventfd: how a shutdown request wakes a worker.
+pub(crate) fn eventfd() -> io::Result<OwnedFd> {
     // SAFETY: plain eventfd(2) call; the result is checked.
-    cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })
+    let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
+    // SAFETY: eventfd(2) just returned this descriptor; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 pub(crate) fn eventfd_signal(fd: RawFd) {
@@ -386,12 +386,20 @@ mod tests {
     #[test]
     fn accepted_sockets_inherit_nodelay_and_notsent_lowat_from_the_listener() {
         let listener = reuseport_listener(&SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
-        let addr = local_addr(listener).unwrap();
+        let addr = local_addr(listener.as_raw_fd()).unwrap();
         let _client = std::net::TcpStream::connect(addr).unwrap();
         // SAFETY: a blocking accept on our listener with no address out-params.
-        let accepted =
-            unsafe { libc::accept(listener, std::ptr::null_mut(), std::ptr::null_mut()) };
-        assert!(accepted >= 0, "{}", io::Error::last_os_error());
+        let raw = unsafe {
+            libc::accept(
+                listener.as_raw_fd(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
+        assert!(raw >= 0, "{}", io::Error::last_os_error());
+        // SAFETY: accept(2) just returned this descriptor; nothing else owns it.
+        let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+        let accepted = owned.as_raw_fd();
         assert_eq!(
             get_int_opt(accepted, libc::IPPROTO_TCP, libc::TCP_NODELAY).unwrap(),
             1
@@ -401,13 +409,10 @@ mod tests {
             NOTSENT_LOWAT,
             "accepted sockets must inherit TCP_NOTSENT_LOWAT too"
         );
-        close(accepted);
-        close(listener);
     }
 
     #[test]
     fn check_listener_accepts_only_listening_tcp_sockets() {
-        use std::os::fd::AsRawFd;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         assert!(check_listener(listener.as_raw_fd()).is_ok());
         let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();

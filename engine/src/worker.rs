@@ -16,7 +16,8 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::RawFd;
+use std::mem::ManuallyDrop;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,7 +64,11 @@ pub(crate) struct WorkerShared {
 /// What the ring side keeps per connection, beside the driver's slot of
 /// the same key.
 struct IoSlot {
-    fd: RawFd,
+    /// The socket; `None` once closed. It is closed (by syscall, dropping
+    /// it) only when no SQE names the slot (`inflight` is zero): an fd
+    /// closed earlier could be reused by a new socket and receive a queued
+    /// send meant for this one (ARCHITECTURE.md, Engine invariants).
+    fd: Option<OwnedFd>,
     generation: u32,
     /// Read by the kernel when the timer SQE is submitted. It lives here,
     /// not on a stack, because the SQE may wait in the backlog; the slots
@@ -78,6 +83,15 @@ struct IoSlot {
     recv_armed: bool,
     send_in_flight: bool,
     timer_armed: bool,
+}
+
+impl IoSlot {
+    /// The socket's number for an SQE or a syscall. A closed slot's is -1,
+    /// which the kernel refuses (EBADF) rather than mistaking for a
+    /// socket that took the number since.
+    fn raw_fd(&self) -> RawFd {
+        self.fd.as_ref().map_or(-1, AsRawFd::as_raw_fd)
+    }
 }
 
 /// The ring plus the backlog that guarantees no SQE is ever dropped.
@@ -137,16 +151,22 @@ impl SqeSink {
 }
 
 pub(crate) struct Worker<H: Handler> {
-    // Field order is drop order: the ring goes first, so the kernel can no
-    // longer touch the buffer ring, the slots or `wake_buf` when they go.
-    sink: SqeSink,
+    /// The ring. Dropped first, by `Worker`'s `Drop`, whatever the field
+    /// order: until it is gone the kernel may still read or write the
+    /// buffer ring, the slots' timespecs, `wake_buf`, `mailbox_buf` and the
+    /// boxed timespecs, and use the connections', listeners' and eventfds'
+    /// fds.
+    sink: ManuallyDrop<SqeSink>,
     /// This worker's number, as in its thread's name, for events.
     index: usize,
     recv_buffers: ProvidedBufRing,
     driver: Driver<H>,
     /// By the driver's slot keys; never reallocated (see `IoSlot`).
     slots: Vec<IoSlot>,
-    wake_fd: RawFd,
+    /// Shared with the server's stop path, which signals it to wake the
+    /// ring: it stays open until both are done with it, so a signal never
+    /// reaches a number that was closed and reused.
+    wake_fd: Arc<OwnedFd>,
     wake_buf: Box<u64>,
     /// Deferred answers from other threads; its eventfd is read into
     /// `mailbox_buf`.
@@ -176,6 +196,18 @@ pub(crate) struct Worker<H: Handler> {
     /// Multishot recv (Linux 6.0+), or single-shot recv re-armed per CQE.
     recv_multishot: bool,
     cqes: Vec<(u64, i32, u32)>,
+}
+
+impl<H: Handler> Drop for Worker<H> {
+    fn drop(&mut self) {
+        // The ring first: closing it ends the kernel's use of everything
+        // the other fields hold (the registered buffer ring, whose memory
+        // `recv_buffers` unmaps; the slots' timespecs; the send bytes the
+        // driver holds; `wake_buf`, `mailbox_buf` and the boxed timespecs;
+        // the fds). The rest then drops in any order.
+        // SAFETY: `sink` is dropped once, here, and never used after.
+        unsafe { ManuallyDrop::drop(&mut self.sink) };
+    }
 }
 
 /// Builds the ring with the best flags the kernel takes, saying so when it
@@ -253,7 +285,12 @@ impl<H: Handler> Worker<H> {
         handler: Arc<H>,
         shared: WorkerShared,
     ) -> Result<Self, crate::StartError> {
+        let wake_fd = Arc::new(socket::eventfd().map_err(crate::StartError::Worker)?);
+        let mailbox = Arc::new(Mailbox::new().map_err(crate::StartError::Worker)?);
         let ring = build_ring(config.ring_entries, index).map_err(crate::StartError::IoUring)?;
+        // Nothing fallible after the buffer ring is registered: an early
+        // return would drop it (and unmap its memory) before the ring that
+        // registered it, which only `Worker`'s `Drop` orders.
         let recv_buffers = ProvidedBufRing::new(
             &ring.submitter(),
             config.recv_buffers,
@@ -270,9 +307,7 @@ impl<H: Handler> Worker<H> {
                 crate::StartError::Worker(e)
             }
         })?;
-        let wake_fd = socket::eventfd().map_err(crate::StartError::Worker)?;
         let recv_multishot = config.recv_multishot;
-        let mailbox = Arc::new(Mailbox::new().map_err(crate::StartError::Worker)?);
         let driver_shared = DriverShared {
             mailbox: Arc::clone(&mailbox),
             worker: index,
@@ -281,10 +316,10 @@ impl<H: Handler> Worker<H> {
             per_ip: shared.per_ip.clone(),
         };
         Ok(Worker {
-            sink: SqeSink {
+            sink: ManuallyDrop::new(SqeSink {
                 ring,
                 backlog: VecDeque::new(),
-            },
+            }),
             index,
             recv_buffers,
             // Full capacity up front: slots never move, so the timespecs in
@@ -312,8 +347,8 @@ impl<H: Handler> Worker<H> {
         })
     }
 
-    pub fn wake_fd(&self) -> RawFd {
-        self.wake_fd
+    pub fn wake_fd(&self) -> Arc<OwnedFd> {
+        Arc::clone(&self.wake_fd)
     }
 
     /// # Safety
@@ -404,9 +439,11 @@ impl<H: Handler> Worker<H> {
         socket::close_listeners(std::mem::take(&mut self.listeners));
         // Normally none; after a fatal error, what is left is released so
         // the fds, the cap and the counters do not leak.
-        for fd in self.driver.release_all() {
-            socket::shutdown_write(fd);
-            socket::close(fd);
+        for key in self.driver.release_all() {
+            if let Some(fd) = self.slots[key].fd.take() {
+                socket::shutdown_write(fd.as_raw_fd());
+                // Closed here, by the drop.
+            }
         }
         // Responders still held elsewhere post into nothing from now on.
         self.mailbox.close();
@@ -473,7 +510,7 @@ impl<H: Handler> Worker<H> {
                         if result < 0 {
                             // Kernels before 6.7 have no socket setsockopt
                             // command: the syscall, now and from now on.
-                            socket::set_linger_zero(slot.fd);
+                            socket::set_linger_zero(slot.raw_fd());
                             if self.linger_through_ring {
                                 crate::log::info!(
                                     worker = self.index,
@@ -509,7 +546,7 @@ impl<H: Handler> Worker<H> {
     // ---- accept ----
 
     fn arm_accept(&mut self, index: usize) {
-        let entry = opcode::AcceptMulti::new(Fd(self.listeners[index].fd))
+        let entry = opcode::AcceptMulti::new(Fd(self.listeners[index].fd.as_raw_fd()))
             .flags(libc::SOCK_CLOEXEC)
             .build()
             .user_data(UserData::new(index as u32, 0, OpTag::Accept).encode());
@@ -539,13 +576,16 @@ impl<H: Handler> Worker<H> {
         if !more && !self.shutting_down {
             self.arm_accept(listener);
         }
-        let fd = result as RawFd;
-        let Some((key, generation)) = self.admit_socket(fd) else {
+        // SAFETY: a non-negative accept result is a descriptor the kernel
+        // just opened for this worker; nothing else owns or closes it.
+        let fd = unsafe { OwnedFd::from_raw_fd(result as RawFd) };
+        let Some(admitted) = self.admit_socket(fd) else {
             return;
         };
+        let (key, generation) = (admitted.key, admitted.generation);
 
         let slot = IoSlot {
-            fd,
+            fd: Some(admitted.fd),
             generation,
             timer_spec: Timespec::new(),
             update_spec: Timespec::new(),
@@ -554,8 +594,11 @@ impl<H: Handler> Worker<H> {
             send_in_flight: false,
             timer_armed: false,
         };
+        // The driver's keys stay below `max_connections`, the capacity
+        // `slots` was allocated with (its table is a `FixedSlab` of that
+        // size), so this push never moves a slot under a queued SQE. A
+        // replaced slot's socket was taken and closed in `maybe_release`.
         if key == self.slots.len() {
-            debug_assert!(self.slots.len() < self.slots.capacity());
             self.slots.push(slot);
         } else {
             self.slots[key] = slot;
@@ -575,14 +618,18 @@ impl<H: Handler> Worker<H> {
         slot.recv_armed = true;
         slot.inflight += 1;
         let entry = if self.recv_multishot {
-            opcode::RecvMulti::new(Fd(slot.fd), self.recv_buffers.group).build()
+            opcode::RecvMulti::new(Fd(slot.raw_fd()), self.recv_buffers.group).build()
         } else {
             // Single-shot recv that still picks a provided buffer, so an idle
             // connection holds no buffer on this path either.
-            opcode::Recv::new(Fd(slot.fd), std::ptr::null_mut(), self.recv_buffer_size)
-                .buf_group(self.recv_buffers.group)
-                .build()
-                .flags(squeue::Flags::BUFFER_SELECT)
+            opcode::Recv::new(
+                Fd(slot.raw_fd()),
+                std::ptr::null_mut(),
+                self.recv_buffer_size,
+            )
+            .buf_group(self.recv_buffers.group)
+            .build()
+            .flags(squeue::Flags::BUFFER_SELECT)
         }
         .user_data(UserData::new(key as u32, slot.generation, OpTag::Recv).encode());
         // SAFETY: the kernel writes into provided buffers, which live in
@@ -632,7 +679,7 @@ impl<H: Handler> Worker<H> {
         if !self.driver.contains(key) || self.slots[key].send_in_flight {
             return;
         }
-        let (fd, generation) = (self.slots[key].fd, self.slots[key].generation);
+        let (fd, generation) = (self.slots[key].raw_fd(), self.slots[key].generation);
         let Some(bytes) = self.driver.start_send(key) else {
             return;
         };
@@ -735,8 +782,7 @@ impl<H: Handler> Worker<H> {
     /// a new socket take the number and receive this connection's queued
     /// send.
     fn close_conn(&mut self, key: usize, reset: bool, lingering: bool) {
-        let slot = &self.slots[key];
-        let fd = slot.fd;
+        let fd = self.slots[key].raw_fd();
         if reset {
             if self.linger_through_ring {
                 // Through the ring, so the resets of a burst of expiries
@@ -808,7 +854,8 @@ impl<H: Handler> Worker<H> {
         if self.slots[key].inflight > 0 {
             return;
         }
-        socket::close(self.slots[key].fd);
+        // Closes the socket, by syscall: nothing names the slot any more.
+        drop(self.slots[key].fd.take());
         self.driver.release(key);
     }
 
@@ -831,13 +878,14 @@ impl<H: Handler> Worker<H> {
 
     fn arm_wake(&mut self) {
         let entry = opcode::Read::new(
-            Fd(self.wake_fd),
+            Fd(self.wake_fd.as_raw_fd()),
             (&mut *self.wake_buf as *mut u64).cast(),
             8,
         )
         .build()
         .user_data(UserData::worker(OpTag::Wake).encode());
-        // SAFETY: wake_buf is boxed in the worker and outlives the ring.
+        // SAFETY: wake_buf is boxed in the worker and outlives the ring
+        // (`Worker`'s `Drop`); so does the eventfd, which the worker co-owns.
         unsafe { self.push(entry) };
     }
 
@@ -866,7 +914,7 @@ impl<H: Handler> Worker<H> {
         for listener in &mut self.listeners {
             listener.inherited |= handing_over;
             if !listener.inherited {
-                socket::stop_listening(listener.fd);
+                socket::stop_listening(listener.fd.as_raw_fd());
             }
         }
         let entry = opcode::Timeout::new(&*self.shutdown_spec as *const Timespec)
@@ -909,7 +957,7 @@ impl<H: Handler> Plumbing<H> for Worker<H> {
     }
 
     fn fd(&self, key: usize) -> RawFd {
-        self.slots[key].fd
+        self.slots[key].raw_fd()
     }
 
     fn close(&mut self, key: usize, reset: bool, lingering: bool) {

@@ -41,11 +41,11 @@ use ringwall_h1::{
 use ringwall_timers::{
     ConnTimers, DeadlineKind, FireOutcome, MinRates, MonoTime, Timeouts, TimerAction,
 };
-use slab::Slab;
 
 use crate::config::Config;
 use crate::conn_cap::ConnCap;
 use crate::deferred::Mailbox;
+use crate::fixed_slab::FixedSlab;
 use crate::handler::{Handler, Request, Response};
 use crate::log::CloseLogBudget;
 use crate::per_ip::PerIpCap;
@@ -143,7 +143,10 @@ pub(crate) struct DriverShared {
 
 /// All connections of one worker, sans-IO.
 pub(crate) struct Driver<H: Handler> {
-    conns: Slab<Connection>,
+    /// At most `max_connections`, checked at each admission: the backend
+    /// sizes its own per-slot table by the same bound and indexes it by
+    /// these keys, so a key is always below `max_connections`.
+    conns: FixedSlab<Connection>,
     /// Generation of each slab slot, bumped each time the slot is taken.
     generations: Vec<u32>,
     actions: VecDeque<Action>,
@@ -230,7 +233,7 @@ impl<H: Handler> Driver<H> {
         let output_budget = config.max_queued_output_bytes / config.workers;
         let body_budget = config.max_buffered_body_bytes / config.workers;
         Driver {
-            conns: Slab::with_capacity(config.max_connections),
+            conns: FixedSlab::with_capacity(config.max_connections),
             generations: Vec::new(),
             actions: VecDeque::new(),
             handler,
@@ -372,7 +375,18 @@ impl<H: Handler> Driver<H> {
                 }
             }
         }
-        let key = self.conns.vacant_key();
+        // The cap claimed above keeps the slots from filling; were they
+        // full anyway, the connection is refused rather than the table
+        // grown past the bound the backend relies on.
+        let Some(slot) = self.conns.vacant_entry() else {
+            if let (Some(per_ip), true) = (&self.shared.per_ip, ip_bucket != NO_IP_BUCKET) {
+                per_ip.release(ip_bucket);
+            }
+            self.shared.cap.release();
+            self.encode_refusal(CloseReason::ConnectionCap);
+            return Admission::Refused;
+        };
+        let key = slot.key();
         if key == self.generations.len() {
             self.generations.push(0);
         }
@@ -384,7 +398,7 @@ impl<H: Handler> Driver<H> {
         let mut conn = Connection::new(fd, generation, Decoder::new(self.limits), timers);
         conn.ip_bucket = ip_bucket;
         conn.awaiting_proxy_header = self.config.proxy_protocol;
-        self.conns.insert(conn);
+        slot.insert(conn);
         self.counters().open_connections.incr();
         self.actions.push_back(Action::Read(key));
         self.sync_timer(key);
@@ -1169,15 +1183,14 @@ impl<H: Handler> Driver<H> {
     }
 
     /// Releases every connection at once, for a backend that stops after a
-    /// fatal error with operations still in flight; returns their sockets
-    /// for the backend to close.
-    pub fn release_all(&mut self) -> Vec<RawFd> {
+    /// fatal error with operations still in flight; returns their keys,
+    /// whose sockets the backend (their owner) shuts down and closes.
+    pub fn release_all(&mut self) -> Vec<usize> {
         let keys = self.keys();
-        let fds = keys.iter().map(|&key| self.conns[key].fd).collect();
-        for key in keys {
+        for &key in &keys {
             self.release(key);
         }
-        fds
+        keys
     }
 
     // ---- shutdown ----

@@ -561,3 +561,51 @@ fn a_streamed_body_whose_consumer_is_behind_stops_reading_until_it_catches_up() 
     );
     assert!(h.actions().contains(&Action::Read(key)));
 }
+
+#[test]
+fn a_full_connection_table_refuses_even_when_the_cap_would_admit() {
+    // The server-wide cap normally stops admissions first; here it is set
+    // above the table's size, as if the two disagreed. The table must not
+    // grow past `max_connections`: the io_uring worker's slot table,
+    // indexed by the same keys, was allocated for exactly that many.
+    let config = crate::Server::builder()
+        .bind("127.0.0.1:0".parse().unwrap())
+        .workers(1)
+        .max_connections(2)
+        .build()
+        .unwrap()
+        .config()
+        .clone();
+    let counters = Arc::new(CachePadded::new(WorkerCounters::default()));
+    let cap = Arc::new(ConnCap::new(10));
+    // One address may hold all ten, so only the table can refuse; its
+    // claim must be handed back like the server-wide one.
+    let per_ip = Arc::new(crate::per_ip::PerIpCap::new(10, 0));
+    let shared = DriverShared {
+        mailbox: Arc::new(Mailbox::new().unwrap()),
+        worker: 0,
+        counters: counters.clone(),
+        cap: cap.clone(),
+        per_ip: Some(per_ip.clone()),
+    };
+    let mut driver = Driver::new(config, Arc::new(echo_path as EchoPath), shared, T0, 0);
+    let peer: std::net::SocketAddr = "192.0.2.1:4000".parse().unwrap();
+    for fd in [100, 101] {
+        assert!(matches!(
+            driver.admit(fd, Some(peer)),
+            Admission::Admitted { key, .. } if key < 2
+        ));
+    }
+    assert!(matches!(driver.admit(102, Some(peer)), Admission::Refused));
+    assert_eq!(cap.open(), 2, "the refused connection's claim is released");
+    let mut stats = crate::Stats::default();
+    counters.add_to(&mut stats);
+    assert_eq!(stats.closes.connection_cap, 1);
+    assert_eq!(stats.open_connections, 2);
+    // Two held, so eight more claims fit under the per-address cap of ten:
+    // the refused connection's claim was handed back, not leaked.
+    for _ in 0..8 {
+        assert!(per_ip.try_claim(&peer).is_some());
+    }
+    assert!(per_ip.try_claim(&peer).is_none());
+}
