@@ -857,11 +857,16 @@ impl<H: Handler> Driver<H> {
         if conn.phase == Phase::Closed || conn.send.in_flight() || conn.send.is_empty() {
             return None;
         }
+        let write_armed = conn.timers.deadline(DeadlineKind::Write).is_some();
         conn.timers.on_send_started(self.now);
-        // The write deadline may be the earliest now: the backend arms it
-        // right after this send.
-        if let action @ (TimerAction::Submit(_) | TimerAction::Update(_)) = conn.timers.plan() {
-            self.actions.push_back(Action::Timer(key, action));
+        // A write deadline armed just now may be the earliest: the backend
+        // arms it right after this send. One already armed was planned.
+        if !write_armed {
+            if let action @ (TimerAction::Submit(_) | TimerAction::Update(_)) =
+                conn.timers.plan()
+            {
+                self.actions.push_back(Action::Timer(key, action));
+            }
         }
         self.conns[key].send.start_send()
     }
