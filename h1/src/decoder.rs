@@ -220,6 +220,28 @@ impl Decoder {
         Some(bufs)
     }
 
+    /// Back to the state of a new connection's decoder, keeping its
+    /// buffers' capacity, when idle (see [`is_idle`](Self::is_idle)); a
+    /// completed request still held is dropped. `false`, and nothing
+    /// changes, when not idle. For pooling whole decoders: an idle
+    /// connection then holds none.
+    pub fn reset_if_idle(&mut self) -> bool {
+        if !self.is_idle() {
+            return false;
+        }
+        self.next_request();
+        self.bufs.clear();
+        self.head_start = 0;
+        self.pos = 0;
+        true
+    }
+
+    /// Heap bytes the decoder's buffers keep allocated.
+    #[must_use]
+    pub fn retained_bytes(&self) -> usize {
+        self.bufs.retained_bytes()
+    }
+
     /// Gives the decoder (pooled) buffers to use; meant for before the next
     /// feed after [`reclaim`](Self::reclaim). Anything the decoder holds is
     /// carried over, so lending is always safe.

@@ -326,7 +326,7 @@ impl<H: Handler> Driver<H> {
     /// it gets the request now, and the body through a channel.
     pub(super) fn dispatch_streaming(&mut self, key: usize) {
         let conn = &mut self.conns[key];
-        let head = conn.decoder.head().expect("head is set at HeadComplete");
+        let head = conn.decoder().head().expect("head is set at HeadComplete");
         let length = match head.body_kind() {
             BodyKind::Length(n) => Some(n),
             BodyKind::None | BodyKind::Chunked => None,
@@ -351,13 +351,17 @@ impl<H: Handler> Driver<H> {
     pub(super) fn stream_body(&mut self, key: usize) {
         let conn = &mut self.conns[key];
         let channel = &self.body_channels[&key];
-        if !channel.is_abandoned() && channel.push(conn.decoder.body()) && !conn.body_paused {
+        let decoder = conn
+            .decoder
+            .as_mut()
+            .expect("a body in progress has its decoder");
+        if !channel.is_abandoned() && channel.push(decoder.body()) && !conn.body_paused {
             conn.body_paused = true;
             // The server's consumer is behind, not the client.
             conn.timers.on_reading_paused();
             self.actions.push_back(super::Action::StopReading(key));
         }
-        conn.decoder.discard_body();
+        decoder.discard_body();
     }
 
     /// The streamed body is complete: the consumer sees its end, and a

@@ -35,8 +35,7 @@ use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
 use ringwall_h1::{
-    encode_continue, encode_error, encode_response, BodyKind, Decoder, EncodeContext, Event,
-    HttpDate,
+    encode_continue, encode_error, encode_response, BodyKind, EncodeContext, Event, HttpDate,
 };
 use ringwall_timers::{
     ConnTimers, DeadlineKind, FireOutcome, MinRates, MonoTime, Timeouts, TimerAction,
@@ -395,7 +394,7 @@ impl<H: Handler> Driver<H> {
         let mut timers = ConnTimers::with_min_rates(self.timeouts, self.min_rates);
         // The first head must arrive within header_timeout of accept.
         timers.on_accept(self.now);
-        let mut conn = Connection::new(fd, generation, Decoder::new(self.limits), timers);
+        let mut conn = Connection::new(fd, generation, timers);
         conn.ip_bucket = ip_bucket;
         conn.awaiting_proxy_header = self.config.proxy_protocol;
         slot.insert(conn);
@@ -470,14 +469,11 @@ impl<H: Handler> Driver<H> {
             }
         }
         if !input.is_empty() {
-            if !conn.has_decode_buffers {
-                if let Some(bufs) = self.pools.decode.pop() {
-                    conn.decoder.lend(bufs);
-                }
-                conn.has_decode_buffers = true;
-            }
+            let limits = self.limits;
             conn.timers.on_request_bytes(self.now);
-            conn.decoder.feed(input);
+            conn.decoder
+                .get_or_insert_with(|| self.pools.decoder(limits))
+                .feed(input);
         }
         if conn.yielded
             || conn.budget_wait
@@ -486,7 +482,7 @@ impl<H: Handler> Driver<H> {
         {
             // Its turn comes later (or after the pending answer); bound
             // what it may pile up meanwhile.
-            if conn.decoder.buffered() > INPUT_HIGH_WATER && !conn.input_paused {
+            if conn.buffered() > INPUT_HIGH_WATER && !conn.input_paused {
                 conn.input_paused = true;
                 self.actions.push_back(Action::StopReading(key));
             }
@@ -543,7 +539,7 @@ impl<H: Handler> Driver<H> {
                 self.pause(key);
                 break;
             }
-            if (conn.answer_pending || conn.decoder.buffered() > 0)
+            if (conn.answer_pending || conn.buffered() > 0)
                 && (answered >= TURN_BUDGET_REQUESTS
                     || queued.saturating_sub(output_at_start) >= TURN_BUDGET_OUTPUT_BYTES)
             {
@@ -570,11 +566,14 @@ impl<H: Handler> Driver<H> {
                 }
                 continue;
             }
-            match conn.decoder.poll() {
+            let Some(decoder) = conn.decoder.as_mut() else {
+                break;
+            };
+            match decoder.poll() {
                 Ok(None) => break,
                 Ok(Some(Event::HeadStarted)) => conn.timers.on_head_started(self.now),
                 Ok(Some(Event::HeadComplete)) => {
-                    let head = conn.decoder.head().expect("head is set at HeadComplete");
+                    let head = conn.decoder().head().expect("head is set at HeadComplete");
                     let body_pending = match head.body_kind() {
                         BodyKind::None => false,
                         BodyKind::Length(n) => n > 0,
@@ -642,7 +641,7 @@ impl<H: Handler> Driver<H> {
         // end here; the close that follows has its own.
         conn.timers.on_head_complete(self.now, false);
         conn.timers.on_body_complete();
-        let head = conn.decoder.head();
+        let head = conn.decoder.as_ref().and_then(|d| d.head());
         let ctx = EncodeContext {
             date: &self.date,
             version: head.map_or(ringwall_h1::Version::Http11, |h| h.version()),
@@ -780,13 +779,17 @@ impl<H: Handler> Driver<H> {
                 conn.send.give_buffers(sending, pending);
             }
         }
-        let head = conn.decoder.head().expect("head is set at RequestComplete");
+        let decoder = conn
+            .decoder
+            .as_ref()
+            .expect("a complete request has its decoder");
+        let head = decoder.head().expect("head is set at RequestComplete");
         let keep_alive = head.keep_alive() && !self.shutting_down;
         let version = head.version();
         let head_request = head.is_head();
         let request = Request {
             head,
-            body: conn.decoder.body(),
+            body: decoder.body(),
             fd: conn.fd,
             proxied_peer: if conn.has_proxied_peer {
                 self.proxied_peers.get(&key).copied()
@@ -862,9 +865,7 @@ impl<H: Handler> Driver<H> {
         // A write deadline armed just now may be the earliest: the backend
         // arms it right after this send. One already armed was planned.
         if !write_armed {
-            if let action @ (TimerAction::Submit(_) | TimerAction::Update(_)) =
-                conn.timers.plan()
-            {
+            if let action @ (TimerAction::Submit(_) | TimerAction::Update(_)) = conn.timers.plan() {
                 self.actions.push_back(Action::Timer(key, action));
             }
         }
@@ -925,7 +926,7 @@ impl<H: Handler> Driver<H> {
             }
             return;
         }
-        let idle = conn.decoder.is_idle() && !conn.answer_pending;
+        let idle = conn.decoder_is_idle() && !conn.answer_pending;
         conn.timers.on_send_drained(self.now, idle);
         if conn.paused {
             conn.paused = false;

@@ -609,3 +609,27 @@ fn a_full_connection_table_refuses_even_when_the_cap_would_admit() {
     }
     assert!(per_ip.try_claim(&peer).is_none());
 }
+
+#[test]
+fn a_send_whose_write_deadline_is_earliest_moves_the_pending_timer() {
+    let write = Duration::from_millis(200);
+    let mut h = Harness::with(|b| {
+        b.header_timeout(Duration::from_secs(5))
+            .write_timeout(write)
+            .idle_timeout(Duration::from_millis(400))
+    });
+    let key = h.admit();
+    h.actions();
+    h.driver.on_bytes(key, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let actions = h.actions();
+    assert!(actions.contains(&Action::Send(key)), "{actions:?}");
+    assert!(h.driver.start_send(key).is_some());
+    let actions = h.actions();
+    assert_eq!(
+        actions,
+        vec![Action::Timer(
+            key,
+            TimerAction::Update(T0.saturating_add(write))
+        )]
+    );
+}
