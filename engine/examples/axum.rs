@@ -31,6 +31,10 @@ struct Args {
     header_timeout: Duration,
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
     idle_timeout: Duration,
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    body_timeout: Duration,
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    write_timeout: Duration,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -45,6 +49,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .workers(args.workers)
         .header_timeout(args.header_timeout)
         .idle_timeout(args.idle_timeout)
+        .body_timeout(args.body_timeout)
+        .write_timeout(args.write_timeout)
         .build()?
         .serve(handler)?;
     println!("axum on ringwall listening on {}", server.local_addr());

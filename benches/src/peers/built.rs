@@ -1,6 +1,8 @@
-//! The two peers built by this workspace: `ringwall serve` and this crate's
-//! `hyper-peer`. Both are found next to the running bench executable (or
-//! through `$RINGWALL_BIN` / `$HYPER_PEER_BIN`).
+//! The peers built by this workspace: `ringwall serve`, this crate's
+//! `hyper-peer`, and the axum pair (ringwall's `axum` example and this
+//! crate's `axum-serve`). They are found next to the running bench
+//! executable (or through `$RINGWALL_BIN`, `$HYPER_PEER_BIN`,
+//! `$AXUM_RINGWALL_BIN`, `$AXUM_SERVE_BIN`).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -78,6 +80,57 @@ pub(super) fn start_hyper(
         .arg("--write-timeout")
         .arg(format_duration(d.write));
     spawn_in_scratch("hyper", command)
+}
+
+/// `engine/examples/axum.rs`, built into `target/<profile>/examples/`,
+/// with the four deadlines.
+pub(super) fn start_axum_ringwall(
+    config: &PeerConfig,
+    addr: SocketAddr,
+) -> Result<(ServerProcess, Scratch), StartError> {
+    let binary =
+        sibling_binary("AXUM_RINGWALL_BIN", "examples/axum").map_err(|e| StartError::Missing {
+            reason: format!(
+                "{e}: build it: cargo build --release -p ringwall --features tower --example axum"
+            ),
+        })?;
+    let d = &config.deadlines;
+    let mut command = Command::new(binary);
+    command
+        .arg("--addr")
+        .arg(addr.to_string())
+        .arg("--workers")
+        .arg(config.workers.to_string())
+        .arg("--header-timeout")
+        .arg(format_duration(d.header))
+        .arg("--body-timeout")
+        .arg(format_duration(d.body))
+        .arg("--idle-timeout")
+        .arg(format_duration(d.idle))
+        .arg("--write-timeout")
+        .arg(format_duration(d.write));
+    spawn_in_scratch("axum-ringwall", command)
+}
+
+/// The same router on `axum::serve` (`src/bin/axum_serve.rs`), with
+/// `workers` tokio threads; it has no deadlines to pass.
+pub(super) fn start_axum_serve(
+    config: &PeerConfig,
+    addr: SocketAddr,
+) -> Result<(ServerProcess, Scratch), StartError> {
+    let binary =
+        sibling_binary("AXUM_SERVE_BIN", "axum-serve").map_err(|e| StartError::Missing {
+            reason: format!(
+                "{e}: build it: cargo build --release -p ringwall-bench --bin axum-serve"
+            ),
+        })?;
+    let mut command = Command::new(binary);
+    command
+        .arg("--addr")
+        .arg(addr.to_string())
+        .arg("--workers")
+        .arg(config.workers.to_string());
+    spawn_in_scratch("axum-serve", command)
 }
 
 pub(super) fn spawn_in_scratch(
