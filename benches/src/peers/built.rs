@@ -32,10 +32,27 @@ pub(super) fn start_ringwall(
 
 /// The `ringwall serve` command line for `config` on `addr`.
 pub fn ringwall_command(binary: &Path, config: &PeerConfig, addr: SocketAddr) -> Command {
-    let d = &config.deadlines;
     let mut command = Command::new(binary);
+    command.arg("serve");
+    server_args(&mut command, config, addr, WithIdle::Yes);
     command
-        .arg("serve")
+        .arg("--max-connections")
+        .arg(config.max_connections.to_string());
+    command
+}
+
+/// Whether the server takes `--idle-timeout`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WithIdle {
+    Yes,
+    No,
+}
+
+/// `--addr`, `--workers` and the deadlines, as every peer built here
+/// spells them.
+fn server_args(command: &mut Command, config: &PeerConfig, addr: SocketAddr, idle: WithIdle) {
+    let d = &config.deadlines;
+    command
         .arg("--addr")
         .arg(addr.to_string())
         .arg("--workers")
@@ -43,14 +60,11 @@ pub fn ringwall_command(binary: &Path, config: &PeerConfig, addr: SocketAddr) ->
         .arg("--header-timeout")
         .arg(format_duration(d.header))
         .arg("--body-timeout")
-        .arg(format_duration(d.body))
-        .arg("--idle-timeout")
-        .arg(format_duration(d.idle))
-        .arg("--write-timeout")
-        .arg(format_duration(d.write))
-        .arg("--max-connections")
-        .arg(config.max_connections.to_string());
-    command
+        .arg(format_duration(d.body));
+    if idle == WithIdle::Yes {
+        command.arg("--idle-timeout").arg(format_duration(d.idle));
+    }
+    command.arg("--write-timeout").arg(format_duration(d.write));
 }
 
 /// hyper 1.x on tokio (`src/bin/hyper_peer.rs`). hyper has no idle timeout
@@ -66,19 +80,8 @@ pub(super) fn start_hyper(
                 "{e}: build it: cargo build --release -p ringwall-bench --bin hyper-peer"
             ),
         })?;
-    let d = &config.deadlines;
     let mut command = Command::new(binary);
-    command
-        .arg("--addr")
-        .arg(addr.to_string())
-        .arg("--workers")
-        .arg(config.workers.to_string())
-        .arg("--header-timeout")
-        .arg(format_duration(d.header))
-        .arg("--body-timeout")
-        .arg(format_duration(d.body))
-        .arg("--write-timeout")
-        .arg(format_duration(d.write));
+    server_args(&mut command, config, addr, WithIdle::No);
     spawn_in_scratch("hyper", command)
 }
 
@@ -94,21 +97,8 @@ pub(super) fn start_axum_ringwall(
                 "{e}: build it: cargo build --release -p ringwall --features tower --example axum"
             ),
         })?;
-    let d = &config.deadlines;
     let mut command = Command::new(binary);
-    command
-        .arg("--addr")
-        .arg(addr.to_string())
-        .arg("--workers")
-        .arg(config.workers.to_string())
-        .arg("--header-timeout")
-        .arg(format_duration(d.header))
-        .arg("--body-timeout")
-        .arg(format_duration(d.body))
-        .arg("--idle-timeout")
-        .arg(format_duration(d.idle))
-        .arg("--write-timeout")
-        .arg(format_duration(d.write));
+    server_args(&mut command, config, addr, WithIdle::Yes);
     spawn_in_scratch("axum-ringwall", command)
 }
 
