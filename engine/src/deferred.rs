@@ -147,6 +147,20 @@ impl ExchangeState {
         self.gone.load(Ordering::Acquire)
     }
 
+    fn poll_gone(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.is_gone() {
+            return Poll::Ready(());
+        }
+        *self.waker.lock().unwrap_or_else(PoisonError::into_inner) = Some(cx.waker().clone());
+        // Checked again after registering: a close in between has already
+        // looked for a waker.
+        if self.is_gone() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
     /// The worker took `bytes` of posted body into the send queue, which
     /// now holds `queued`.
     pub fn taken(&self, bytes: usize, queued: usize) {
@@ -318,16 +332,7 @@ impl Responder {
     /// Ready once the connection is gone (disconnect, deadline, shutdown):
     /// a producer can stop working on an answer nobody will read.
     pub fn poll_gone(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let state = &self.exchange.state;
-        if state.is_gone() {
-            return Poll::Ready(());
-        }
-        *state.waker.lock().unwrap_or_else(PoisonError::into_inner) = Some(cx.waker().clone());
-        if state.is_gone() {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
+        self.exchange.state.poll_gone(cx)
     }
 
     /// Waits (async) until the connection is gone.
@@ -397,6 +402,12 @@ impl BodySender {
     /// Whether the connection is gone.
     pub fn is_gone(&self) -> bool {
         self.exchange.state.is_gone()
+    }
+
+    /// Ready once the connection is gone, as [`Responder::poll_gone`]: a
+    /// producer waiting for its next chunk (not for room) can stop.
+    pub fn poll_gone(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.exchange.state.poll_gone(cx)
     }
 }
 

@@ -94,6 +94,8 @@ mod request_body;
 mod server;
 mod socket;
 mod stats;
+#[cfg(feature = "tower")]
+pub mod tower;
 mod user_data;
 mod worker;
 

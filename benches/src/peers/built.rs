@@ -1,6 +1,8 @@
-//! The two peers built by this workspace: `ringwall serve` and this crate's
-//! `hyper-peer`. Both are found next to the running bench executable (or
-//! through `$RINGWALL_BIN` / `$HYPER_PEER_BIN`).
+//! The peers built by this workspace: `ringwall serve`, this crate's
+//! `hyper-peer`, and the axum pair (ringwall's `axum` example and this
+//! crate's `axum-serve`). They are found next to the running bench
+//! executable (or through `$RINGWALL_BIN`, `$HYPER_PEER_BIN`,
+//! `$AXUM_RINGWALL_BIN`, `$AXUM_SERVE_BIN`).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -30,10 +32,27 @@ pub(super) fn start_ringwall(
 
 /// The `ringwall serve` command line for `config` on `addr`.
 pub fn ringwall_command(binary: &Path, config: &PeerConfig, addr: SocketAddr) -> Command {
-    let d = &config.deadlines;
     let mut command = Command::new(binary);
+    command.arg("serve");
+    server_args(&mut command, config, addr, WithIdle::Yes);
     command
-        .arg("serve")
+        .arg("--max-connections")
+        .arg(config.max_connections.to_string());
+    command
+}
+
+/// Whether the server takes `--idle-timeout`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WithIdle {
+    Yes,
+    No,
+}
+
+/// `--addr`, `--workers` and the deadlines, as every peer built here
+/// spells them.
+fn server_args(command: &mut Command, config: &PeerConfig, addr: SocketAddr, idle: WithIdle) {
+    let d = &config.deadlines;
+    command
         .arg("--addr")
         .arg(addr.to_string())
         .arg("--workers")
@@ -41,14 +60,11 @@ pub fn ringwall_command(binary: &Path, config: &PeerConfig, addr: SocketAddr) ->
         .arg("--header-timeout")
         .arg(format_duration(d.header))
         .arg("--body-timeout")
-        .arg(format_duration(d.body))
-        .arg("--idle-timeout")
-        .arg(format_duration(d.idle))
-        .arg("--write-timeout")
-        .arg(format_duration(d.write))
-        .arg("--max-connections")
-        .arg(config.max_connections.to_string());
-    command
+        .arg(format_duration(d.body));
+    if idle == WithIdle::Yes {
+        command.arg("--idle-timeout").arg(format_duration(d.idle));
+    }
+    command.arg("--write-timeout").arg(format_duration(d.write));
 }
 
 /// hyper 1.x on tokio (`src/bin/hyper_peer.rs`). hyper has no idle timeout
@@ -64,20 +80,47 @@ pub(super) fn start_hyper(
                 "{e}: build it: cargo build --release -p ringwall-bench --bin hyper-peer"
             ),
         })?;
-    let d = &config.deadlines;
+    let mut command = Command::new(binary);
+    server_args(&mut command, config, addr, WithIdle::No);
+    spawn_in_scratch("hyper", command)
+}
+
+/// `engine/examples/axum.rs`, built into `target/<profile>/examples/`,
+/// with the four deadlines.
+pub(super) fn start_axum_ringwall(
+    config: &PeerConfig,
+    addr: SocketAddr,
+) -> Result<(ServerProcess, Scratch), StartError> {
+    let binary =
+        sibling_binary("AXUM_RINGWALL_BIN", "examples/axum").map_err(|e| StartError::Missing {
+            reason: format!(
+                "{e}: build it: cargo build --release -p ringwall --features tower --example axum"
+            ),
+        })?;
+    let mut command = Command::new(binary);
+    server_args(&mut command, config, addr, WithIdle::Yes);
+    spawn_in_scratch("axum-ringwall", command)
+}
+
+/// The same router on `axum::serve` (`src/bin/axum_serve.rs`), with
+/// `workers` tokio threads; it has no deadlines to pass.
+pub(super) fn start_axum_serve(
+    config: &PeerConfig,
+    addr: SocketAddr,
+) -> Result<(ServerProcess, Scratch), StartError> {
+    let binary =
+        sibling_binary("AXUM_SERVE_BIN", "axum-serve").map_err(|e| StartError::Missing {
+            reason: format!(
+                "{e}: build it: cargo build --release -p ringwall-bench --bin axum-serve"
+            ),
+        })?;
     let mut command = Command::new(binary);
     command
         .arg("--addr")
         .arg(addr.to_string())
         .arg("--workers")
-        .arg(config.workers.to_string())
-        .arg("--header-timeout")
-        .arg(format_duration(d.header))
-        .arg("--body-timeout")
-        .arg(format_duration(d.body))
-        .arg("--write-timeout")
-        .arg(format_duration(d.write));
-    spawn_in_scratch("hyper", command)
+        .arg(config.workers.to_string());
+    spawn_in_scratch("axum-serve", command)
 }
 
 pub(super) fn spawn_in_scratch(

@@ -59,6 +59,10 @@ pub enum ServerKind {
     Closer,
     /// The `throughput` floor: one fixed answer per request head.
     Canned,
+    /// `engine/examples/axum.rs`: an axum `Router` through `ringwall::tower`.
+    AxumRingwall,
+    /// The same router on `axum::serve` (`src/bin/axum_serve.rs`).
+    AxumServe,
 }
 
 /// The runner a floor calibrates.
@@ -69,7 +73,7 @@ pub enum Floor {
 }
 
 impl ServerKind {
-    pub const ALL: [ServerKind; 7] = [
+    pub const ALL: [ServerKind; 9] = [
         ServerKind::Ringwall,
         ServerKind::RingwallEpoll,
         ServerKind::Hyper,
@@ -77,6 +81,8 @@ impl ServerKind {
         ServerKind::Go,
         ServerKind::Closer,
         ServerKind::Canned,
+        ServerKind::AxumRingwall,
+        ServerKind::AxumServe,
     ];
 
     /// Which runner's floor this is; `None` for the servers compared.
@@ -97,6 +103,8 @@ impl ServerKind {
             ServerKind::Go => "go",
             ServerKind::Closer => "closer",
             ServerKind::Canned => "canned",
+            ServerKind::AxumRingwall => "axum-ringwall",
+            ServerKind::AxumServe => "axum-serve",
         }
     }
 }
@@ -117,7 +125,7 @@ impl FromStr for ServerKind {
             .ok_or_else(|| {
                 format!(
                     "unknown server `{s}`: use ringwall, ringwall-epoll, hyper, nginx, go, \
-                     closer or canned"
+                     closer, canned, axum-ringwall or axum-serve"
                 )
             })
     }
@@ -222,6 +230,15 @@ impl Peer {
             }
             ServerKind::Canned => {
                 let (p, s) = floor::start_canned(config, addr)?;
+                (p, s, false)
+            }
+            // The axum router echoes on POST /echo only, not on every POST.
+            ServerKind::AxumRingwall => {
+                let (p, s) = built::start_axum_ringwall(config, addr)?;
+                (p, s, false)
+            }
+            ServerKind::AxumServe => {
+                let (p, s) = built::start_axum_serve(config, addr)?;
                 (p, s, false)
             }
         };

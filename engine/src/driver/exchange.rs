@@ -406,6 +406,13 @@ impl<H: Handler> Driver<H> {
         }
         channel.resumed();
         conn.body_paused = false;
+        // Bytes that arrived while the body was paused may have stopped
+        // reading as well (past the input high-water mark); they are parsed
+        // just below, so that pause ends here too, or reading never resumes
+        // and the body stalls until its rate deadline.
+        if !conn.yielded && !conn.budget_wait {
+            conn.input_paused = false;
+        }
         conn.timers.on_reading_resumed(self.now);
         if self.wants_input(key) {
             self.actions.push_back(super::Action::Read(key));
