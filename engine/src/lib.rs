@@ -32,9 +32,19 @@
 //! and an optional per-address cap answer 503; every part of the request
 //! line, the head and the body have their own limits.
 //!
-//! What it does not do: TLS, HTTP/2, streaming request bodies to the handler
-//! (bodies are collected up to `max_body_bytes`), or run handlers off the
-//! worker thread (a handler must not block).
+//! A handler that must wait calls [`Response::defer`] and answers later,
+//! from any thread, through a [`Responder`] (whole, or streamed with
+//! backpressure through a [`BodySender`]); one whose
+//! [`Handler::streams_request_bodies`] is true reads request bodies as they
+//! arrive ([`Request::body_stream`](crate::handler::Request::body_stream)). With the `tower` feature,
+//! `tower::ServiceHandler` runs any `tower::Service` over `http` types,
+//! an axum `Router` among them (`examples/axum.rs`).
+//!
+//! Two backends serve through the same connection driver: io_uring and
+//! epoll ([`Backend`]); [`Backend::Auto`] falls back to epoll only where
+//! io_uring is refused.
+//!
+//! What it does not do: TLS, HTTP/2, WebSocket upgrades.
 //!
 //! ```no_run
 //! use ringwall::{Request, Response, Server};

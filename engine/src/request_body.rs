@@ -3,8 +3,9 @@
 //! [`BODY_HIGH_WATER`] unread, the worker stops reading the socket, and the
 //! consumer's next read below [`BODY_LOW_WATER`] asks it to read again.
 //!
-//! A handler opts in with [`Handler::streams_request_bodies`]
-//! (crate::Handler::streams_request_bodies); it is then called as soon as a
+//! A handler opts in with
+//! [`Handler::streams_request_bodies`](crate::Handler::streams_request_bodies);
+//! it is then called as soon as a
 //! head that announces a body has parsed, and takes the body with
 //! [`Request::body_stream`](crate::Request::body_stream).
 
@@ -131,8 +132,9 @@ impl BodyChannel {
     }
 }
 
-/// A request body as it arrives; see [`Request::body_stream`]
-/// (crate::Request::body_stream). `Send`, so it can be read on any thread.
+/// A request body as it arrives; see
+/// [`Request::body_stream`](crate::Request::body_stream). `Send`, so it can
+/// be read on any thread.
 /// Dropping it unread lets the worker discard the rest of the body.
 #[derive(Debug)]
 pub struct RequestBody {
