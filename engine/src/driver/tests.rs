@@ -633,3 +633,59 @@ fn a_send_whose_write_deadline_is_earliest_moves_the_pending_timer() {
         )]
     );
 }
+
+#[test]
+fn shutdown_waits_for_a_pending_answer_then_closes() {
+    let handler = Deferring::default();
+    let mut h = Harness::with_handler(handler.clone(), |b| b);
+    let key = h.admit();
+    h.actions();
+    h.driver
+        .on_bytes(key, b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (_, responder, _) = handler.take().remove(0);
+    h.driver.begin_shutdown(false);
+    let actions = h.actions();
+    assert!(
+        !actions.iter().any(|a| matches!(a, Action::Close { .. })),
+        "a pending answer is not idle: {actions:?}"
+    );
+    assert!(!responder.is_gone());
+    responder
+        .send(200, &[], b"late but whole".to_vec())
+        .unwrap();
+    h.deliver();
+    let response = String::from_utf8(h.send_all(key)).unwrap();
+    assert!(response.ends_with("late but whole"), "{response}");
+    assert!(h
+        .actions()
+        .iter()
+        .any(|a| matches!(a, Action::Close { key: k, .. } if *k == key)));
+}
+
+#[test]
+fn a_streamed_body_over_its_cap_is_answered_413_before_the_handler_sees_it() {
+    let handler = Deferring {
+        streams: true,
+        ..Deferring::default()
+    };
+    let mut h = Harness::with_handler(handler.clone(), |b| b.max_streamed_body_bytes(1000));
+    let key = h.admit();
+    h.actions();
+    h.driver.on_bytes(
+        key,
+        b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n",
+    );
+    assert!(handler.take().is_empty());
+    let response = String::from_utf8(h.send_all(key)).unwrap();
+    assert!(response.starts_with("HTTP/1.1 413 "), "{response}");
+    // Under the cap, and far over the buffered max_body_bytes (1 MiB):
+    // streamed, so accepted.
+    let mut h = Harness::with_handler(handler.clone(), |b| b.max_streamed_body_bytes(1 << 30));
+    let key = h.admit();
+    h.actions();
+    h.driver.on_bytes(
+        key,
+        b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 104857600\r\n\r\n",
+    );
+    assert_eq!(handler.take().len(), 1);
+}
