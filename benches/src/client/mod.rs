@@ -5,7 +5,8 @@
 //!
 //! ```text
 //!   bytes from a socket ──► response::parse_response ──► Response (status, headers,
-//!                                                        framed body, raw bytes)
+//!            │                                           framed body, raw bytes)
+//!            └─ both readers ──► framing::parse_head, BodyDecoder (where a response ends)
 //!   a socket left alone ──► close::wait_for_close ────► Closed { Fin | Reset | StillOpen, at }
 //!   many sockets        ──► close::watch_for_closes ──► Watched per socket
 //!   a close instant     ──► close::assert_closed_within(deadline, EARLY_SLACK, LATE_SLACK)
@@ -14,9 +15,12 @@
 //! The slow clients (slowloris, slow body, slow read, idle) are
 //! [`crate::attack`]; socket options set before the handshake, linger-zero
 //! and the descriptor limit are [`crate::sys`]. The load client's streaming
-//! checker is [`crate::check`]. None of it starts a server.
+//! checker is [`crate::check`]; it and [`response`] share [`framing`], the one
+//! place that knows where an HTTP/1.1 response ends. None of it starts a
+//! server.
 
 pub mod close;
+pub mod framing;
 pub mod response;
 
 pub use close::{
