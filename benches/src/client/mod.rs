@@ -8,6 +8,7 @@
 //!            │                                           framed body, raw bytes)
 //!            └─ both readers ──► framing::parse_head, BodyDecoder (where a response ends)
 //!   a socket left alone ──► close::wait_for_close ────► Closed { Fin | Reset | StillOpen, at }
+//!   a socket left unread ──► close::wait_for_close_unread ──► Some(at) | None (still open)
 //!   many sockets        ──► close::watch_for_closes ──► Watched per socket
 //!   a close instant     ──► close::assert_closed_within(deadline, EARLY_SLACK, LATE_SLACK)
 //! ```
@@ -24,8 +25,8 @@ pub mod framing;
 pub mod response;
 
 pub use close::{
-    assert_closed_within, wait_for_close, watch_for_closes, CloseKind, Closed, Watched,
-    EARLY_SLACK, LATE_SLACK,
+    assert_closed_within, wait_for_close, wait_for_close_unread, watch_for_closes, CloseKind,
+    Closed, Watched, EARLY_SLACK, LATE_SLACK,
 };
 pub use response::{
     imf_fixdate_unix_secs, is_imf_fixdate, parse_response, read_response, Response,
