@@ -66,33 +66,36 @@ pub fn wait_for_close(stream: &mut TcpStream, within: Duration) -> io::Result<Cl
 /// sending (a non-reader whose close is the server's write deadline).
 /// Returns when the close was seen, `None` if the connection is still open.
 pub fn wait_for_close_unread(stream: &TcpStream, within: Duration) -> io::Result<Option<Instant>> {
-    let end = Instant::now() + within;
     // Only the peer's FIN (POLLRDHUP); RST and errors come as POLLHUP and
     // POLLERR, which poll always reports. Queued data (POLLIN) wakes nothing.
-    let mut pollfd = libc::pollfd {
+    let mut pollfd = [libc::pollfd {
         fd: stream.as_raw_fd(),
         events: libc::POLLRDHUP,
         revents: 0,
-    };
+    }];
+    poll_until(&mut pollfd, Instant::now() + within)
+}
+
+/// `poll(2)` on `pollfds` until one is ready (returns when) or `end`
+/// passes (`None`); an interrupted wait is resumed.
+fn poll_until(pollfds: &mut [libc::pollfd], end: Instant) -> io::Result<Option<Instant>> {
     loop {
         let now = Instant::now();
         if now >= end {
             return Ok(None);
         }
         let timeout_ms = (end - now).as_micros().div_ceil(1000) as libc::c_int;
-        pollfd.revents = 0;
-        // SAFETY: `pollfd` is one live pollfd entry.
-        let ready = unsafe { libc::poll(&mut pollfd, 1, timeout_ms) };
+        // SAFETY: `pollfds` is a live array of `len` pollfd entries.
+        let ready = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as _, timeout_ms) };
         let at = Instant::now();
-        if ready < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
         if ready > 0 {
             return Ok(Some(at));
+        }
+        if ready < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
         }
     }
 }
@@ -135,10 +138,6 @@ pub fn watch_for_closes(streams: &[TcpStream], window: Duration) -> io::Result<V
     let mut pollfds = Vec::with_capacity(streams.len());
     let mut polled = Vec::with_capacity(streams.len());
     loop {
-        let now = Instant::now();
-        if now >= end {
-            return Ok(watched);
-        }
         pollfds.clear();
         polled.clear();
         for (i, s) in streams.iter().enumerate() {
@@ -154,17 +153,9 @@ pub fn watch_for_closes(streams: &[TcpStream], window: Duration) -> io::Result<V
         if pollfds.is_empty() {
             return Ok(watched);
         }
-        let timeout_ms = (end - now).as_micros().div_ceil(1000) as libc::c_int;
-        // SAFETY: `pollfds` is a live array of `len` pollfd entries.
-        let ready = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as _, timeout_ms) };
-        let at = Instant::now();
-        if ready < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
+        let Some(at) = poll_until(&mut pollfds, end)? else {
+            return Ok(watched);
+        };
         for (pfd, &i) in pollfds.iter().zip(&polled) {
             if pfd.revents == 0 {
                 continue;
