@@ -170,6 +170,12 @@ pub fn set_recv_buffer(stream: &TcpStream, bytes: usize) -> io::Result<()> {
     SockRef::from(stream).set_recv_buffer_size(bytes)
 }
 
+/// Resizes `SO_SNDBUF` on an open socket: a small one makes a writer
+/// block (or a server's send stall) after little data.
+pub fn set_send_buffer(stream: &TcpStream, bytes: usize) -> io::Result<()> {
+    SockRef::from(stream).set_send_buffer_size(bytes)
+}
+
 /// Bytes that have arrived on `stream` and are not read yet (`FIONREAD`).
 /// Still answers after the peer's FIN or RST: the queue outlives the close.
 pub fn bytes_queued(stream: &TcpStream) -> io::Result<u64> {

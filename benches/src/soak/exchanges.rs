@@ -315,14 +315,7 @@ fn read_by(s: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> Result<usize
         match s.read(buf) {
             Ok(n) => return Ok(n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(Miss::Timeout)
-            }
+            Err(e) if close::is_timeout(&e) => return Err(Miss::Timeout),
             Err(_) => return Err(Miss::Reset),
         }
     }
