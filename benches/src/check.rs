@@ -9,12 +9,16 @@
 //!        status line, framing (Content-Length | chunked), body length and bytes
 //! ```
 //!
-//! The parser is a pull parser: it consumes only whole units (a complete head,
-//! a complete chunk-size line, body bytes), so the caller keeps the unconsumed
-//! tail in its buffer and feeds it again with more bytes behind it. It never
-//! allocates.
+//! The framing (where a head and a body end, `Connection`) is
+//! [`crate::client::framing`], which the tests' strict reader shares; this
+//! module checks what arrives against what was expected. A pull parser: it
+//! consumes only whole units (a complete head, a complete chunk-size line,
+//! body bytes), so the caller keeps the unconsumed tail in its buffer and
+//! feeds it again with more bytes behind it. It never allocates.
 
 use std::fmt;
+
+use crate::client::framing::{self, BodyDecoder, BodyFraming, FramingError, MAX_HEADERS};
 
 /// The kinds of failure the load client counts. A failed request is never
 /// counted as a request.
@@ -235,21 +239,16 @@ pub enum Progress {
     Complete { keep_alive: bool, status: u16 },
 }
 
+/// Where the parser is in the current response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     Head,
-    Body { remaining: usize },
-    ChunkSize,
-    ChunkData { remaining: usize },
-    ChunkDataEnd,
-    Trailers,
+    Body(BodyDecoder),
 }
 
-/// Largest head a response may have; a head that does not fit in the
-/// caller's buffer is a framing error anyway.
-const MAX_HEADERS: usize = 64;
-
-/// Parses and checks one response after another on one connection.
+/// Parses and checks one response after another on one connection: the
+/// framing is [`crate::client::framing`]'s, the checks against [`Expect`]
+/// are this parser's.
 #[derive(Debug)]
 pub struct ResponseParser {
     expect: Expect,
@@ -305,79 +304,21 @@ impl ResponseParser {
                         }
                     }
                 }
-                State::Body { remaining } => {
-                    if remaining == 0 {
-                        return Ok((pos, self.complete()));
-                    }
-                    let n = remaining.min(rest.len());
-                    if n == 0 {
-                        return Ok((pos, Progress::Partial));
-                    }
-                    self.check_body(&rest[..n])?;
-                    self.state = State::Body {
-                        remaining: remaining - n,
-                    };
+                State::Body(mut decoder) => {
+                    let (expect, body_seen) = (self.expect.body, &mut self.body_seen);
+                    let fed = decoder.feed(rest, |bytes| check_body(expect, body_seen, bytes));
+                    self.state = State::Body(decoder);
+                    let (n, done) = fed?;
                     pos += n;
-                }
-                State::ChunkSize => {
-                    let Some(line_end) = find_crlf(rest) else {
-                        if rest.len() > 1024 {
-                            return fail(ErrorKind::BadFraming, "chunk-size line too long");
-                        }
-                        return Ok((pos, Progress::Partial));
-                    };
-                    let size = parse_chunk_size(&rest[..line_end])?;
-                    pos += line_end + 2;
-                    self.state = if size == 0 {
-                        State::Trailers
-                    } else {
-                        State::ChunkData { remaining: size }
-                    };
-                }
-                State::ChunkData { remaining } => {
-                    let n = remaining.min(rest.len());
-                    if n == 0 {
+                    if !done {
                         return Ok((pos, Progress::Partial));
                     }
-                    self.check_body(&rest[..n])?;
-                    pos += n;
-                    self.state = if remaining == n {
-                        State::ChunkDataEnd
-                    } else {
-                        State::ChunkData {
-                            remaining: remaining - n,
+                    if let Some(want) = expect.expected_len() {
+                        if self.body_seen < want {
+                            return fail(ErrorKind::ShortBody, "body shorter than expected");
                         }
-                    };
-                }
-                State::ChunkDataEnd => {
-                    if rest.len() < 2 {
-                        return Ok((pos, Progress::Partial));
                     }
-                    if &rest[..2] != b"\r\n" {
-                        return fail(ErrorKind::BadFraming, "chunk data not followed by CRLF");
-                    }
-                    pos += 2;
-                    self.state = State::ChunkSize;
-                }
-                State::Trailers => {
-                    let Some(line_end) = find_crlf(rest) else {
-                        if rest.len() > 8192 {
-                            return fail(ErrorKind::BadFraming, "trailer section too long");
-                        }
-                        return Ok((pos, Progress::Partial));
-                    };
-                    pos += line_end + 2;
-                    if line_end == 0 {
-                        if let Some(want) = self.expect.body.expected_len() {
-                            if self.body_seen < want {
-                                return fail(
-                                    ErrorKind::ShortBody,
-                                    "chunked body shorter than expected",
-                                );
-                            }
-                        }
-                        return Ok((pos, self.complete()));
-                    }
+                    return Ok((pos, self.complete()));
                 }
             }
         }
@@ -392,92 +333,30 @@ impl ResponseParser {
         done
     }
 
-    /// Parses a complete head at the start of `buf`; `None` when incomplete.
+    /// Parses and checks a complete head at the start of `buf`; `None` when
+    /// incomplete.
     fn parse_head(&mut self, buf: &[u8]) -> Result<Option<usize>, ResponseError> {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut resp = httparse::Response::new(&mut headers);
-        let n = match resp.parse(buf) {
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Ok(httparse::Status::Complete(n)) => n,
-            Err(httparse::Error::TooManyHeaders) => {
-                return fail(ErrorKind::BadFraming, "too many headers")
-            }
-            Err(httparse::Error::Status) | Err(httparse::Error::Version) => {
-                return fail(ErrorKind::BadStatus, "malformed status line")
-            }
-            Err(_) => return fail(ErrorKind::BadFraming, "malformed response head"),
+        let head_request = matches!(self.expect.body, BodyCheck::Head(_));
+        let Some(head) = framing::parse_head(buf, &mut headers, head_request)? else {
+            return Ok(None);
         };
-        let code = resp.code.unwrap_or(0);
-        let version = resp.version.unwrap_or(0);
-        // RFC 9110 §15.2: interim responses precede the final one; skip them.
-        if (100..200).contains(&code) && code != 101 {
-            return Ok(Some(n));
+        if head.is_interim() {
+            return Ok(Some(head.len));
         }
         if let Some(want) = self.expect.status {
-            if version != 1 || code != want {
+            if head.minor_version != 1 || head.status != want {
                 return fail(ErrorKind::BadStatus, "status line is not HTTP/1.1 200");
             }
         }
-        let mut content_length: Option<usize> = None;
-        let mut chunked = false;
-        let mut transfer_encoding = false;
-        let mut keep_alive = version == 1;
-        for h in resp.headers.iter() {
-            if h.name.eq_ignore_ascii_case("content-length") {
-                let len = parse_content_length(h.value)?;
-                if content_length.is_some_and(|prev| prev != len) {
-                    return fail(ErrorKind::BadFraming, "differing Content-Length headers");
-                }
-                content_length = Some(len);
-            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                transfer_encoding = true;
-                // RFC 9112 §6.1: chunked must be the final coding.
-                chunked = last_token_is(h.value, b"chunked");
-            } else if h.name.eq_ignore_ascii_case("connection") {
-                if has_token(h.value, b"close") {
-                    keep_alive = false;
-                } else if has_token(h.value, b"keep-alive") {
-                    keep_alive = true;
-                }
-            }
-        }
-        self.status = code;
-        self.keep_alive = keep_alive;
-        self.body_seen = 0;
-        // RFC 9112 §6.3: 204 and 304 have no body whatever the headers say.
-        if code == 204 || code == 304 {
-            self.state = State::Body { remaining: 0 };
-            return Ok(Some(n));
-        }
         if let BodyCheck::Head(want) = self.expect.body {
-            if content_length.is_some_and(|len| len != want) {
+            if head.content_length.is_some_and(|len| len != want) {
                 return fail(ErrorKind::WrongBody, "HEAD Content-Length is not GET's");
             }
-            self.state = State::Body { remaining: 0 };
-            return Ok(Some(n));
         }
-        if transfer_encoding && content_length.is_some() {
-            return fail(
-                ErrorKind::BadFraming,
-                "both Content-Length and Transfer-Encoding",
-            );
-        }
-        if transfer_encoding {
-            if !chunked {
-                return fail(
-                    ErrorKind::BadFraming,
-                    "Transfer-Encoding without final chunked",
-                );
-            }
-            self.state = State::ChunkSize;
-            return Ok(Some(n));
-        }
-        let Some(len) = content_length else {
-            // Every response must carry its length (ARCHITECTURE.md, HTTP/1.1 rules); a close-delimited
-            // body cannot be told apart from a truncated one.
-            return fail(ErrorKind::BadFraming, "neither Content-Length nor chunked");
-        };
-        if let Some(want) = self.expect.body.expected_len() {
+        if let (BodyFraming::Length(len), Some(want)) =
+            (head.framing, self.expect.body.expected_len())
+        {
             if len < want {
                 return fail(ErrorKind::ShortBody, "Content-Length shorter than expected");
             }
@@ -485,43 +364,62 @@ impl ResponseParser {
                 return fail(ErrorKind::WrongBody, "Content-Length longer than expected");
             }
         }
-        self.state = State::Body { remaining: len };
-        Ok(Some(n))
+        self.status = head.status;
+        self.keep_alive = head.keep_alive;
+        self.body_seen = 0;
+        self.state = State::Body(BodyDecoder::new(head.framing));
+        Ok(Some(head.len))
     }
+}
 
-    fn check_body(&mut self, bytes: &[u8]) -> Result<(), ResponseError> {
-        let off = self.body_seen;
-        let end = off + bytes.len();
-        match self.expect.body {
-            BodyCheck::Any => {}
-            BodyCheck::Head(_) => {
-                return fail(ErrorKind::WrongBody, "body bytes after a HEAD response")
-            }
-            BodyCheck::Length(n) => {
-                if end > n {
-                    return fail(ErrorKind::WrongBody, "body longer than expected");
-                }
-            }
-            BodyCheck::Exact(want) => {
-                if end > want.len() {
-                    return fail(ErrorKind::WrongBody, "body longer than expected");
-                }
-                if bytes != &want[off..end] {
-                    return fail(ErrorKind::WrongBody, "body bytes differ");
-                }
-            }
-            BodyCheck::Echo(n) => {
-                if end > n {
-                    return fail(ErrorKind::WrongBody, "echoed body longer than sent");
-                }
-                if !matches_echo(off, bytes) {
-                    return fail(ErrorKind::WrongBody, "echoed body bytes differ");
-                }
+impl From<FramingError> for ResponseError {
+    /// A broken status line is counted as a bad status, all else as bad framing.
+    fn from(e: FramingError) -> ResponseError {
+        let kind = match e {
+            FramingError::StatusLine => ErrorKind::BadStatus,
+            _ => ErrorKind::BadFraming,
+        };
+        ResponseError {
+            kind,
+            what: e.what(),
+        }
+    }
+}
+
+/// Checks the body bytes at `*body_seen` against `expect`, and counts them.
+#[inline]
+fn check_body(expect: BodyCheck, body_seen: &mut usize, bytes: &[u8]) -> Result<(), ResponseError> {
+    let off = *body_seen;
+    let end = off + bytes.len();
+    match expect {
+        BodyCheck::Any => {}
+        BodyCheck::Head(_) => {
+            return fail(ErrorKind::WrongBody, "body bytes after a HEAD response")
+        }
+        BodyCheck::Length(n) => {
+            if end > n {
+                return fail(ErrorKind::WrongBody, "body longer than expected");
             }
         }
-        self.body_seen = end;
-        Ok(())
+        BodyCheck::Exact(want) => {
+            if end > want.len() {
+                return fail(ErrorKind::WrongBody, "body longer than expected");
+            }
+            if bytes != &want[off..end] {
+                return fail(ErrorKind::WrongBody, "body bytes differ");
+            }
+        }
+        BodyCheck::Echo(n) => {
+            if end > n {
+                return fail(ErrorKind::WrongBody, "echoed body longer than sent");
+            }
+            if !matches_echo(off, bytes) {
+                return fail(ErrorKind::WrongBody, "echoed body bytes differ");
+            }
+        }
     }
+    *body_seen = end;
+    Ok(())
 }
 
 /// 26 periods of the echo pattern, enough to compare in slices.
@@ -547,63 +445,6 @@ fn matches_echo(mut off: usize, mut bytes: &[u8]) -> bool {
         off += n;
     }
     true
-}
-
-fn find_crlf(buf: &[u8]) -> Option<usize> {
-    buf.windows(2).position(|w| w == b"\r\n")
-}
-
-fn parse_content_length(value: &[u8]) -> Result<usize, ResponseError> {
-    let v = trim(value);
-    if v.is_empty() || v.len() > 18 || !v.iter().all(u8::is_ascii_digit) {
-        return fail(ErrorKind::BadFraming, "malformed Content-Length");
-    }
-    Ok(v.iter()
-        .fold(0usize, |acc, &d| acc * 10 + (d - b'0') as usize))
-}
-
-fn parse_chunk_size(line: &[u8]) -> Result<usize, ResponseError> {
-    // RFC 9112 §7.1: chunk-size [ chunk-ext ]
-    let hex_end = line
-        .iter()
-        .position(|b| !b.is_ascii_hexdigit())
-        .unwrap_or(line.len());
-    let hex = &line[..hex_end];
-    if hex.is_empty() || hex.len() > 15 {
-        return fail(ErrorKind::BadFraming, "malformed chunk size");
-    }
-    let rest = &line[hex_end..];
-    if !rest.is_empty() && rest[0] != b';' && rest[0] != b' ' && rest[0] != b'\t' {
-        return fail(ErrorKind::BadFraming, "malformed chunk size");
-    }
-    Ok(hex.iter().fold(0usize, |acc, &d| {
-        acc * 16 + (d as char).to_digit(16).unwrap_or(0) as usize
-    }))
-}
-
-fn trim(v: &[u8]) -> &[u8] {
-    let start = v
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(v.len());
-    let end = v
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(start, |i| i + 1);
-    &v[start..end]
-}
-
-fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|t| trim(t).eq_ignore_ascii_case(token))
-}
-
-fn last_token_is(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|&b| b == b',')
-        .next_back()
-        .is_some_and(|t| trim(t).eq_ignore_ascii_case(token))
 }
 
 #[cfg(test)]

@@ -1,17 +1,19 @@
 //! The few Linux calls std does not expose: epoll, `CLOCK_MONOTONIC` in
 //! nanoseconds, `RLIMIT_NOFILE`, `FIONREAD`, a connect (nonblocking or not) whose socket
 //! options (`SO_RCVBUF`, `TCP_NODELAY`) are set before the handshake, and the
-//! `SO_REUSEPORT` listener of the floor peers.
+//! `SO_REUSEPORT` listener of the floor peers. Sockets are opened and their
+//! options set through `socket2`, which knows the `sockaddr` layouts.
 //!
 //! Everything else goes through `std::net::TcpStream` (reads, writes with
 //! `MSG_NOSIGNAL`, `take_error`), so the `unsafe` stays in this file.
 
 use std::io;
-use std::mem;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 /// Nanoseconds on `CLOCK_MONOTONIC`: the clock io_uring's absolute timeouts
 /// use, so a close seen here compares with the server's deadline directly.
@@ -118,61 +120,34 @@ pub enum Connect {
 
 /// Opens a nonblocking TCP socket, applies `opts` and starts connecting.
 pub fn connect_nonblocking(addr: SocketAddr, opts: SocketOpts) -> io::Result<(TcpStream, Connect)> {
-    let owned = socket_with_opts(addr, libc::SOCK_NONBLOCK, opts)?;
-    let state = match start_connect(&owned, addr) {
+    let socket = socket_with_opts(addr, Type::STREAM.nonblocking(), opts)?;
+    let state = match socket.connect(&addr.into()) {
         Ok(()) => Connect::Done,
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Connect::InProgress,
         Err(e) => return Err(e),
     };
-    Ok((TcpStream::from(owned), state))
+    Ok((socket.into(), state))
 }
 
 /// Opens a blocking TCP socket, applies `opts` and connects: a slow reader
 /// whose small `SO_RCVBUF` is in place before the handshake.
 pub fn connect_with_opts(addr: SocketAddr, opts: SocketOpts) -> io::Result<TcpStream> {
-    let owned = socket_with_opts(addr, 0, opts)?;
-    start_connect(&owned, addr)?;
-    Ok(TcpStream::from(owned))
+    let socket = socket_with_opts(addr, Type::STREAM, opts)?;
+    socket.connect(&addr.into())?;
+    Ok(socket.into())
 }
 
-/// A fresh TCP socket of `addr`'s family with `opts` applied; `flags` are
-/// OR'ed into the type (`SOCK_NONBLOCK`).
-fn socket_with_opts(addr: SocketAddr, flags: libc::c_int, opts: SocketOpts) -> io::Result<OwnedFd> {
-    let domain = match addr {
-        SocketAddr::V4(_) => libc::AF_INET,
-        SocketAddr::V6(_) => libc::AF_INET6,
-    };
-    // SAFETY: plain syscall; the result is checked before use.
-    let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC | flags, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh socket that nothing else owns.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+/// A fresh TCP socket (close-on-exec, as socket2 opens every socket) of
+/// `addr`'s family with `opts` applied.
+fn socket_with_opts(addr: SocketAddr, ty: Type, opts: SocketOpts) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), ty, Some(Protocol::TCP))?;
     if let Some(bytes) = opts.recv_buffer {
-        set_int_opt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, bytes as libc::c_int)?;
+        socket.set_recv_buffer_size(bytes)?;
     }
     if opts.nodelay {
-        set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
+        socket.set_tcp_nodelay(true)?;
     }
-    Ok(owned)
-}
-
-/// `connect(2)`; on a nonblocking socket `EINPROGRESS` comes back as the error.
-fn start_connect(socket: &OwnedFd, addr: SocketAddr) -> io::Result<()> {
-    let (storage, len) = sockaddr(addr);
-    // SAFETY: `storage` holds a sockaddr of `len` bytes for the socket's family.
-    let rc = unsafe {
-        libc::connect(
-            socket.as_raw_fd(),
-            &storage as *const libc::sockaddr_storage as *const libc::sockaddr,
-            len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    Ok(socket)
 }
 
 /// A listening socket with `SO_REUSEPORT`, one per worker thread of a floor
@@ -180,67 +155,25 @@ fn start_connect(socket: &OwnedFd, addr: SocketAddr) -> io::Result<()> {
 /// them. `TCP_NODELAY` is set on the listener because accepted sockets
 /// inherit it, as ringwall's do; the backlog is ringwall's and hyper-peer's.
 pub fn reuseport_listener(addr: SocketAddr) -> io::Result<TcpListener> {
-    let domain = match addr {
-        SocketAddr::V4(_) => libc::AF_INET,
-        SocketAddr::V6(_) => libc::AF_INET6,
-    };
-    // SAFETY: plain syscall; the result is checked before use.
-    let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh socket that nothing else owns.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
-    set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
-    set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
-    let (storage, len) = sockaddr(addr);
-    // SAFETY: `storage` holds a sockaddr of `len` bytes for the socket's family.
-    let bound = unsafe {
-        libc::bind(
-            fd,
-            &storage as *const libc::sockaddr_storage as *const libc::sockaddr,
-            len,
-        )
-    };
-    // SAFETY: plain syscall on a socket this function owns.
-    if bound != 0 || unsafe { libc::listen(fd, 4096) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(TcpListener::from(owned))
-}
-
-fn set_int_opt(
-    fd: RawFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: libc::c_int,
-) -> io::Result<()> {
-    // SAFETY: `value` is a c_int that outlives the call; its size is passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            &value as *const libc::c_int as *const libc::c_void,
-            mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_tcp_nodelay(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
 }
 
 /// Resizes `SO_RCVBUF` on an open socket. The window can grow only up to
 /// what the window scale negotiated at the handshake allows.
 pub fn set_recv_buffer(stream: &TcpStream, bytes: usize) -> io::Result<()> {
-    set_int_opt(
-        stream.as_raw_fd(),
-        libc::SOL_SOCKET,
-        libc::SO_RCVBUF,
-        bytes as libc::c_int,
-    )
+    SockRef::from(stream).set_recv_buffer_size(bytes)
+}
+
+/// Resizes `SO_SNDBUF` on an open socket: a small one makes a writer
+/// block (or a server's send stall) after little data.
+pub fn set_send_buffer(stream: &TcpStream, bytes: usize) -> io::Result<()> {
+    SockRef::from(stream).set_send_buffer_size(bytes)
 }
 
 /// Bytes that have arrived on `stream` and are not read yet (`FIONREAD`).
@@ -258,63 +191,7 @@ pub fn bytes_queued(stream: &TcpStream) -> io::Result<u64> {
 /// Closes with an RST instead of a FIN (`SO_LINGER` 0), so closing thousands
 /// of attack sockets leaves no `TIME_WAIT` behind on the client.
 pub fn set_linger_zero(stream: &TcpStream) -> io::Result<()> {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: `linger` outlives the call; its size is passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            &linger as *const libc::linger as *const libc::c_void,
-            mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: all-zero is a valid sockaddr_storage.
-    let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
-    let len = match addr {
-        SocketAddr::V4(a) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(a.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
-            unsafe {
-                (&mut storage as *mut libc::sockaddr_storage as *mut libc::sockaddr_in).write(sin)
-            };
-            mem::size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(a) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: a.port().to_be(),
-                sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: a.ip().octets(),
-                },
-                sin6_scope_id: a.scope_id(),
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
-            unsafe {
-                (&mut storage as *mut libc::sockaddr_storage as *mut libc::sockaddr_in6).write(sin6)
-            };
-            mem::size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (storage, len as libc::socklen_t)
+    SockRef::from(stream).set_linger(Some(Duration::ZERO))
 }
 
 /// Readiness bits as epoll reports them.

@@ -61,6 +61,45 @@ pub fn wait_for_close(stream: &mut TcpStream, within: Duration) -> io::Result<Cl
     }
 }
 
+/// Waits until the server's FIN or RST reaches `stream` or `within` passes,
+/// reading nothing: for a client that must not drain what the server is
+/// sending (a non-reader whose close is the server's write deadline).
+/// Returns when the close was seen, `None` if the connection is still open.
+pub fn wait_for_close_unread(stream: &TcpStream, within: Duration) -> io::Result<Option<Instant>> {
+    // Only the peer's FIN (POLLRDHUP); RST and errors come as POLLHUP and
+    // POLLERR, which poll always reports. Queued data (POLLIN) wakes nothing.
+    let mut pollfd = [libc::pollfd {
+        fd: stream.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    }];
+    poll_until(&mut pollfd, Instant::now() + within)
+}
+
+/// `poll(2)` on `pollfds` until one is ready (returns when) or `end`
+/// passes (`None`); an interrupted wait is resumed.
+fn poll_until(pollfds: &mut [libc::pollfd], end: Instant) -> io::Result<Option<Instant>> {
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            return Ok(None);
+        }
+        let timeout_ms = (end - now).as_micros().div_ceil(1000) as libc::c_int;
+        // SAFETY: `pollfds` is a live array of `len` pollfd entries.
+        let ready = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as _, timeout_ms) };
+        let at = Instant::now();
+        if ready > 0 {
+            return Ok(Some(at));
+        }
+        if ready < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+}
+
 /// ECONNRESET or ECONNABORTED: the server sent RST.
 pub fn is_reset(e: &io::Error) -> bool {
     matches!(
@@ -99,10 +138,6 @@ pub fn watch_for_closes(streams: &[TcpStream], window: Duration) -> io::Result<V
     let mut pollfds = Vec::with_capacity(streams.len());
     let mut polled = Vec::with_capacity(streams.len());
     loop {
-        let now = Instant::now();
-        if now >= end {
-            return Ok(watched);
-        }
         pollfds.clear();
         polled.clear();
         for (i, s) in streams.iter().enumerate() {
@@ -118,17 +153,9 @@ pub fn watch_for_closes(streams: &[TcpStream], window: Duration) -> io::Result<V
         if pollfds.is_empty() {
             return Ok(watched);
         }
-        let timeout_ms = (end - now).as_micros().div_ceil(1000) as libc::c_int;
-        // SAFETY: `pollfds` is a live array of `len` pollfd entries.
-        let ready = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as _, timeout_ms) };
-        let at = Instant::now();
-        if ready < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
+        let Some(at) = poll_until(&mut pollfds, end)? else {
+            return Ok(watched);
+        };
         for (pfd, &i) in pollfds.iter().zip(&polled) {
             if pfd.revents == 0 {
                 continue;
@@ -183,4 +210,27 @@ pub fn assert_closed_within(
         latest <= deadline + LATE_SLACK,
         "{what}: closed late, {latest:?} after the deadline started (deadline {deadline:?})"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::TcpListener;
+
+    #[test]
+    fn unread_wait_ignores_data_and_sees_the_fin() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        server.write_all(b"data the client never reads").unwrap();
+        let seen = wait_for_close_unread(&client, Duration::from_millis(100)).unwrap();
+        assert_eq!(seen, None, "queued data is not a close");
+        drop(server);
+        let seen = wait_for_close_unread(&client, Duration::from_secs(5)).unwrap();
+        assert!(seen.is_some(), "the FIN is seen behind unread data");
+        let mut queued = [0u8; 64];
+        let n = (&client).read(&mut queued).unwrap();
+        assert_eq!(&queued[..n], b"data the client never reads");
+    }
 }

@@ -4,9 +4,12 @@
 //! Strict on purpose: every response must be framed by `Content-Length` or
 //! chunked (ARCHITECTURE.md), lines end in CRLF, and the status line is
 //! `HTTP-version SP 3DIGIT SP reason` (RFC 9112 section 4). A server that
-//! slips is reported, not tolerated.
+//! slips is reported, not tolerated. The framing rules themselves are
+//! [`super::framing`]'s, shared with the load client's checker.
 
 use std::io::{self, Read};
+
+use super::framing::{has_token, parse_head, BodyDecoder, FramingError, MAX_HEADERS};
 
 /// Heads larger than this are a runaway, not a response.
 const MAX_HEAD: usize = 64 * 1024;
@@ -53,8 +56,7 @@ impl Response {
         self.headers
             .iter()
             .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
-            .flat_map(|(_, v)| v.split(|&b| b == b','))
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+            .any(|(_, v)| has_token(v, token.as_bytes()))
     }
 
     /// The raw bytes with the `Date` value replaced by `*`: two answers to the
@@ -80,119 +82,90 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// RFC 9110 5.6.2: tchar.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
 /// Parses one response from the front of `buf`.
 ///
 /// `Ok(None)`: incomplete, read more. `Ok(Some((response, consumed)))`: a
 /// whole response occupying `buf[..consumed]`. `Err`: the bytes are not a
 /// well-formed, well-framed HTTP/1.1 response. `head_request`: the request
 /// was HEAD, so no body follows whatever the headers say.
+///
+/// The framing is [`super::framing`]'s, as the load client's; on top of it,
+/// what every ringwall response must be: CRLF line ends only, a status line
+/// with its reason phrase, one `Content-Length` at most, `chunked` as the
+/// only transfer coding, and no framing on an interim answer.
 pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<(Response, usize)>, String> {
-    let Some(head_len) = find(buf, b"\r\n\r\n") else {
-        if buf.len() > MAX_HEAD {
-            return Err(format!("no end of head in {} bytes", buf.len()));
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let head = match parse_head(buf, &mut fields, head_request) {
+        Ok(Some(head)) => head,
+        Ok(None) if buf.len() > MAX_HEAD => {
+            return Err(format!("no end of head in {} bytes", buf.len()))
         }
-        // Catch garbage early rather than waiting for a head that never ends.
-        let prefix = &buf[..buf.len().min(5)];
-        if !b"HTTP/".starts_with(prefix) {
-            return Err(format!(
-                "not a status line: {:?}",
-                lossy(&buf[..buf.len().min(64)])
-            ));
-        }
-        return Ok(None);
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(format!("{e}: {:?}", lossy(&buf[..buf.len().min(64)]))),
     };
-    let head = &buf[..head_len];
-    let mut lines = split_crlf(head);
-    let status_line = lines.next().unwrap_or_default();
-    let (version, status, reason) = parse_status_line(status_line)?;
-    let mut headers = Vec::new();
-    for line in lines {
-        if line.iter().any(|&b| b == b'\r' || b == b'\n') {
-            return Err(format!("bare CR or LF in the head: {:?}", lossy(line)));
-        }
-        let colon = line
-            .iter()
-            .position(|&b| b == b':')
-            .ok_or_else(|| format!("header line without colon: {:?}", lossy(line)))?;
-        let name = &line[..colon];
-        if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
-            return Err(format!("bad header name: {:?}", lossy(line)));
-        }
-        let value = line[colon + 1..].trim_ascii();
-        if value.contains(&0) {
-            return Err(format!("NUL in header value: {:?}", lossy(line)));
-        }
-        headers.push((lossy(name), value.to_vec()));
+    let head_bytes = &buf[..head.len];
+    // RFC 9112 section 2.2 lets a recipient accept a bare LF; ringwall must
+    // not send one.
+    if !head_bytes.ends_with(b"\r\n\r\n")
+        || split_crlf(head_bytes).any(|l| l.contains(&b'\r') || l.contains(&b'\n'))
+    {
+        return Err(format!(
+            "bare CR or LF in the head: {:?}",
+            lossy(head_bytes)
+        ));
     }
-    let body_start = head_len + 4;
-    let mut response = Response {
-        version,
-        status,
-        reason,
-        headers,
-        body: Vec::new(),
-        raw: Vec::new(),
-    };
-    let lengths: Vec<&[u8]> = response
+    let status_line = split_crlf(head_bytes).next().unwrap_or_default();
+    // RFC 9112 section 4: `HTTP-version SP status-code SP [ reason-phrase ]`.
+    if status_line.get(12) != Some(&b' ') {
+        return Err(format!("malformed status line: {:?}", lossy(status_line)));
+    }
+    let headers: Vec<(String, Vec<u8>)> = head
         .headers
         .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        .map(|(_, v)| v.as_slice())
+        .map(|h| (h.name.to_string(), h.value.trim_ascii().to_vec()))
         .collect();
-    let chunked = response.header_count("transfer-encoding") > 0;
-    if chunked && !lengths.is_empty() {
-        return Err("response has both Content-Length and Transfer-Encoding".into());
+    let count = |name: &str| {
+        headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .count()
+    };
+    let lengths = count("content-length");
+    if lengths > 1 {
+        return Err(format!("response has {lengths} Content-Length fields"));
     }
-    if lengths.len() > 1 {
-        return Err(format!(
-            "response has {} Content-Length fields",
-            lengths.len()
-        ));
-    }
-    let informational = (100..200).contains(&status);
-    if informational && (chunked || !lengths.is_empty()) {
-        return Err(format!("a {status} response carries body framing"));
-    }
-    let bodiless = informational || status == 204 || status == 304;
-    if !bodiless && !chunked && lengths.is_empty() {
-        return Err(format!(
-            "a {status} response with neither Content-Length nor chunked framing"
-        ));
-    }
-    let end = if bodiless || head_request {
-        body_start
-    } else if chunked {
-        let te = response.header("transfer-encoding").unwrap_or_default();
-        if !te.eq_ignore_ascii_case(b"chunked") {
+    if let Some((_, te)) = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding"))
+    {
+        if !te.eq_ignore_ascii_case(b"chunked") || count("transfer-encoding") > 1 {
             return Err(format!("unexpected Transfer-Encoding: {:?}", lossy(te)));
         }
-        match decode_chunked(&buf[body_start..])? {
-            None => return Ok(None),
-            Some((body, used)) => {
-                response.body = body;
-                body_start + used
-            }
-        }
-    } else {
-        let text = std::str::from_utf8(lengths[0]).map_err(|_| "non-ASCII Content-Length")?;
-        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!("malformed Content-Length: {text:?}"));
-        }
-        let n: usize = text
-            .parse()
-            .map_err(|_| format!("Content-Length overflow: {text}"))?;
-        if buf.len() < body_start + n {
-            return Ok(None);
-        }
-        response.body = buf[body_start..body_start + n].to_vec();
-        body_start + n
+    }
+    let status = head.status;
+    if (100..200).contains(&status) && (lengths > 0 || count("transfer-encoding") > 0) {
+        return Err(format!("a {status} response carries body framing"));
+    }
+    let mut body = Vec::new();
+    let mut decoder = BodyDecoder::new(head.framing);
+    let (used, done) = decoder
+        .feed(&buf[head.len..], |piece| {
+            body.extend_from_slice(piece);
+            Ok::<(), FramingError>(())
+        })
+        .map_err(|e| e.to_string())?;
+    if !done {
+        return Ok(None);
+    }
+    let end = head.len + used;
+    let response = Response {
+        version: format!("HTTP/1.{}", head.minor_version),
+        status,
+        reason: head.reason.to_string(),
+        headers,
+        body,
+        raw: buf[..end].to_vec(),
     };
-    response.raw = buf[..end].to_vec();
     Ok(Some((response, end)))
 }
 
@@ -221,58 +194,6 @@ pub fn read_response(stream: &mut impl Read, head_request: bool) -> io::Result<R
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
-    }
-}
-
-fn parse_status_line(line: &[u8]) -> Result<(String, u16, String), String> {
-    let bad = || format!("malformed status line: {:?}", lossy(line));
-    if line.len() < 13 || !line.starts_with(b"HTTP/1.") || line[8] != b' ' || line[12] != b' ' {
-        return Err(bad());
-    }
-    if !line[7].is_ascii_digit() || !line[9..12].iter().all(u8::is_ascii_digit) {
-        return Err(bad());
-    }
-    let status = std::str::from_utf8(&line[9..12])
-        .map_err(|_| bad())?
-        .parse()
-        .map_err(|_| bad())?;
-    Ok((lossy(&line[..8]), status, lossy(&line[13..])))
-}
-
-/// Decodes a chunked body (RFC 9112 section 7.1). `Ok(None)`: incomplete.
-fn decode_chunked(buf: &[u8]) -> Result<Option<(Vec<u8>, usize)>, String> {
-    let mut body = Vec::new();
-    let mut at = 0;
-    loop {
-        let Some(line_len) = find(&buf[at..], b"\r\n") else {
-            return Ok(None);
-        };
-        let line = &buf[at..at + line_len];
-        let size_text = line.split(|&b| b == b';').next().unwrap_or_default();
-        let size_text = std::str::from_utf8(size_text).map_err(|_| "non-ASCII chunk size")?;
-        let size = usize::from_str_radix(size_text.trim_end(), 16)
-            .map_err(|_| format!("bad chunk size {size_text:?}"))?;
-        at += line_len + 2;
-        if size == 0 {
-            // Trailer section, then the empty line.
-            loop {
-                let Some(line_len) = find(&buf[at..], b"\r\n") else {
-                    return Ok(None);
-                };
-                at += line_len + 2;
-                if line_len == 0 {
-                    return Ok(Some((body, at)));
-                }
-            }
-        }
-        if buf.len() < at + size + 2 {
-            return Ok(None);
-        }
-        body.extend_from_slice(&buf[at..at + size]);
-        if &buf[at + size..at + size + 2] != b"\r\n" {
-            return Err("chunk data not followed by CRLF".into());
-        }
-        at += size + 2;
     }
 }
 

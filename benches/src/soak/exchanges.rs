@@ -17,14 +17,14 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use crate::check::{BodyCheck, ErrorKind, Expect, Progress, ResponseParser};
+use crate::client::close::{self, CloseKind};
 use crate::load::REQUEST_TIMEOUT;
 use crate::peers::tcp_table;
 use crate::peers::Deadlines;
-use crate::sys::{self, Epoll, Events, Interest};
+use crate::sys;
 
 /// How one exchange ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -245,10 +245,11 @@ pub fn non_reader(ctx: &Ctx) -> Outcome {
         return o;
     }
     let deadline = start + ctx.deadlines.write + ctx.slack;
-    match wait_for_close(&s, deadline) {
-        Ok(true) => return Outcome::Ok(start.elapsed()),
-        Ok(false) => {}
-        Err(_) => return Outcome::Untested("epoll_failed"),
+    let within = deadline.saturating_duration_since(Instant::now());
+    match close::wait_for_close_unread(&s, within) {
+        Ok(Some(_)) => return Outcome::Ok(start.elapsed()),
+        Ok(None) => {}
+        Err(_) => return Outcome::Untested("poll_failed"),
     }
     let server_end = s.local_addr().ok().and_then(|client| {
         let table = tcp_table::read().ok()?;
@@ -260,27 +261,6 @@ pub fn non_reader(ctx: &Ctx) -> Outcome {
         Some(_) => "never_closed",
         None => "no_close_seen",
     })
-}
-
-/// Whether the peer's FIN or RST arrives by `deadline`, reading nothing.
-fn wait_for_close(s: &TcpStream, deadline: Instant) -> io::Result<bool> {
-    let epoll = Epoll::new()?;
-    epoll.add(s.as_raw_fd(), 0, Interest::CloseOnly)?;
-    let mut events = Events::with_capacity(1);
-    // A wait ends at the deadline or on an event; a few EINTRs at most.
-    for _ in 0..64 {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Ok(false);
-        }
-        if epoll.wait(&mut events, Some(left))? > 0 {
-            let (_, ready) = events.get(0);
-            if ready.read_closed() || ready.error() {
-                return Ok(true);
-            }
-        }
-    }
-    Ok(false)
 }
 
 fn connect(ctx: &Ctx) -> Result<TcpStream, Outcome> {
@@ -335,14 +315,7 @@ fn read_by(s: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> Result<usize
         match s.read(buf) {
             Ok(n) => return Ok(n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(Miss::Timeout)
-            }
+            Err(e) if close::is_timeout(&e) => return Err(Miss::Timeout),
             Err(_) => return Err(Miss::Reset),
         }
     }
@@ -416,10 +389,12 @@ impl Responses {
         if self.start < self.end {
             return Err(Miss::Extra);
         }
-        match read_by(&mut self.stream, &mut self.buf, deadline) {
-            Ok(0) | Err(Miss::Reset) => Ok(()),
-            Ok(_) => Err(Miss::Extra),
-            Err(miss) => Err(miss),
+        let within = deadline.saturating_duration_since(Instant::now());
+        let closed = close::wait_for_close(&mut self.stream, within).map_err(|_| Miss::Reset)?;
+        match closed.kind {
+            _ if !closed.data.is_empty() => Err(Miss::Extra),
+            CloseKind::Fin | CloseKind::Reset => Ok(()),
+            CloseKind::StillOpen => Err(Miss::Timeout),
         }
     }
 }

@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use ringwall_bench::sys;
+
 /// A server that runs `serve(stream, accepted_at, stop)` on a thread per
 /// connection until dropped.
 pub struct TestServer {
@@ -243,12 +245,11 @@ pub fn stall_then_close(
     reset: bool,
 ) -> impl Fn(TcpStream, Instant, &AtomicBool) + Send + Sync + 'static {
     move |mut stream, accepted, stop| {
-        use std::os::fd::AsRawFd;
         if !read_head(&mut stream, accepted + Duration::from_secs(2), stop) {
             return;
         }
         let head_at = Instant::now();
-        set_int(&stream, libc::SOL_SOCKET, libc::SO_SNDBUF, 64 * 1024);
+        let _ = sys::set_send_buffer(&stream, 64 * 1024);
         let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4194304\r\n\r\n");
         let block = vec![b'x'; 16 * 1024];
         stream
@@ -261,36 +262,9 @@ pub fn stall_then_close(
             }
         }
         if reset {
-            let linger = libc::linger {
-                l_onoff: 1,
-                l_linger: 0,
-            };
-            // SAFETY: `linger` outlives the call; its size is passed.
-            unsafe {
-                libc::setsockopt(
-                    stream.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_LINGER,
-                    &linger as *const libc::linger as *const libc::c_void,
-                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
-                );
-            }
+            let _ = sys::set_linger_zero(&stream);
         }
         drop(stream);
-    }
-}
-
-fn set_int(stream: &TcpStream, level: libc::c_int, name: libc::c_int, value: libc::c_int) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: `value` outlives the call; its size is passed.
-    unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            level,
-            name,
-            &value as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
     }
 }
 
