@@ -2,6 +2,7 @@
 //! admitting an accepted socket. The connection logic itself is the
 //! driver's; this is only the glue every backend would otherwise repeat.
 
+use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use ringwall_timers::TimerAction;
@@ -9,7 +10,6 @@ use ringwall_timers::TimerAction;
 use crate::driver::{Action, Admission, CloseMode, Driver};
 use crate::handler::Handler;
 use crate::socket;
-use crate::stats::WorkerCounters;
 
 /// An accepted socket the driver gave a slot, for the backend's slot of
 /// the same key to own.
@@ -36,15 +36,13 @@ pub(crate) trait Plumbing<H: Handler> {
     /// flight names it, then [`Driver::release`].
     fn close(&mut self, key: usize, reset: bool, lingering: bool);
 
-    fn counters(&self) -> &WorkerCounters;
-
     /// Counts an accepted socket and asks the driver for a slot, reading
     /// the peer's address first only when the per-address cap needs it.
     /// A refused socket gets its best-effort 503 (one non-blocking send:
     /// whatever does not fit now is dropped) and is closed here, by the
     /// drop: nothing ever named it in flight.
     fn admit_socket(&mut self, fd: OwnedFd) -> Option<AdmittedSocket> {
-        self.counters().accepted.incr();
+        self.driver().counters().accepted.incr();
         let raw = fd.as_raw_fd();
         let peer = if self.driver().needs_peer_on_accept() {
             socket::peer_addr(raw)
@@ -63,6 +61,24 @@ pub(crate) trait Plumbing<H: Handler> {
             }
             Admission::Dropped => None,
         }
+    }
+
+    /// Takes `key`'s socket out of its slot (to shut down and drop it).
+    fn take_socket(&mut self, key: usize) -> Option<OwnedFd>;
+
+    /// When the worker's loop has ended: closes `listeners`, releases the
+    /// connections left (normally none; after a fatal error, so that the
+    /// descriptors, the cap and the counters do not leak), and closes the
+    /// mailbox, so that responders still held elsewhere post into nothing.
+    fn wind_down(&mut self, listeners: Vec<socket::Listener>) {
+        socket::close_listeners(listeners);
+        for key in self.driver().release_all() {
+            if let Some(fd) = self.take_socket(key) {
+                socket::shutdown_write(fd.as_raw_fd());
+                // Closed here, by the drop.
+            }
+        }
+        self.driver().close_mailbox();
     }
 
     /// Carries out every action the driver has queued, in order.
@@ -94,11 +110,35 @@ pub(crate) trait Plumbing<H: Handler> {
                         }
                     };
                     if reset {
-                        self.counters().resets.incr();
+                        self.driver().counters().resets.incr();
                     }
                     self.close(key, reset, lingering)
                 }
             }
         }
+    }
+}
+
+/// Logs the error that ends a worker's loop (`call`: the wait that failed)
+/// and gives it back, for `run` to return.
+pub(crate) fn fatal_wait_error(worker: usize, call: &'static str, error: io::Error) -> io::Error {
+    crate::log::error!(
+        worker,
+        call,
+        error = %error,
+        "the worker's wait failed; the worker stops and the server shuts down"
+    );
+    error
+}
+
+/// Puts a backend's per-connection slot at the driver's `key`. The driver's
+/// keys are dense from 0 (a slab), so a key never seen before is the next
+/// index; a key seen before replaces its earlier occupant, whose socket the
+/// backend has already closed.
+pub(crate) fn place_slot<T>(slots: &mut Vec<T>, key: usize, slot: T) {
+    if key == slots.len() {
+        slots.push(slot);
+    } else {
+        slots[key] = slot;
     }
 }

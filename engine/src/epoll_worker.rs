@@ -34,15 +34,14 @@ use std::time::Duration;
 
 use ringwall_timers::{MonoTime, TimerAction};
 
-use crate::backend::Plumbing;
+use crate::backend::{fatal_wait_error, place_slot, Plumbing};
 use crate::clock::{mono_now, unix_secs};
-use crate::config::Config;
 use crate::deferred::{Completion, Mailbox};
-use crate::driver::{Driver, DriverShared};
+use crate::driver::Driver;
 use crate::handler::Handler;
 use crate::socket::{self, Listener};
-use crate::stats::{CloseReason, WorkerCounters};
-use crate::worker::WorkerShared;
+use crate::stats::CloseReason;
+use crate::worker::{WorkerSetup, WorkerShared};
 
 /// Events one `epoll_wait` returns at most.
 const EVENTS_PER_WAIT: usize = 256;
@@ -132,13 +131,10 @@ fn cvt(result: libc::c_int) -> io::Result<libc::c_int> {
 }
 
 impl<H: Handler> EpollWorker<H> {
-    pub fn new(
-        index: usize,
-        config: Config,
-        listeners: Vec<Listener>,
-        handler: Arc<H>,
-        shared: WorkerShared,
-    ) -> Result<Self, crate::StartError> {
+    pub fn new(setup: WorkerSetup<H>) -> Result<Self, crate::StartError> {
+        let config = setup.config;
+        let index = setup.index;
+        let (listeners, handler, shared) = (setup.listeners, setup.handler, setup.shared);
         // SAFETY: plain epoll_create1 call; the result is checked.
         let epoll_fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })
             .map_err(crate::StartError::Worker)?;
@@ -156,13 +152,7 @@ impl<H: Handler> EpollWorker<H> {
         let timer_fd = unsafe { OwnedFd::from_raw_fd(timer_fd) };
         let wake_fd = Arc::new(socket::eventfd().map_err(crate::StartError::Worker)?);
         let mailbox = Arc::new(Mailbox::new().map_err(crate::StartError::Worker)?);
-        let driver_shared = DriverShared {
-            mailbox: Arc::clone(&mailbox),
-            worker: index,
-            counters: shared.counters.clone(),
-            cap: shared.cap.clone(),
-            per_ip: shared.per_ip.clone(),
-        };
+        let driver_shared = shared.for_driver(index, Arc::clone(&mailbox));
         let worker = EpollWorker {
             index,
             epoll_fd,
@@ -244,7 +234,7 @@ impl<H: Handler> EpollWorker<H> {
                 break;
             }
             let timeout_ms = self.wait_timeout_ms();
-            self.counters().ring_enters.incr();
+            self.shared.counters.ring_enters.incr();
             // SAFETY: `events` is a live buffer of `events.len()` entries,
             // which the kernel fills at most.
             let ready = unsafe {
@@ -260,12 +250,7 @@ impl<H: Handler> EpollWorker<H> {
                 if e.raw_os_error() == Some(libc::EINTR) {
                     continue;
                 }
-                crate::log::error!(
-                    worker = self.index,
-                    error = %e,
-                    "epoll_wait failed; the worker stops and the server shuts down"
-                );
-                fatal = Some(e);
+                fatal = Some(fatal_wait_error(self.index, "epoll_wait", e));
                 break;
             }
             let now = mono_now();
@@ -285,17 +270,8 @@ impl<H: Handler> EpollWorker<H> {
             }
             self.arm_timer_fd();
         }
-        socket::close_listeners(std::mem::take(&mut self.listeners));
-        // Normally none; after a fatal error, what is left is released so
-        // the fds, the cap and the counters do not leak.
-        for key in self.driver.release_all() {
-            if let Some(fd) = self.slots[key].fd.take() {
-                socket::shutdown_write(fd.as_raw_fd());
-                // Closed here, by the drop.
-            }
-        }
-        // Responders still held elsewhere post into nothing from now on.
-        self.mailbox.close();
+        let listeners = std::mem::take(&mut self.listeners);
+        self.wind_down(listeners);
         fatal.map_or(Ok(()), Err)
     }
 
@@ -361,7 +337,7 @@ impl<H: Handler> EpollWorker<H> {
                 let key = (token & u64::from(u32::MAX)) as usize;
                 let generation = (token >> 32) as u32;
                 if !self.driver.is_current(key, generation) {
-                    self.counters().stale_completions.incr();
+                    self.shared.counters.stale_completions.incr();
                     return;
                 }
                 let error = events & (libc::EPOLLERR as u32) != 0;
@@ -388,19 +364,6 @@ impl<H: Handler> EpollWorker<H> {
         // A failure leaves the old interest: the socket is gone or broken,
         // and its next read or send fails and closes it.
         let _ = self.epoll_ctl(libc::EPOLL_CTL_MOD, fd, interest, token);
-    }
-
-    fn watch_readable(&mut self, key: usize, on: bool) {
-        if self.driver.is_closed(key) {
-            return;
-        }
-        let interest = self.slots[key].interest;
-        let interest = if on {
-            interest | libc::EPOLLIN as u32
-        } else {
-            interest & !(libc::EPOLLIN as u32)
-        };
-        self.set_interest(key, interest);
     }
 
     // ---- accept ----
@@ -433,7 +396,7 @@ impl<H: Handler> EpollWorker<H> {
                     Some(libc::ECONNABORTED) => continue,
                     _ => {
                         // EMFILE and friends would fail again at once: back off.
-                        self.counters().accept_errors.incr();
+                        self.shared.counters.accept_errors.incr();
                         self.pause_accepting();
                     }
                 }
@@ -458,11 +421,7 @@ impl<H: Handler> EpollWorker<H> {
             send_blocked: false,
             timer_due: None,
         };
-        if key == self.slots.len() {
-            self.slots.push(slot);
-        } else {
-            self.slots[key] = slot;
-        }
+        place_slot(&mut self.slots, key, slot);
         // Registered with no events; the driver's Read turns reading on.
         if self.watch(raw, 0, conn_token(key, generation)).is_err() {
             self.driver.on_error(key);
@@ -532,7 +491,7 @@ impl<H: Handler> EpollWorker<H> {
             self.driver.on_bytes(key, &self.recv_buffer[..n as usize]);
         } else if n == 0 {
             // EOF stays readable: stop watching it before anything else.
-            self.watch_readable(key, false);
+            self.set_reading(key, false);
             self.driver.on_eof(key);
         } else {
             let e = io::Error::last_os_error();
@@ -541,45 +500,11 @@ impl<H: Handler> EpollWorker<H> {
             }
         }
         if self.driver.contains(key) && !self.driver.wants_input(key) {
-            self.watch_readable(key, false);
+            self.set_reading(key, false);
         }
     }
 
     // ---- send ----
-
-    fn send_queued(&mut self, key: usize) {
-        if !self.driver.contains(key) || self.slots[key].send_blocked {
-            return;
-        }
-        let fd = self.slots[key].raw_fd();
-        let Some(bytes) = self.driver.start_send(key) else {
-            return;
-        };
-        // SAFETY: `bytes` is a live slice of its length.
-        let n = unsafe {
-            libc::send(
-                fd,
-                bytes.as_ptr().cast(),
-                bytes.len(),
-                libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-            )
-        };
-        if n >= 0 {
-            // A short send queues another Send; it finds the buffer full
-            // and waits for EPOLLOUT.
-            self.driver.on_sent(key, n as usize);
-            return;
-        }
-        let e = io::Error::last_os_error();
-        if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EINTR)) {
-            self.driver.on_send_blocked(key);
-            self.slots[key].send_blocked = true;
-            let interest = self.slots[key].interest | libc::EPOLLOUT as u32;
-            self.set_interest(key, interest);
-        } else {
-            self.driver.on_send_failed(key);
-        }
-    }
 
     fn on_writable(&mut self, key: usize) {
         if !self.driver.contains(key) || !self.slots[key].send_blocked {
@@ -588,7 +513,7 @@ impl<H: Handler> EpollWorker<H> {
         self.slots[key].send_blocked = false;
         let interest = self.slots[key].interest & !(libc::EPOLLOUT as u32);
         self.set_interest(key, interest);
-        self.send_queued(key);
+        self.send(key);
     }
 
     // ---- deadlines ----
@@ -604,9 +529,9 @@ impl<H: Handler> EpollWorker<H> {
         slot.timer_due = Some(at);
         self.timers.push(Reverse((at, key, slot.generation)));
         if update {
-            self.counters().timer_updates.incr();
+            self.shared.counters.timer_updates.incr();
         } else {
-            self.counters().timer_submits.incr();
+            self.shared.counters.timer_submits.incr();
         }
         // Stale entries (moved or closed timers) wait in the heap until
         // their time; rebuild it when they outnumber the live ones.
@@ -675,22 +600,6 @@ impl<H: Handler> EpollWorker<H> {
 
     // ---- close ----
 
-    /// Carries out a close the driver decided: FIN or reset, then close.
-    /// Nothing is in flight on this backend, so the slot is released at once.
-    fn close_conn(&mut self, key: usize, reset: bool, lingering: bool) {
-        let fd = self.slots[key].raw_fd();
-        if reset {
-            socket::set_linger_zero(fd);
-        } else if !lingering {
-            socket::shutdown_write(fd);
-        }
-        self.slots[key].timer_due = None;
-        // Closing (dropping) the only descriptor of the socket removes it
-        // from epoll.
-        drop(self.slots[key].fd.take());
-        self.driver.release(key);
-    }
-
     // ---- shutdown ----
 
     /// Stop accepting, close idle connections, let in-flight requests
@@ -722,16 +631,51 @@ impl<H: Handler> Plumbing<H> for EpollWorker<H> {
         &mut self.driver
     }
 
-    fn counters(&self) -> &WorkerCounters {
-        &self.shared.counters
-    }
-
     fn set_reading(&mut self, key: usize, on: bool) {
-        self.watch_readable(key, on);
+        if self.driver.is_closed(key) {
+            return;
+        }
+        let interest = self.slots[key].interest;
+        let interest = if on {
+            interest | libc::EPOLLIN as u32
+        } else {
+            interest & !(libc::EPOLLIN as u32)
+        };
+        self.set_interest(key, interest);
     }
 
     fn send(&mut self, key: usize) {
-        self.send_queued(key);
+        if !self.driver.contains(key) || self.slots[key].send_blocked {
+            return;
+        }
+        let fd = self.slots[key].raw_fd();
+        let Some(bytes) = self.driver.start_send(key) else {
+            return;
+        };
+        // SAFETY: `bytes` is a live slice of its length.
+        let n = unsafe {
+            libc::send(
+                fd,
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+            )
+        };
+        if n >= 0 {
+            // A short send queues another Send; it finds the buffer full
+            // and waits for EPOLLOUT.
+            self.driver.on_sent(key, n as usize);
+            return;
+        }
+        let e = io::Error::last_os_error();
+        if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EINTR)) {
+            self.driver.on_send_blocked(key);
+            self.slots[key].send_blocked = true;
+            let interest = self.slots[key].interest | libc::EPOLLOUT as u32;
+            self.set_interest(key, interest);
+        } else {
+            self.driver.on_send_failed(key);
+        }
     }
 
     fn set_timer(&mut self, key: usize, action: TimerAction) {
@@ -744,7 +688,23 @@ impl<H: Handler> Plumbing<H> for EpollWorker<H> {
         self.slots[key].raw_fd()
     }
 
+    fn take_socket(&mut self, key: usize) -> Option<OwnedFd> {
+        self.slots[key].fd.take()
+    }
+
+    /// Carries out a close the driver decided: FIN or reset, then close.
+    /// Nothing is in flight on this backend, so the slot is released at once.
     fn close(&mut self, key: usize, reset: bool, lingering: bool) {
-        self.close_conn(key, reset, lingering);
+        let fd = self.slots[key].raw_fd();
+        if reset {
+            socket::set_linger_zero(fd);
+        } else if !lingering {
+            socket::shutdown_write(fd);
+        }
+        self.slots[key].timer_due = None;
+        // Closing (dropping) the only descriptor of the socket removes it
+        // from epoll.
+        drop(self.slots[key].fd.take());
+        self.driver.release(key);
     }
 }

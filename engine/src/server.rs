@@ -19,7 +19,7 @@ use crate::handler::Handler;
 use crate::per_ip::PerIpCap;
 use crate::socket::{self, Listener};
 use crate::stats::{Stats, WorkerCounters};
-use crate::worker::{Worker, WorkerShared};
+use crate::worker::{Worker, WorkerSetup, WorkerShared};
 use ringwall_timers::MinRate;
 
 /// A configured server, ready to [`serve`](Server::serve).
@@ -160,20 +160,17 @@ impl Server {
             let spawned = std::thread::Builder::new()
                 .name(format!("ringwall-worker-{index}"))
                 .spawn(move || {
+                    let setup = WorkerSetup {
+                        index,
+                        config,
+                        listeners: worker_listeners,
+                        handler,
+                        shared,
+                    };
                     // On failure `new` has dropped, and so closed, the listeners.
                     match backend {
-                        Backend::Epoll => launch(
-                            EpollWorker::new(index, config, worker_listeners, handler, shared),
-                            index,
-                            &ready,
-                            &stop,
-                        ),
-                        _ => launch(
-                            Worker::new(index, config, worker_listeners, handler, shared),
-                            index,
-                            &ready,
-                            &stop,
-                        ),
+                        Backend::Epoll => launch(EpollWorker::new(setup), index, &ready, &stop),
+                        _ => launch(Worker::new(setup), index, &ready, &stop),
                     }
                 });
             match spawned {

@@ -27,7 +27,7 @@ use io_uring::types::{Fd, TimeoutFlags, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 use ringwall_timers::{MonoTime, TimerAction};
 
-use crate::backend::Plumbing;
+use crate::backend::{fatal_wait_error, place_slot, Plumbing};
 use crate::buf_ring::ProvidedBufRing;
 use crate::clock::{mono_now, unix_secs};
 use crate::config::Config;
@@ -48,6 +48,15 @@ const RECV_BUFFER_GROUP: u16 = 0;
 const ZERO_WAIT: Timespec = Timespec::new();
 /// Pause before re-arming accept after EMFILE and friends.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
+
+/// Everything a worker of either backend starts from.
+pub(crate) struct WorkerSetup<H> {
+    pub index: usize,
+    pub config: Config,
+    pub listeners: Vec<Listener>,
+    pub handler: Arc<H>,
+    pub shared: WorkerShared,
+}
 
 /// What the spawning thread shares with a worker.
 pub(crate) struct WorkerShared {
@@ -275,16 +284,30 @@ pub(crate) fn probe() -> Result<(), UringUnavailable> {
         })
 }
 
+impl WorkerShared {
+    /// What the worker's driver shares with the rest of the server.
+    pub fn for_driver(&self, worker: usize, mailbox: Arc<Mailbox>) -> DriverShared {
+        DriverShared {
+            mailbox,
+            worker,
+            counters: Arc::clone(&self.counters),
+            cap: Arc::clone(&self.cap),
+            per_ip: self.per_ip.clone(),
+        }
+    }
+}
+
 impl<H: Handler> Worker<H> {
     /// Sets the worker up on the thread that will run it: under
     /// SINGLE_ISSUER only the creating thread may submit.
-    pub fn new(
-        index: usize,
-        config: Config,
-        listeners: Vec<Listener>,
-        handler: Arc<H>,
-        shared: WorkerShared,
-    ) -> Result<Self, crate::StartError> {
+    pub fn new(setup: WorkerSetup<H>) -> Result<Self, crate::StartError> {
+        let WorkerSetup {
+            index,
+            config,
+            listeners,
+            handler,
+            shared,
+        } = setup;
         let wake_fd = Arc::new(socket::eventfd().map_err(crate::StartError::Worker)?);
         let mailbox = Arc::new(Mailbox::new().map_err(crate::StartError::Worker)?);
         let ring = build_ring(config.ring_entries, index).map_err(crate::StartError::IoUring)?;
@@ -308,13 +331,7 @@ impl<H: Handler> Worker<H> {
             }
         })?;
         let recv_multishot = config.recv_multishot;
-        let driver_shared = DriverShared {
-            mailbox: Arc::clone(&mailbox),
-            worker: index,
-            counters: shared.counters.clone(),
-            cap: shared.cap.clone(),
-            per_ip: shared.per_ip.clone(),
-        };
+        let driver_shared = shared.for_driver(index, Arc::clone(&mailbox));
         Ok(Worker {
             sink: ManuallyDrop::new(SqeSink {
                 ring,
@@ -405,12 +422,7 @@ impl<H: Handler> Worker<H> {
                         Some(libc::EINTR | libc::EBUSY | libc::EAGAIN | libc::ENOMEM)
                     ) => {}
                 Err(e) => {
-                    crate::log::error!(
-                        worker = self.index,
-                        error = %e,
-                        "io_uring_enter failed; the worker stops and the server shuts down"
-                    );
-                    fatal = Some(e);
+                    fatal = Some(fatal_wait_error(self.index, "io_uring_enter", e));
                     break;
                 }
             }
@@ -436,24 +448,15 @@ impl<H: Handler> Worker<H> {
                 self.arm_pool_timer();
             }
         }
-        socket::close_listeners(std::mem::take(&mut self.listeners));
-        // Normally none; after a fatal error, what is left is released so
-        // the fds, the cap and the counters do not leak.
-        for key in self.driver.release_all() {
-            if let Some(fd) = self.slots[key].fd.take() {
-                socket::shutdown_write(fd.as_raw_fd());
-                // Closed here, by the drop.
-            }
-        }
-        // Responders still held elsewhere post into nothing from now on.
-        self.mailbox.close();
+        let listeners = std::mem::take(&mut self.listeners);
+        self.wind_down(listeners);
         fatal.map_or(Ok(()), Err)
     }
 
     /// The one place every completion is handled.
     fn dispatch(&mut self, user_data: u64, result: i32, flags: u32) {
         let Some(ud) = UserData::decode(user_data) else {
-            self.counters().stale_completions.incr();
+            self.shared.counters.stale_completions.incr();
             return;
         };
         let more = cqueue::more(flags);
@@ -490,7 +493,7 @@ impl<H: Handler> Worker<H> {
                 let key = ud.slot as usize;
                 if !self.driver.is_current(key, ud.generation) {
                     // Names a slot's previous occupant: drop it.
-                    self.counters().stale_completions.incr();
+                    self.shared.counters.stale_completions.incr();
                     return;
                 }
                 match ud.tag {
@@ -561,7 +564,7 @@ impl<H: Handler> Worker<H> {
         }
         if result < 0 {
             if result != -libc::ECANCELED {
-                self.counters().accept_errors.incr();
+                self.shared.counters.accept_errors.incr();
             }
             if !more && !self.shutting_down {
                 // EMFILE and friends would fail again at once: back off.
@@ -598,11 +601,7 @@ impl<H: Handler> Worker<H> {
         // `slots` was allocated with (its table is a `FixedSlab` of that
         // size), so this push never moves a slot under a queued SQE. A
         // replaced slot's socket was taken and closed in `maybe_release`.
-        if key == self.slots.len() {
-            self.slots.push(slot);
-        } else {
-            self.slots[key] = slot;
-        }
+        place_slot(&mut self.slots, key, slot);
     }
 
     // ---- receive ----
@@ -931,10 +930,6 @@ impl<H: Handler> Plumbing<H> for Worker<H> {
         &mut self.driver
     }
 
-    fn counters(&self) -> &WorkerCounters {
-        &self.shared.counters
-    }
-
     fn set_reading(&mut self, key: usize, on: bool) {
         if on {
             self.arm_recv(key);
@@ -958,6 +953,10 @@ impl<H: Handler> Plumbing<H> for Worker<H> {
 
     fn fd(&self, key: usize) -> RawFd {
         self.slots[key].raw_fd()
+    }
+
+    fn take_socket(&mut self, key: usize) -> Option<OwnedFd> {
+        self.slots[key].fd.take()
     }
 
     fn close(&mut self, key: usize, reset: bool, lingering: bool) {

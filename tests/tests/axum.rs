@@ -53,6 +53,8 @@ fn header<'r>(response: &'r ringwall_tests::Response, name: &str) -> Option<&'r 
 
 #[test]
 fn every_route_answers_as_the_router_says() {
+    // Serialised with the others: the memory test reads this process's RSS.
+    let _heavy = heavy_test_lock();
     let Some(server) = serve(builder(), router::router()) else {
         return;
     };
@@ -128,6 +130,8 @@ fn a_thousand_sleeping_handlers_do_not_hold_two_workers() {
 
 #[test]
 fn pipelined_answers_finishing_out_of_order_leave_in_request_order() {
+    // Serialised with the others: the memory test reads this process's RSS.
+    let _heavy = heavy_test_lock();
     let Some(server) = serve(builder(), router::router()) else {
         return;
     };
@@ -248,6 +252,8 @@ fn a_hundred_mib_echo_keeps_memory_bounded() {
 
 #[test]
 fn a_stream_to_a_client_that_never_reads_is_closed_at_the_write_deadline() {
+    // Serialised with the others: the memory test reads this process's RSS.
+    let _heavy = heavy_test_lock();
     let write = Duration::from_millis(500);
     let Some(server) = serve(builder().write_timeout(write), router::router()) else {
         return;
@@ -284,6 +290,8 @@ async fn panics_after_a_sleep() -> &'static str {
 
 #[test]
 fn a_handler_panic_answers_500() {
+    // Serialised with the others: the memory test reads this process's RSS.
+    let _heavy = heavy_test_lock();
     let app = router::router()
         .route("/panic", get(panics_at_once))
         .route("/panic-later", get(panics_after_a_sleep));

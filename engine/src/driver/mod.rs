@@ -264,7 +264,8 @@ impl<H: Handler> Driver<H> {
         }
     }
 
-    fn counters(&self) -> &WorkerCounters {
+    /// The worker's counters.
+    pub fn counters(&self) -> &WorkerCounters {
         &self.shared.counters
     }
 
@@ -308,6 +309,12 @@ impl<H: Handler> Driver<H> {
 
     pub fn is_empty(&self) -> bool {
         self.conns.is_empty()
+    }
+
+    /// The worker stopped: responders still held elsewhere post into
+    /// nothing from now on.
+    pub fn close_mailbox(&self) {
+        self.shared.mailbox.close();
     }
 
     /// Keys of every connection not yet released.
