@@ -50,6 +50,8 @@ const EVENTS_PER_WAIT: usize = 256;
 const ACCEPTS_PER_WAKE: usize = 64;
 /// Pause before accepting again after EMFILE and friends.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
+/// Events handled between two looks at the deadline heap within a turn.
+const TIMER_CHECK_EVERY: usize = 32;
 /// How often the large-buffer pool is checked while it holds memory.
 const POOL_TICK: Duration = Duration::from_secs(1);
 
@@ -260,6 +262,15 @@ impl<H: Handler> EpollWorker<H> {
                 self.fire_due_timers();
             }
             for i in 0..ready as usize {
+                // A long turn (a recv and a send syscall per ready
+                // connection) must not hold deadlines that fall due during
+                // it: look every few dozen events, one clock read each.
+                if i % TIMER_CHECK_EVERY == TIMER_CHECK_EVERY - 1 {
+                    let due_now = self.timers.peek().map(|Reverse((at, _, _))| *at);
+                    if due_now.is_some_and(|at| at <= mono_now()) {
+                        self.fire_due_timers();
+                    }
+                }
                 let event = self.events[i];
                 self.dispatch(event.u64, event.events);
             }
