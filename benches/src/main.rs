@@ -43,6 +43,12 @@ enum Command {
     /// a hang, a false kill, counters that do not add up, or descriptors or
     /// RSS not given back.
     Soak(soak::SoakArgs),
+    /// One server holding every connection at once (default 10,000
+    /// slowloris + 9,000 idle keep-alive + 8 legit): slowloris close
+    /// overshoot, hangs, early closes, idle false kills, legit req/s and
+    /// errors, server RSS per held connection. Fails on any hang, early
+    /// close, false kill, failed connect or legit error.
+    Scale(runners::scale::ScaleArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +60,7 @@ fn main() -> ExitCode {
         Command::Throughput(args) => runners::throughput::run(args).map(|()| true),
         Command::Memory(args) => runners::memory::run(args).map(|()| true),
         Command::Soak(args) => soak::run(args),
+        Command::Scale(args) => runners::scale::run(args),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

@@ -7,6 +7,7 @@ pub mod deadline;
 pub mod lineup;
 pub mod memory;
 pub mod output;
+pub mod scale;
 pub mod summary;
 pub mod svg;
 pub mod table;
