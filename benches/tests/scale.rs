@@ -17,16 +17,18 @@ fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-const HEADER: Duration = Duration::from_millis(400);
+// Long next to the 100 ms of connects, so that on a loaded machine every
+// connection is still open at the sample (halfway, 550 ms).
+const HEADER: Duration = Duration::from_secs(1);
 
 fn scale(target: std::net::SocketAddr, json: &std::path::Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ringwall-bench"))
         .args(["scale", "--target", &target.to_string()])
         .args(["--pid", &std::process::id().to_string()])
         .args(["--slowloris", "200", "--idle", "200", "--legit", "2"])
-        .args(["--header-timeout", "400ms", "--idle-timeout", "10s"])
-        .args(["--open-over", "100ms", "--slack", "500ms"])
-        .args(["--interval", "50ms", "--json"])
+        .args(["--header-timeout", "1s", "--idle-timeout", "10s"])
+        .args(["--open-over", "100ms", "--slack", "1s"])
+        .args(["--interval", "100ms", "--json"])
         .arg(json)
         .output()
         .unwrap()
@@ -66,8 +68,11 @@ fn scale_run_holds_every_connection_and_passes_against_a_correct_server() {
     assert_eq!(v["idle"]["false_kills"], 0, "{v}");
     assert_eq!(v["legit"]["errors"], 0, "{v}");
     assert!(v["legit"]["requests"].as_u64().unwrap() > 0, "{v}");
-    // At the sample every connection is open and none is due yet.
-    assert!(v["memory"]["held"].as_u64().unwrap() >= 400, "{v}");
+    // At the sample every connection is open and none is due yet: 402, give
+    // or take the few descriptors this thread-per-connection server is still
+    // opening or closing on a loaded machine (the probe's, the legit ones).
+    let held = v["memory"]["held"].as_u64().unwrap();
+    assert!((395..=405).contains(&held), "{v}");
 }
 
 #[test]
