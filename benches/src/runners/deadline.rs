@@ -20,6 +20,7 @@
 //! (the overshoot CDF, one line per server) into `--out`.
 
 use std::io;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -29,6 +30,7 @@ use crate::peers::{
     format_duration, parse_duration, raise_nofile_limit, Deadlines, Floor, PeerConfig, ServerKind,
 };
 
+use super::external::ExternalTarget;
 use super::lineup::{self, DEADLINE_SERVERS};
 use super::output::{self, DEFAULT_OUT};
 use super::summary::ratio;
@@ -46,6 +48,11 @@ pub struct DeadlineArgs {
     /// Servers to compare, in order.
     #[arg(long, value_delimiter = ',', default_value = DEADLINE_SERVERS)]
     pub servers: Vec<ServerKind>,
+    /// A server already running, attacked beside the started ones under
+    /// NAME: `NAME=HOST:PORT[,PID]`. Repeatable. It is never started,
+    /// stopped or restarted, so it is one server shared across every N.
+    #[arg(long = "target", value_name = "NAME=HOST:PORT[,PID]")]
+    pub targets: Vec<ExternalTarget>,
     /// One header byte per this interval on each attack connection.
     #[arg(long, value_parser = parse_duration, default_value = "200ms")]
     pub interval: Duration,
@@ -72,7 +79,7 @@ pub struct DeadlineArgs {
 /// One server against one N.
 struct Cell {
     connections: usize,
-    server: ServerKind,
+    server: String,
     result: AttackWithLoad,
     /// False for the floor: no legit load ran, its reports are empty.
     legit_ran: bool,
@@ -109,7 +116,7 @@ fn table(cells: &[Cell]) -> Table {
         let timed = a.overshoot.count > 0;
         let floor = cells
             .iter()
-            .find(|f| f.connections == c.connections && f.server == ServerKind::Closer);
+            .find(|f| f.connections == c.connections && f.server == ServerKind::Closer.name());
         let legit = |figure: String| if c.legit_ran { figure } else { "-".into() };
         let mut fin_rst = format!("{}/{}", a.fin_seen, a.reset_seen);
         if a.write_failed_seen > 0 {
@@ -121,7 +128,7 @@ fn table(cells: &[Cell]) -> Table {
         }
         t.row(vec![
             c.connections.to_string(),
-            c.server.to_string(),
+            c.server.clone(),
             closed,
             a.hangs.to_string(),
             a.early_closes.to_string(),
@@ -158,7 +165,7 @@ fn plot(connections: usize, header_timeout: Duration, cells: &[Cell]) -> String 
         .iter()
         .filter(|c| c.connections == connections)
         .map(|c| Series {
-            name: c.server.to_string(),
+            name: c.server.clone(),
             values: c
                 .result
                 .attack
@@ -180,6 +187,87 @@ fn plot(connections: usize, header_timeout: Duration, cells: &[Cell]) -> String 
         },
         &series,
     )
+}
+
+/// What the run says about a `--target`: attacked, never restarted.
+fn external_line(target: &ExternalTarget, header_timeout: Duration) -> String {
+    format!(
+        "{}: external server at {}, not started or stopped by this run: \
+         unlike the others it is not restarted for each N, one server is shared across them; \
+         its overshoot is read against {}, so give it that header deadline",
+        target.name,
+        target.addr,
+        format_duration(header_timeout)
+    )
+}
+
+/// Slowloris at `n` against the server at `addr`, with legit load beside it
+/// when `legit_ran` (the floor answers nothing, so none runs against it).
+fn attack_one(
+    args: &DeadlineArgs,
+    n: usize,
+    addr: SocketAddr,
+    name: &str,
+    legit_ran: bool,
+) -> Option<Cell> {
+    let attack = AttackConfig {
+        target: addr,
+        mode: AttackMode::Slowloris {
+            interval: args.interval,
+        },
+        connections: n,
+        open_over: args.open_over,
+        expected_timeout: args.header_timeout,
+        slack: args.slack,
+    };
+    let load = LoadConfig {
+        target: addr,
+        mode: LoadMode::KeepAlive,
+        connections: args.load_connections,
+        threads: args.load_threads,
+        duration: args.open_over + args.header_timeout + args.slack,
+        max_requests: None,
+        pace: None,
+        request: RequestSpec::Hello,
+    };
+    let run = if legit_ran {
+        run_attack_with_load(&attack, &load)
+    } else {
+        run_attack(&attack).map(|attack| AttackWithLoad {
+            attack,
+            legit_baseline: LoadReport::default(),
+            legit_under_attack: LoadReport::default(),
+        })
+    };
+    match run {
+        Ok(result) => {
+            let a = &result.attack;
+            println!(
+                "  N={n} {name}: closed {}/{n} hangs {} early {} p50 {} ms p99 {} ms max {} ms; {}",
+                a.closed,
+                a.hangs,
+                a.early_closes,
+                ms(a.overshoot.p50_us),
+                ms(a.overshoot.p99_us),
+                ms(a.overshoot.max_us),
+                if legit_ran {
+                    format!("legit kept {:.1}%", result.legit_kept_percent())
+                } else {
+                    "no legit load (the floor answers nothing)".into()
+                }
+            );
+            Some(Cell {
+                connections: n,
+                server: name.to_string(),
+                result,
+                legit_ran,
+            })
+        }
+        Err(e) => {
+            println!("  N={n} {name}: attack failed: {e}");
+            None
+        }
+    }
 }
 
 pub fn run(args: &DeadlineArgs) -> io::Result<()> {
@@ -205,69 +293,30 @@ pub fn run(args: &DeadlineArgs) -> io::Result<()> {
         config.workers
     );
     let servers = lineup::lineup(&args.servers, Some(Floor::Deadline));
+    for target in &args.targets {
+        println!("{}", external_line(target, args.header_timeout));
+    }
     let mut cells = Vec::new();
     for &n in &args.connections {
         for &kind in &servers {
             let Some(peer) = lineup::start_or_skip(kind, &config) else {
                 continue;
             };
-            let attack = AttackConfig {
-                target: peer.addr(),
-                mode: AttackMode::Slowloris {
-                    interval: args.interval,
-                },
-                connections: n,
-                open_over: args.open_over,
-                expected_timeout: args.header_timeout,
-                slack: args.slack,
-            };
-            let load = LoadConfig {
-                target: peer.addr(),
-                mode: LoadMode::KeepAlive,
-                connections: args.load_connections,
-                threads: args.load_threads,
-                duration: args.open_over + args.header_timeout + args.slack,
-                max_requests: None,
-                pace: None,
-                request: RequestSpec::Hello,
-            };
-            let legit_ran = kind != ServerKind::Closer;
-            let run = if legit_ran {
-                run_attack_with_load(&attack, &load)
-            } else {
-                run_attack(&attack).map(|attack| AttackWithLoad {
-                    attack,
-                    legit_baseline: LoadReport::default(),
-                    legit_under_attack: LoadReport::default(),
-                })
-            };
-            match run {
-                Ok(result) => {
-                    let a = &result.attack;
-                    println!(
-                        "  N={n} {kind}: closed {}/{n} hangs {} early {} p50 {} ms p99 {} ms max {} ms; {}",
-                        a.closed,
-                        a.hangs,
-                        a.early_closes,
-                        ms(a.overshoot.p50_us),
-                        ms(a.overshoot.p99_us),
-                        ms(a.overshoot.max_us),
-                        if legit_ran {
-                            format!("legit kept {:.1}%", result.legit_kept_percent())
-                        } else {
-                            "no legit load (the floor answers nothing)".into()
-                        }
-                    );
-                    cells.push(Cell {
-                        connections: n,
-                        server: kind,
-                        result,
-                        legit_ran,
-                    });
-                }
-                Err(e) => println!("  N={n} {kind}: attack failed: {e}"),
+            if let Some(cell) = attack_one(
+                args,
+                n,
+                peer.addr(),
+                kind.name(),
+                kind != ServerKind::Closer,
+            ) {
+                cells.push(cell);
             }
             peer.stop();
+        }
+        for target in &args.targets {
+            if let Some(cell) = attack_one(args, n, target.addr, &target.name, true) {
+                cells.push(cell);
+            }
         }
     }
 
@@ -289,6 +338,12 @@ pub fn run(args: &DeadlineArgs) -> io::Result<()> {
         config.deadlines,
         t.markdown()
     );
+    for target in &args.targets {
+        md.push_str(&format!(
+            "\n{}.\n",
+            external_line(target, args.header_timeout)
+        ));
+    }
     for &n in &args.connections {
         if !cells.iter().any(|c| c.connections == n) {
             continue;

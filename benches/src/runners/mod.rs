@@ -4,6 +4,7 @@
 //! with ratios against ringwall.
 
 pub mod deadline;
+pub mod external;
 pub mod lineup;
 pub mod memory;
 pub mod output;

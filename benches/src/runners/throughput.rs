@@ -25,9 +25,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::load::{run_load, LoadConfig, LoadMode, LoadReport, RequestSpec};
-use crate::peers::{parse_duration, raise_nofile_limit, Floor, Peer, PeerConfig, ServerKind};
+use crate::peers::{parse_duration, raise_nofile_limit, Floor, PeerConfig, ServerKind};
 use crate::ErrorCounts;
 
+use super::external::{ExternalTarget, Server};
 use super::lineup::{self, THROUGHPUT_SERVERS};
 use super::output::{self, DEFAULT_OUT};
 use super::summary::{median, ratio};
@@ -44,6 +45,11 @@ pub struct ThroughputArgs {
     /// Servers to compare, in order.
     #[arg(long, value_delimiter = ',', default_value = THROUGHPUT_SERVERS)]
     pub servers: Vec<ServerKind>,
+    /// A server already running, measured beside the started ones under
+    /// NAME: `NAME=HOST:PORT[,PID]`; with the PID, its CPU columns are
+    /// filled. Repeatable. It is never started, stopped or restarted.
+    #[arg(long = "target", value_name = "NAME=HOST:PORT[,PID]")]
+    pub targets: Vec<ExternalTarget>,
     /// Client connections, for every mode.
     #[arg(long, default_value_t = 64)]
     pub connections: usize,
@@ -102,10 +108,13 @@ fn cpu_per_request(cpu: Duration, requests: u64) -> Option<f64> {
 
 /// Runs `run` and fills in what the server's CPU cost per request of the
 /// sample it returns, read from `/proc` around it.
-fn with_cpu(peer: &Peer, run: impl FnOnce() -> io::Result<Sample>) -> io::Result<Sample> {
-    let before = peer.usage()?;
+/// A target given without a PID has no CPU figures.
+fn with_cpu(server: &Server, run: impl FnOnce() -> io::Result<Sample>) -> io::Result<Sample> {
+    let before = server.usage()?;
     let mut sample = run()?;
-    let after = peer.usage()?;
+    let (Some(before), Some(after)) = (before, server.usage()?) else {
+        return Ok(sample);
+    };
     let n = sample.requests;
     sample.cpu_us_per_request = cpu_per_request(after.cpu.saturating_sub(before.cpu), n);
     sample.user_us_per_request = cpu_per_request(after.user.saturating_sub(before.user), n);
@@ -113,8 +122,8 @@ fn with_cpu(peer: &Peer, run: impl FnOnce() -> io::Result<Sample>) -> io::Result
     Ok(sample)
 }
 
-fn measure(peer: &Peer, cfg: &LoadConfig) -> io::Result<Sample> {
-    with_cpu(peer, || {
+fn measure(server: &Server, cfg: &LoadConfig) -> io::Result<Sample> {
+    with_cpu(server, || {
         let report: LoadReport = run_load(cfg)?;
         Ok(Sample {
             requests_per_sec: report.requests_per_sec(),
@@ -129,17 +138,17 @@ fn measure(peer: &Peer, cfg: &LoadConfig) -> io::Result<Sample> {
 }
 
 /// `wrk` keep-alive against `peer`: requests/s as wrk reports it.
-fn measure_wrk(peer: &Peer, args: &ThroughputArgs) -> io::Result<Sample> {
-    with_cpu(peer, || run_wrk(peer, args))
+fn measure_wrk(server: &Server, args: &ThroughputArgs) -> io::Result<Sample> {
+    with_cpu(server, || run_wrk(server, args))
 }
 
-fn run_wrk(peer: &Peer, args: &ThroughputArgs) -> io::Result<Sample> {
+fn run_wrk(server: &Server, args: &ThroughputArgs) -> io::Result<Sample> {
     let out = Command::new("wrk")
         .arg(format!("-t{}", args.threads.min(args.connections).max(1)))
         .arg(format!("-c{}", args.connections))
         .arg(format!("-d{}s", args.duration.as_secs().max(1)))
         .arg("--latency")
-        .arg(format!("http://{}/", peer.addr()))
+        .arg(format!("http://{}/", server.addr()))
         .output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let parsed = parse_wrk(&text).ok_or_else(|| {
@@ -224,7 +233,7 @@ fn parse_wrk_latency(text: &str) -> Option<u64> {
 #[derive(Clone, Debug)]
 struct Cell {
     load: String,
-    server: ServerKind,
+    server: String,
     samples: Vec<Sample>,
 }
 
@@ -286,13 +295,17 @@ fn table(cells: &[Cell]) -> Table {
     );
     let us = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
     for c in cells {
-        let same_load = |kind| cells.iter().find(|r| r.load == c.load && r.server == kind);
+        let same_load = |kind: ServerKind| {
+            cells
+                .iter()
+                .find(|r| r.load == c.load && r.server == kind.name())
+        };
         let reference = same_load(ServerKind::Ringwall);
         let floor = same_load(ServerKind::Canned);
         let errors = c.errors().total();
         t.row(vec![
             c.load.clone(),
-            c.server.to_string(),
+            c.server.clone(),
             c.median_rps().map_or("-".into(), |v| format!("{v:.0}")),
             ratio(c.median_rps(), reference.and_then(Cell::median_rps)),
             ratio(c.median_rps(), floor.and_then(Cell::median_rps)),
@@ -313,7 +326,7 @@ fn table(cells: &[Cell]) -> Table {
     t
 }
 
-fn record(cells: &mut Vec<Cell>, load: &str, server: ServerKind, sample: Sample) {
+fn record(cells: &mut Vec<Cell>, load: &str, server: String, sample: Sample) {
     match cells
         .iter_mut()
         .find(|c| c.load == load && c.server == server)
@@ -331,6 +344,18 @@ const NOTE: &str = "2-core machine: the load generator shares the cores with the
                     CPU per request is the fairer figure. canned is the floor (fixed bytes per \
                     request head, no parser); it never closes, so it has no churn row";
 
+/// What the run says about a `--target`: it is measured, never managed.
+fn external_line(target: &ExternalTarget) -> String {
+    let cpu = match target.pid {
+        Some(pid) => format!("CPU from /proc/{pid} and its children"),
+        None => "no PID, so no CPU columns".into(),
+    };
+    format!(
+        "{}: external server at {}, not started or stopped by this run; {cpu}",
+        target.name, target.addr
+    )
+}
+
 pub fn run(args: &ThroughputArgs) -> io::Result<()> {
     // Read before the run: the commit and date of what is measured.
     let stamp = output::stamp();
@@ -339,10 +364,15 @@ pub fn run(args: &ThroughputArgs) -> io::Result<()> {
         workers: lineup::workers(args.workers),
         ..PeerConfig::default()
     };
-    let peers: Vec<Peer> = lineup::lineup(&args.servers, Some(Floor::Throughput))
+    let mut peers: Vec<Server> = lineup::lineup(&args.servers, Some(Floor::Throughput))
         .into_iter()
         .filter_map(|kind| lineup::start_or_skip(kind, &config))
+        .map(Server::Started)
         .collect();
+    for target in &args.targets {
+        println!("{}", external_line(target));
+    }
+    peers.extend(args.targets.iter().cloned().map(Server::External));
     if peers.is_empty() {
         return Err(io::Error::other("no server could be started"));
     }
@@ -354,7 +384,7 @@ pub fn run(args: &ThroughputArgs) -> io::Result<()> {
         "throughput: {} rounds x {:?} per load and server, c={} on {} client threads, {} server workers",
         args.rounds, args.duration, args.connections, args.threads, config.workers
     );
-    let load = |peer: &Peer, mode: LoadMode, duration: Duration| LoadConfig {
+    let load = |peer: &Server, mode: LoadMode, duration: Duration| LoadConfig {
         target: peer.addr(),
         mode,
         connections: args.connections,
@@ -364,7 +394,7 @@ pub fn run(args: &ThroughputArgs) -> io::Result<()> {
         pace: None,
         request: RequestSpec::Hello,
     };
-    if peers.iter().any(|p| p.kind() == ServerKind::Canned) {
+    if peers.iter().any(|p| p.kind() == Some(ServerKind::Canned)) {
         println!("canned: churn skipped: it never closes a connection, churn waits for the server's close");
     }
     // Warm-up: first connections, lazy allocations, page faults.
@@ -376,14 +406,14 @@ pub fn run(args: &ThroughputArgs) -> io::Result<()> {
     for round in 1..=args.rounds {
         for mode in modes(args.depth) {
             for peer in &peers {
-                if mode == LoadMode::Churn && peer.kind() == ServerKind::Canned {
+                if mode == LoadMode::Churn && peer.kind() == Some(ServerKind::Canned) {
                     continue;
                 }
                 let sample = measure(peer, &load(peer, mode, args.duration))?;
                 println!(
                     "  round {round} {:<14} {:<8} {:>10.0} req/s  p99 {:>7.2} ms  errors {}  CPU {} us/req (user {} sys {})",
                     mode_name(mode),
-                    peer.kind(),
+                    peer.name(),
                     sample.requests_per_sec,
                     sample.p99_us as f64 / 1e3,
                     sample.errors,
@@ -391,7 +421,7 @@ pub fn run(args: &ThroughputArgs) -> io::Result<()> {
                     sample.user_us_per_request.map_or("-".into(), |v| format!("{v:.2}")),
                     sample.system_us_per_request.map_or("-".into(), |v| format!("{v:.2}"))
                 );
-                record(&mut cells, &mode_name(mode), peer.kind(), sample);
+                record(&mut cells, &mode_name(mode), peer.name(), sample);
             }
         }
         if use_wrk {
@@ -400,10 +430,10 @@ pub fn run(args: &ThroughputArgs) -> io::Result<()> {
                 println!(
                     "  round {round} {:<14} {:<8} {:>10.0} req/s  (wrk)",
                     "wrk keep-alive",
-                    peer.kind(),
+                    peer.name(),
                     sample.requests_per_sec
                 );
-                record(&mut wrk_cells, "wrk keep-alive", peer.kind(), sample);
+                record(&mut wrk_cells, "wrk keep-alive", peer.name(), sample);
             }
         }
     }
@@ -458,6 +488,9 @@ pub fn run(args: &ThroughputArgs) -> io::Result<()> {
             w.markdown()
         ));
     }
+    for target in &args.targets {
+        md.push_str(&format!("\n{}.\n", external_line(target)));
+    }
     for line in &loud {
         md.push_str(&format!("\n**{line}**\n"));
     }
@@ -508,7 +541,7 @@ Transfer/sec:     10.00MB
     fn cell(server: ServerKind, requests_per_sec: f64, cpu_us: f64) -> Cell {
         Cell {
             load: "keep-alive".into(),
-            server,
+            server: server.to_string(),
             samples: vec![Sample {
                 requests_per_sec,
                 p99_us: 1000,

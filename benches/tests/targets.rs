@@ -1,0 +1,148 @@
+//! `--target NAME=HOST:PORT[,PID]`: a server the runner did not start is
+//! measured in the same table as the ones it did, and bad forms are refused
+//! before anything runs.
+
+use std::process::{Command, Output};
+
+use ringwall_bench::peers::{Peer, PeerConfig, ServerKind};
+
+fn bench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ringwall-bench"))
+        .args(args)
+        .env("CANNED_BIN", env!("CARGO_BIN_EXE_canned"))
+        .output()
+        .expect("ringwall-bench runs")
+}
+
+/// The cells of the table row whose first two columns are `load` and `server`.
+fn row(stdout: &str, load: &str, server: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .map(|l| l.split_whitespace().map(String::from).collect::<Vec<_>>())
+        .find(|cells| cells.len() > 2 && cells[0] == load && cells[1] == server)
+        .unwrap_or_else(|| panic!("no `{load} {server}` row in:\n{stdout}"))
+}
+
+#[test]
+fn throughput_measures_an_external_target_with_its_cpu() {
+    // The test starts the server, not the runner: the hyper peer binary.
+    std::env::set_var("HYPER_PEER_BIN", env!("CARGO_BIN_EXE_hyper-peer"));
+    let mine = Peer::start(
+        ServerKind::Hyper,
+        &PeerConfig {
+            workers: 1,
+            ..PeerConfig::default()
+        },
+    )
+    .expect("hyper peer starts");
+    let out_dir = tempdir();
+    let target = format!("mine={},{}", mine.addr(), mine.pid());
+    let out = bench(&[
+        "throughput",
+        "--servers",
+        "canned",
+        "--target",
+        &target,
+        "--duration",
+        "300ms",
+        "--rounds",
+        "1",
+        "--connections",
+        "4",
+        "--threads",
+        "1",
+        "--workers",
+        "1",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // load, server, req/s, vs ringwall, vs canned, p99, errors, CPU us/req, ...
+    let keep_alive = row(&stdout, "keep-alive", "mine");
+    let rps: f64 = keep_alive[2].parse().expect("req/s is a number");
+    assert!(rps > 0.0, "{keep_alive:?}");
+    assert_eq!(keep_alive[6], "0", "errors: {keep_alive:?}");
+    let cpu: f64 = keep_alive[7].parse().expect("CPU us/req is a number");
+    assert!(cpu >= 0.0, "{keep_alive:?}");
+    // The runner started canned beside it, and churn runs against mine too.
+    row(&stdout, "keep-alive", "canned");
+    row(&stdout, "churn", "mine");
+    assert!(stdout.contains("not started or stopped by this run"));
+    // It left the server it did not start running.
+    assert!(ringwall_bench::peers::probe_hello(mine.addr()).is_ok());
+    let md = std::fs::read_to_string(out_dir.join("throughput.md")).unwrap();
+    assert!(md.contains("| mine"), "{md}");
+    std::fs::remove_dir_all(&out_dir).unwrap();
+}
+
+#[test]
+fn a_target_without_a_pid_has_no_cpu_figures() {
+    std::env::set_var("HYPER_PEER_BIN", env!("CARGO_BIN_EXE_hyper-peer"));
+    let mine = Peer::start(ServerKind::Hyper, &PeerConfig::default()).expect("hyper peer starts");
+    let out_dir = tempdir();
+    let target = format!("mine={}", mine.addr());
+    let out = bench(&[
+        "throughput",
+        "--servers",
+        "canned",
+        "--target",
+        &target,
+        "--duration",
+        "200ms",
+        "--rounds",
+        "1",
+        "--connections",
+        "2",
+        "--threads",
+        "1",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let keep_alive = row(&stdout, "keep-alive", "mine");
+    assert!(
+        keep_alive[2].parse::<f64>().unwrap() > 0.0,
+        "{keep_alive:?}"
+    );
+    assert_eq!(keep_alive[7], "-", "{keep_alive:?}");
+    std::fs::remove_dir_all(&out_dir).unwrap();
+}
+
+#[test]
+fn bad_targets_are_refused_with_exit_2_naming_the_argument() {
+    for runner in ["throughput", "deadline"] {
+        for bad in [
+            "mine",
+            "mine=127.0.0.1",
+            "mine=nowhere:port",
+            "mine=127.0.0.1:8080,pid",
+            "mine=127.0.0.1:8080,2147483647",
+        ] {
+            let out = bench(&[runner, "--servers", "canned", "--target", bad]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{runner} {bad}: {stderr}");
+            assert!(
+                stderr.contains(&format!("`{bad}`")),
+                "{runner} {bad}: {stderr}"
+            );
+            assert!(out.stdout.is_empty(), "nothing ran: {bad}");
+        }
+    }
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "ringwall-bench-targets-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
