@@ -146,3 +146,46 @@ fn tempdir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[test]
+fn memory_measures_a_target_with_a_pid_and_refuses_one_without() {
+    std::env::set_var("HYPER_PEER_BIN", env!("CARGO_BIN_EXE_hyper-peer"));
+    let mine = Peer::start(ServerKind::Hyper, &PeerConfig::default()).expect("hyper peer starts");
+    let without_pid = format!("mine={}", mine.addr());
+    let out = bench(&["memory", "--servers", "canned", "--target", &without_pid]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("`{without_pid}`")), "{stderr}");
+    assert!(stderr.contains("PID"), "{stderr}");
+
+    let out_dir = tempdir();
+    let target = format!("mine={},{}", mine.addr(), mine.pid());
+    // No started server: canned is another runner's floor and sits out.
+    let out = bench(&[
+        "memory",
+        "--servers",
+        "canned",
+        "--target",
+        &target,
+        "--connections",
+        "20",
+        "--settle",
+        "100ms",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    // connections, server, held, failed, RSS before, RSS after, ...
+    for hold in ["idle keep-alive", "slowloris"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(hold) && l[hold.len()..].trim_start().starts_with("mine "))
+            .unwrap_or_else(|| panic!("no `{hold} mine` row in:\n{stdout}"));
+        let cells: Vec<&str> = line[hold.len()..].split_whitespace().collect();
+        let rss_before: f64 = cells[3].parse().expect("RSS is a number");
+        assert!(rss_before > 0.0, "{cells:?}");
+    }
+    assert!(ringwall_bench::peers::probe_hello(mine.addr()).is_ok());
+    std::fs::remove_dir_all(&out_dir).unwrap();
+}

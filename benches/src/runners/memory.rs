@@ -20,8 +20,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::peers::{
-    parse_duration, raise_nofile_limit, read_hello, Deadlines, Peer, PeerConfig, ServerKind,
+    parse_duration, raise_nofile_limit, read_hello, Deadlines, PeerConfig, ServerKind,
 };
+
+use super::external::{ExternalTarget, Server};
 
 use super::lineup::{self, DEFAULT_SERVERS};
 use super::output::{self, DEFAULT_OUT};
@@ -36,6 +38,11 @@ pub struct MemoryArgs {
     /// Servers to measure, in order.
     #[arg(long, value_delimiter = ',', default_value = DEFAULT_SERVERS)]
     pub servers: Vec<ServerKind>,
+    /// A server already running, measured beside the started ones under
+    /// NAME: `NAME=HOST:PORT,PID` (the PID is required: RSS is read from
+    /// /proc). Repeatable. It is never started, stopped or restarted.
+    #[arg(long = "target", value_name = "NAME=HOST:PORT,PID")]
+    pub targets: Vec<ExternalTarget>,
     /// Header (and idle) deadline: long, so held connections survive.
     #[arg(long, value_parser = parse_duration, default_value = "60s")]
     pub header_timeout: Duration,
@@ -76,7 +83,7 @@ const GIVE_UP_AFTER: usize = 200;
 /// One server, one kind: the measurement.
 #[derive(Clone, Debug)]
 pub struct MemoryCell {
-    pub server: ServerKind,
+    pub server: String,
     pub hold: Hold,
     pub opened: usize,
     pub failed: usize,
@@ -117,14 +124,14 @@ fn still_open(stream: &TcpStream) -> bool {
 }
 
 fn measure(
-    peer: &Peer,
+    peer: &Server,
     hold: Hold,
     connections: usize,
     settle: Duration,
 ) -> io::Result<MemoryCell> {
     // Let the server finish starting (thread stacks, lazy allocations).
     thread::sleep(Duration::from_millis(500));
-    let rss_before = peer.usage()?.rss_bytes;
+    let rss_before = rss(peer)?;
     let mut streams = Vec::with_capacity(connections);
     let mut failed = 0;
     let mut failed_in_a_row = 0;
@@ -143,11 +150,11 @@ fn measure(
     }
     let opening = start.elapsed();
     thread::sleep(settle);
-    let rss_after = peer.usage()?.rss_bytes;
+    let rss_after = rss(peer)?;
     let held = streams.iter().filter(|s| still_open(s)).count();
     println!(
         "  {} {}: opened {} in {:.1}s, {} failed, {} held; RSS {:.1} -> {:.1} MiB",
-        peer.kind(),
+        peer.name(),
         hold.name(),
         streams.len(),
         opening.as_secs_f64(),
@@ -157,7 +164,7 @@ fn measure(
         rss_after as f64 / 1048576.0
     );
     Ok(MemoryCell {
-        server: peer.kind(),
+        server: peer.name(),
         hold,
         opened: streams.len(),
         failed,
@@ -165,6 +172,29 @@ fn measure(
         rss_before,
         rss_after,
     })
+}
+
+/// RSS of the server's process tree; `run` refuses a target without a PID.
+fn rss(server: &Server) -> io::Result<u64> {
+    let usage = server
+        .usage()?
+        .ok_or_else(|| io::Error::other(format!("{}: no PID, so no RSS to read", server.name())))?;
+    Ok(usage.rss_bytes)
+}
+
+/// Refuses a `--target` without a PID before anything runs: without one
+/// there is no RSS, and RSS is all this runner measures.
+pub fn check_targets(targets: &[ExternalTarget]) -> io::Result<()> {
+    match targets.iter().find(|t| t.pid.is_none()) {
+        Some(t) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "--target `{t}`: memory needs the server's PID to read its RSS \
+                 (want NAME=HOST:PORT,PID)"
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 fn table(cells: &[MemoryCell]) -> Table {
@@ -185,12 +215,12 @@ fn table(cells: &[MemoryCell]) -> Table {
     for c in cells {
         let reference = cells
             .iter()
-            .find(|r| r.server == ServerKind::Ringwall && r.hold == c.hold)
+            .find(|r| r.server == ServerKind::Ringwall.name() && r.hold == c.hold)
             .and_then(MemoryCell::bytes_per_connection);
         let per = c.bytes_per_connection();
         t.row(vec![
             c.hold.name().to_string(),
-            c.server.to_string(),
+            c.server.clone(),
             format!("{}/{}", c.held, c.opened + c.failed),
             c.failed.to_string(),
             format!("{:.1}", c.rss_before as f64 / 1048576.0),
@@ -203,9 +233,19 @@ fn table(cells: &[MemoryCell]) -> Table {
     t
 }
 
+/// What the run says about a `--target`: measured, never restarted.
+fn external_line(target: &ExternalTarget) -> String {
+    format!(
+        "{}: external server at {}, not started or stopped by this run: unlike the others \
+         it is not fresh per row, its slowloris row follows its idle row in the same process",
+        target.name, target.addr
+    )
+}
+
 pub fn run(args: &MemoryArgs) -> io::Result<()> {
     // Read before the run: the commit and date of what is measured.
     let stamp = output::stamp();
+    check_targets(&args.targets)?;
     let want = (args.connections as u64) * 2 + 4096;
     let limit = raise_nofile_limit(want)?;
     if limit < args.connections as u64 + 64 {
@@ -229,6 +269,9 @@ pub fn run(args: &MemoryArgs) -> io::Result<()> {
         "memory: {} connections per server and kind, {} workers, {}, RLIMIT_NOFILE {limit}",
         args.connections, config.workers, config.deadlines
     );
+    for target in &args.targets {
+        println!("{}", external_line(target));
+    }
     let mut cells = Vec::new();
     for hold in [Hold::Idle, Hold::Slowloris] {
         for &kind in &lineup::lineup(&args.servers, None) {
@@ -237,11 +280,18 @@ pub fn run(args: &MemoryArgs) -> io::Result<()> {
             let Some(peer) = lineup::start_or_skip(kind, &config) else {
                 continue;
             };
+            let peer = Server::Started(peer);
             match measure(&peer, hold, args.connections, args.settle) {
                 Ok(cell) => cells.push(cell),
                 Err(e) => println!("{kind}: {}: measurement failed: {e}", hold.name()),
             }
-            peer.stop();
+        }
+        for target in &args.targets {
+            let server = Server::External(target.clone());
+            match measure(&server, hold, args.connections, args.settle) {
+                Ok(cell) => cells.push(cell),
+                Err(e) => println!("{}: {}: measurement failed: {e}", target.name, hold.name()),
+            }
         }
     }
     let t = table(&cells);
@@ -250,7 +300,7 @@ pub fn run(args: &MemoryArgs) -> io::Result<()> {
         "RSS is the server's user-space resident memory (nginx: master + workers); \
          kernel socket buffers are not included."
     );
-    let md = format!(
+    let mut md = format!(
         "## Memory per connection\n\n{}\n\n`ringwall-bench memory --connections {}` \
          ({}, {} workers, {})\n\n{}",
         stamp,
@@ -260,6 +310,9 @@ pub fn run(args: &MemoryArgs) -> io::Result<()> {
         config.deadlines,
         t.markdown()
     );
+    for target in &args.targets {
+        md.push_str(&format!("\n{}.\n", external_line(target)));
+    }
     let path = output::write(&args.out, "memory.md", &md)?;
     println!("wrote {}", path.display());
     Ok(())
@@ -272,7 +325,7 @@ mod tests {
     #[test]
     fn growth_is_divided_by_held_connections_only() {
         let cell = MemoryCell {
-            server: ServerKind::Ringwall,
+            server: "ringwall".into(),
             hold: Hold::Idle,
             opened: 100,
             failed: 0,
