@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use ringwall_h1::{
     encode_chunked_head, encode_response, encode_sized_head, encode_stream_data, encode_stream_end,
-    sized_body_expected, BodyKind, EncodeContext, Version,
+    sized_body_expected, BodyKind, EncodeContext, HttpDate, Version,
 };
 
 use super::connection::Phase;
@@ -104,12 +104,6 @@ impl<H: Handler> Driver<H> {
         }
     }
 
-    /// What the answer's encoding needs: (version, keep-alive, HEAD).
-    fn exchange_params(&self, key: usize) -> (Version, bool, bool) {
-        let exchange = &self.exchanges[&key];
-        (exchange.version, exchange.keep_alive, exchange.head_request)
-    }
-
     fn answer_whole(
         &mut self,
         key: usize,
@@ -118,13 +112,8 @@ impl<H: Handler> Driver<H> {
         body: &[u8],
     ) {
         let headers = borrowed(headers);
-        let (version, keep_alive, head_request) = self.exchange_params(key);
-        let ctx = EncodeContext {
-            date: &self.date,
-            version,
-            keep_alive,
-            head_request,
-        };
+        let ctx = encode_context(&self.date, &self.exchanges[&key]);
+        let keep_alive = ctx.keep_alive;
         let conn = &mut self.conns[key];
         if encode_response(&mut conn.send.pending, status, &headers, body, &ctx).is_err() {
             self.answer_failed(key);
@@ -142,13 +131,7 @@ impl<H: Handler> Driver<H> {
         length: Option<u64>,
     ) {
         let headers = borrowed(headers);
-        let (version, keep_alive, head_request) = self.exchange_params(key);
-        let ctx = EncodeContext {
-            date: &self.date,
-            version,
-            keep_alive,
-            head_request,
-        };
+        let ctx = encode_context(&self.date, &self.exchanges[&key]);
         let conn = &mut self.conns[key];
         let (encoded, keep_alive, body_expected) = match length {
             Some(n) => (
@@ -191,13 +174,7 @@ impl<H: Handler> Driver<H> {
             *remaining -= data.len() as u64;
         }
         let (sized, body_expected) = (exchange.remaining.is_some(), exchange.body_expected);
-        let (version, keep_alive, head_request) = self.exchange_params(key);
-        let ctx = EncodeContext {
-            date: &self.date,
-            version,
-            keep_alive,
-            head_request,
-        };
+        let ctx = encode_context(&self.date, &self.exchanges[&key]);
         let conn = &mut self.conns[key];
         match (sized, body_expected) {
             (_, false) => {}
@@ -218,12 +195,7 @@ impl<H: Handler> Driver<H> {
         }
         let keep_alive = exchange.keep_alive;
         if exchange.remaining.is_none() {
-            let ctx = EncodeContext {
-                date: &self.date,
-                version: exchange.version,
-                keep_alive,
-                head_request: exchange.head_request,
-            };
+            let ctx = encode_context(&self.date, exchange);
             encode_stream_end(&mut self.conns[key].send.pending, &ctx);
         }
         self.end_exchange(key, keep_alive);
@@ -259,10 +231,8 @@ impl<H: Handler> Driver<H> {
         }
         exchange.state.set_gone();
         let ctx = EncodeContext {
-            date: &self.date,
-            version: exchange.version,
             keep_alive: false,
-            head_request: exchange.head_request,
+            ..encode_context(&self.date, exchange)
         };
         let conn = &mut self.conns[key];
         conn.timers.on_handler_answered();
@@ -426,4 +396,15 @@ fn borrowed(headers: &[(String, Vec<u8>)]) -> Vec<(&str, &[u8])> {
         .iter()
         .map(|(name, value)| (name.as_str(), value.as_slice()))
         .collect()
+}
+
+/// How the exchange's answer is framed: its request's version, HEAD, and
+/// whether the connection stays open after it.
+fn encode_context<'a>(date: &'a HttpDate, exchange: &Exchange) -> EncodeContext<'a> {
+    EncodeContext {
+        date,
+        version: exchange.version,
+        keep_alive: exchange.keep_alive,
+        head_request: exchange.head_request,
+    }
 }
