@@ -162,11 +162,13 @@ fn with_slots<'b, R>(
 /// Counting stops at the empty line that ends the head, so pipelined bytes
 /// behind it do not inflate the count.
 fn header_slots(bytes: &[u8], max: usize) -> usize {
+    // memchr finds each LF a word or a vector at a time: a byte-at-a-time
+    // search here cost about 300 instructions per request (callgrind), a
+    // quarter of the whole parse.
     let mut lines = 0;
-    let mut rest = bytes;
-    while let Some(at) = rest.iter().position(|&b| b == b'\n') {
+    for at in memchr::memchr_iter(b'\n', bytes) {
         lines += 1;
-        rest = &rest[at + 1..];
+        let rest = &bytes[at + 1..];
         if lines >= max || matches!(rest, [b'\n', ..] | [b'\r', b'\n', ..]) {
             break;
         }

@@ -12,11 +12,23 @@
 ///         "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA
 /// ```
 pub(crate) fn is_tchar(b: u8) -> bool {
-    matches!(b,
-        b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9'
-        | b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+'
-        | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~')
+    TCHAR[usize::from(b)]
 }
+
+/// `is_tchar` as a table: one load per byte where the range checks cost
+/// several compares (header names are checked on every response).
+static TCHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = matches!(b as u8,
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9'
+            | b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+'
+            | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~');
+        b += 1;
+    }
+    table
+};
 
 /// `token` (RFC 9110 5.6.2): one or more tchar.
 pub(crate) fn is_token(s: &[u8]) -> bool {

@@ -324,3 +324,16 @@ fn body_arriving_in_pieces_is_reported_piece_by_piece() {
     );
     assert_eq!(out.requests[0].body, b"abcdef");
 }
+
+#[test]
+fn every_method_reads_back_as_sent_known_or_not() {
+    // Known methods are handed out from a table; the rest from the bytes.
+    for method in [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "PROPFIND",
+        "get", "GETX",
+    ] {
+        let target = if method == "CONNECT" { "a:1" } else { "/" };
+        let raw = format!("{method} {target} HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(request_of(raw.as_bytes()).method, method);
+    }
+}
