@@ -92,44 +92,71 @@ pub(crate) fn analyze(
     let target = &head[layout.target.clone()];
     let (path, query) = target_parts(method, target, layout.target.start)?;
 
+    // One pass sorts the fields the decoder acts on, by length first: most
+    // fields are none of them, and five filtered passes cost about 400
+    // instructions per request (callgrind).
+    let mut hosts = 0;
+    let mut host: &[u8] = b"";
+    let mut has_framing = false;
+    let mut option_close = false;
+    let mut option_keep_alive = false;
+    let mut continue_expected = false;
+    for field in fields {
+        let name = &head[field.name.clone()];
+        let value = &head[field.value.clone()];
+        match name.len() {
+            4 if name.eq_ignore_ascii_case(b"host") => {
+                hosts += 1;
+                host = value;
+            }
+            14 if name.eq_ignore_ascii_case(b"content-length") => has_framing = true,
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => has_framing = true,
+            // RFC 9112 9.3: Connection is a list of tokens (RFC 9110
+            // 7.6.1), over any number of lines.
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                for option in list_elements(value) {
+                    option_close |= option.eq_ignore_ascii_case(b"close");
+                    option_keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
+                }
+            }
+            6 if name.eq_ignore_ascii_case(b"expect") => {
+                continue_expected |=
+                    list_elements(value).any(|e| e.eq_ignore_ascii_case(b"100-continue"));
+            }
+            _ => {}
+        }
+    }
+
     // RFC 9112 3.2: "A server MUST respond with a 400 (Bad Request) status
     // code to any HTTP/1.1 request message that lacks a Host header field and
     // to any request message that contains more than one Host header field
     // line or a Host header field with an invalid field value."
-    let mut hosts = values("host");
-    match (hosts.next(), hosts.next()) {
-        (_, Some(_)) => return Err(DecodeError::DuplicateHost),
-        (None, None) if layout.version == Version::Http11 => return Err(DecodeError::MissingHost),
-        (Some(host), None) if !is_valid_host(host) => return Err(DecodeError::InvalidHost),
-        _ => {}
+    match hosts {
+        0 if layout.version == Version::Http11 => return Err(DecodeError::MissingHost),
+        1 if !is_valid_host(host) => return Err(DecodeError::InvalidHost),
+        0 | 1 => {}
+        _ => return Err(DecodeError::DuplicateHost),
     }
 
-    let body_kind = body_kind(
-        layout.version,
-        values("content-length"),
-        values("transfer-encoding"),
-        limits,
-    )?;
+    let body_kind = if has_framing {
+        body_kind(
+            layout.version,
+            values("content-length"),
+            values("transfer-encoding"),
+            limits,
+        )?
+    } else {
+        BodyKind::None
+    };
 
     // RFC 9112 9.3: HTTP/1.1 persists unless "close" is a connection
     // option; HTTP/1.0 persists only with "keep-alive" (RFC 9112 C.2.2).
-    // Connection is a list of tokens (RFC 9110 7.6.1), over any number of
-    // lines.
-    let has_option = |option: &str| {
-        values("connection")
-            .flat_map(list_elements)
-            .any(|o| o.eq_ignore_ascii_case(option.as_bytes()))
-    };
-    let keep_alive =
-        !has_option("close") && (layout.version == Version::Http11 || has_option("keep-alive"));
+    let keep_alive = !option_close && (layout.version == Version::Http11 || option_keep_alive);
 
     // RFC 9110 10.1.1: "A server that receives a 100-continue expectation
     // in an HTTP/1.0 request MUST ignore that expectation." Other
     // expectations are ignored too (the MAY-417 is not taken).
-    let expect_continue = layout.version == Version::Http11
-        && values("expect")
-            .flat_map(list_elements)
-            .any(|e| e.eq_ignore_ascii_case(b"100-continue"));
+    let expect_continue = layout.version == Version::Http11 && continue_expected;
 
     Ok(HeadInfo {
         layout,
