@@ -57,6 +57,9 @@ const KNOWN_METHODS: [&str; 9] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
 ];
 
+const KNOWN_HEAD: Option<KnownMethod> = Some(1);
+const _: () = assert!(matches!(KNOWN_METHODS[1].as_bytes(), b"HEAD"));
+
 fn known_method(method: &[u8]) -> Option<KnownMethod> {
     KNOWN_METHODS
         .iter()
@@ -369,7 +372,7 @@ impl<'a> RequestHead<'a> {
     /// (RFC 9110 9.3.2).
     #[must_use]
     pub fn is_head(&self) -> bool {
-        self.method() == "HEAD"
+        self.info.known_method == KNOWN_HEAD
     }
 
     /// How the request body is framed.

@@ -693,6 +693,10 @@ impl<H: Handler> Driver<H> {
     /// while the worker is under it. Called wherever output shrinks: a
     /// send, or a close that drops a queue.
     fn wake_budget_waiters(&mut self) {
+        // Called on every send; nearly always nobody waits.
+        if self.budget_waiters.is_empty() {
+            return;
+        }
         while self.output_queued <= self.output_budget {
             let Some((waiter, generation)) = self.budget_waiters.pop_front() else {
                 break;
