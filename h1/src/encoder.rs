@@ -10,7 +10,7 @@ use crate::date::HttpDate;
 use crate::error::{DecodeError, EncodeError};
 use crate::head::Version;
 use crate::status::status_reason;
-use crate::token::{is_field_value_byte, is_token};
+use crate::token::{is_field_value, is_token};
 
 /// What the encoder needs to know about the request being answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,12 +224,7 @@ fn check_headers(headers: &[(&str, &[u8])]) -> Result<(), EncodeError> {
                 name: reserved,
             });
         }
-        // A fold, not `all`: with no early exit the loop vectorizes, and
-        // valid values (the only common case) are read whole anyway.
-        if !value
-            .iter()
-            .fold(true, |ok, &b| ok & is_field_value_byte(b))
-        {
+        if !is_field_value(value) {
             return Err(EncodeError::InvalidHeaderValue { index });
         }
     }
