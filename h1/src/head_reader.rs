@@ -75,9 +75,12 @@ impl HeadReader {
             // Fast path: most heads arrive whole, so try one full parse.
             // Only its success is used; a partial or failed parse falls
             // through to the incremental checks, which report errors at
-            // split-independent positions.
-            if let Ok(Some(layout)) = parse_head(window, limits, scratch, fields) {
-                return check_line_bounds(layout, limits, fields).map(Some);
+            // split-independent positions. A head that has not ended is
+            // not parsed: it needs no header slots yet.
+            if let Some(slots) = header_slots(window, limits.max_headers) {
+                if let Ok(Some(layout)) = parse_head(window, slots, scratch, fields) {
+                    return check_line_bounds(layout, limits, fields).map(Some);
+                }
             }
         }
         if !self.line_done {
@@ -99,7 +102,8 @@ impl HeadReader {
             for line in window[self.lines_end..=last_lf].split_inclusive(|&b| b == b'\n') {
                 if matches!(line, b"\n" | b"\r\n") {
                     let head = &window[..self.lines_end + line.len()];
-                    return match parse_head(head, limits, scratch, fields) {
+                    // Every line before this one was one valid field line.
+                    return match parse_head(head, self.headers_seen, scratch, fields) {
                         Ok(Some(layout)) if layout.len == head.len() => {
                             check_line_bounds(layout, limits, fields).map(Some)
                         }
@@ -158,7 +162,7 @@ fn with_slots<'b, R>(
 /// How many httparse header slots the head at the start of `bytes` can
 /// need: one per line (a field line ends in LF), at most `max`; `None` when
 /// no empty line ends a head in `bytes`, so httparse could only say
-/// Partial. Sizing the slots by the lines present instead of by
+/// Partial and there is nothing to parse yet. Sizing the slots by the lines present instead of by
 /// `max_headers` keeps the scratch small (100 slots are 3.2 KiB), and a
 /// head that is still partial gets none: it may be held for the whole
 /// header deadline (slowloris). Counting stops at the empty line that ends
@@ -176,11 +180,12 @@ fn header_slots(bytes: &[u8], max: usize) -> Option<usize> {
     None
 }
 
-/// Parses `buf` with httparse; when it holds a complete head, records
-/// where its parts are (`fields` gets the header positions).
+/// Parses `buf` with httparse, giving it `slots` header slots; when it
+/// holds a complete head, records where its parts are (`fields` gets the
+/// header positions).
 fn parse_head(
     buf: &[u8],
-    limits: &Limits,
+    slots: usize,
     scratch: &mut Vec<Header<'static>>,
     fields: &mut Vec<FieldSpan>,
 ) -> Result<Option<HeadLayout>, httparse::Error> {
@@ -188,9 +193,6 @@ fn parse_head(
     let span = |s: &[u8]| -> Range<usize> {
         let start = s.as_ptr() as usize - base;
         start..start + s.len()
-    };
-    let Some(slots) = header_slots(buf, limits.max_headers) else {
-        return Ok(None);
     };
     with_slots(scratch, slots, |slots| {
         let mut req = httparse::Request::new(slots);
