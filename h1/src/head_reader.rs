@@ -336,6 +336,25 @@ mod tests {
         assert_eq!(header_slots(&many, 10), Some(10));
     }
 
+    /// Fed a byte at a time, the final parse gets one slot per field line
+    /// the reader counted: exactly `max_headers` lines fit, and the fields
+    /// are all recorded.
+    #[test]
+    fn a_head_read_in_pieces_with_max_headers_parses_every_field() {
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\nB: 1\r\nC: 2\r\n\r\n";
+        let limits = Limits::new().with_max_headers(3);
+        let mut reader = HeadReader::new();
+        let (mut scratch, mut fields) = (Vec::new(), Vec::new());
+        for end in 1..head.len() {
+            let partial = reader.poll(&head[..end], &limits, &mut scratch, &mut fields);
+            assert_eq!(partial, Ok(None), "after {end} bytes");
+            assert_eq!(scratch.capacity(), 0, "a partial head holds no slots");
+        }
+        let layout = reader.poll(head, &limits, &mut scratch, &mut fields);
+        assert_eq!(layout.map(|l| l.map(|l| l.len)), Ok(Some(head.len())));
+        assert_eq!(fields.len(), 3);
+    }
+
     #[test]
     fn recycled_scratch_keeps_its_allocation() {
         let mut scratch: Vec<Header<'static>> = Vec::new();
