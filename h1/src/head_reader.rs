@@ -3,10 +3,11 @@
 //!
 //! A head that arrives whole is parsed once by httparse. A head that arrives
 //! in pieces is checked as it grows: the request line by
-//! [`RequestLineScanner`], then each complete header line by
-//! `httparse::parse_headers` on the new lines only. When the empty line that
+//! [`RequestLineScanner`], then each new complete header line by
+//! `httparse::parse_headers`, one line at a time. When the empty line that
 //! ends the head arrives, httparse parses the whole head once more to record
-//! where every field is.
+//! where every field is. Only that parse needs header slots, so a head that
+//! stays partial holds none.
 //!
 //! Errors are reported at positions fixed by the byte stream, never by how
 //! it was split: inside the request line at the offending byte, in the
@@ -74,9 +75,12 @@ impl HeadReader {
             // Fast path: most heads arrive whole, so try one full parse.
             // Only its success is used; a partial or failed parse falls
             // through to the incremental checks, which report errors at
-            // split-independent positions.
-            if let Ok(Some(layout)) = parse_head(window, limits, scratch, fields) {
-                return check_line_bounds(layout, limits, fields).map(Some);
+            // split-independent positions. A head that has not ended is
+            // not parsed: it needs no header slots yet.
+            if let Some(slots) = header_slots(window, limits.max_headers) {
+                if let Ok(Some(layout)) = parse_head(window, slots, scratch, fields) {
+                    return check_line_bounds(layout, limits, fields).map(Some);
+                }
             }
         }
         if !self.line_done {
@@ -91,18 +95,15 @@ impl HeadReader {
         }
         if let Some(i) = window[self.searched..].iter().rposition(|&b| b == b'\n') {
             let last_lf = self.searched + i;
-            let lines = &window[self.lines_end..=last_lf];
-            let slots = header_slots(lines, limits.max_headers.saturating_sub(self.headers_seen));
-            let parsed = with_slots(scratch, slots, |slots| {
-                httparse::parse_headers(lines, slots).map(|s| match s {
-                    Status::Complete((n, _)) => Some(n),
-                    Status::Partial => None,
-                })
-            });
-            match parsed {
-                Ok(Some(n)) => {
-                    let head = &window[..self.lines_end + n];
-                    return match parse_head(head, limits, scratch, fields) {
+            // One line at a time, with one header slot on the stack: a head
+            // that stays partial (slowloris) then holds no header slots.
+            // httparse checks each field line on its own, so this is the
+            // verdict it gives on the lines together.
+            for line in window[self.lines_end..=last_lf].split_inclusive(|&b| b == b'\n') {
+                if matches!(line, b"\n" | b"\r\n") {
+                    let head = &window[..self.lines_end + line.len()];
+                    // Every line before this one was one valid field line.
+                    return match parse_head(head, self.headers_seen, scratch, fields) {
                         Ok(Some(layout)) if layout.len == head.len() => {
                             check_line_bounds(layout, limits, fields).map(Some)
                         }
@@ -110,12 +111,15 @@ impl HeadReader {
                         Err(e) => Err(request_error(e, head)),
                     };
                 }
-                Ok(None) => {
-                    // Every LF ends exactly one valid line: values hold no LF.
-                    self.headers_seen += lines.iter().filter(|&&b| b == b'\n').count();
-                    self.lines_end = last_lf + 1;
+                if self.headers_seen == limits.max_headers {
+                    return Err(DecodeError::TooManyHeaders);
                 }
-                Err(e) => return Err(field_line_error(e, lines)),
+                let mut slot = [EMPTY_HEADER; 1];
+                if let Err(e) = httparse::parse_headers(line, &mut slot) {
+                    return Err(field_line_error(e, line));
+                }
+                self.headers_seen += 1;
+                self.lines_end += line.len();
             }
         }
         self.searched = window.len();
@@ -155,32 +159,35 @@ fn with_slots<'b, R>(
     r
 }
 
-/// How many httparse header slots `bytes` can need: one per line (a field
-/// line ends in LF), at most `max`. Sizing the slots by the lines present
-/// instead of by `max_headers` keeps the scratch small: 100 slots are 3.2 KiB,
-/// which every connection holding a partial head (slowloris) kept.
-/// Counting stops at the empty line that ends the head, so pipelined bytes
-/// behind it do not inflate the count.
-fn header_slots(bytes: &[u8], max: usize) -> usize {
+/// How many httparse header slots the head at the start of `bytes` can
+/// need: one per line (a field line ends in LF), at most `max`; `None` when
+/// no empty line ends a head in `bytes`, so httparse could only say
+/// Partial and there is nothing to parse yet. Sizing the slots by the lines
+/// present instead of by `max_headers` keeps the scratch small (100 slots
+/// are 3.2 KiB), and a head that is still partial gets none: it may be held
+/// for the whole header deadline (slowloris). Counting stops at the empty
+/// line that ends the head, so pipelined bytes behind it do not inflate the
+/// count.
+fn header_slots(bytes: &[u8], max: usize) -> Option<usize> {
     // memchr finds each LF a word or a vector at a time: a byte-at-a-time
     // search here cost about 300 instructions per request (callgrind), a
     // quarter of the whole parse.
     let mut lines = 0;
     for at in memchr::memchr_iter(b'\n', bytes) {
         lines += 1;
-        let rest = &bytes[at + 1..];
-        if lines >= max || matches!(rest, [b'\n', ..] | [b'\r', b'\n', ..]) {
-            break;
+        if matches!(&bytes[at + 1..], [b'\n', ..] | [b'\r', b'\n', ..]) {
+            return Some(lines.min(max));
         }
     }
-    lines.min(max)
+    None
 }
 
-/// Parses `buf` with httparse; when it holds a complete head, records
-/// where its parts are (`fields` gets the header positions).
+/// Parses `buf` with httparse, giving it `slots` header slots; when it
+/// holds a complete head, records where its parts are (`fields` gets the
+/// header positions).
 fn parse_head(
     buf: &[u8],
-    limits: &Limits,
+    slots: usize,
     scratch: &mut Vec<Header<'static>>,
     fields: &mut Vec<FieldSpan>,
 ) -> Result<Option<HeadLayout>, httparse::Error> {
@@ -189,7 +196,7 @@ fn parse_head(
         let start = s.as_ptr() as usize - base;
         start..start + s.len()
     };
-    with_slots(scratch, header_slots(buf, limits.max_headers), |slots| {
+    with_slots(scratch, slots, |slots| {
         let mut req = httparse::Request::new(slots);
         let Status::Complete(len) = req.parse(buf)? else {
             return Ok(None);
@@ -305,10 +312,19 @@ mod tests {
     fn header_slots_count_lines_up_to_the_end_of_the_head() {
         let pipelined =
             b"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n";
-        assert_eq!(header_slots(pipelined, 100), 3);
-        assert_eq!(header_slots(b"GET / HTTP/1.1\nHost: a\n\n", 100), 2);
-        assert_eq!(header_slots(b"GET / HTTP/1.1\r\nHo", 100), 1);
-        assert_eq!(header_slots(b"GET / HT", 100), 0);
+        assert_eq!(header_slots(pipelined, 100), Some(3));
+        assert_eq!(header_slots(b"GET / HTTP/1.1\nHost: a\n\n", 100), Some(2));
+        assert_eq!(header_slots(b"GET / HTTP/1.1\r\n\r\n", 100), Some(1));
+    }
+
+    #[test]
+    fn a_head_without_its_empty_line_needs_no_slots() {
+        assert_eq!(
+            header_slots(b"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n", 100),
+            None
+        );
+        assert_eq!(header_slots(b"GET / HTTP/1.1\r\nHo", 100), None);
+        assert_eq!(header_slots(b"GET / HT", 100), None);
     }
 
     #[test]
@@ -316,9 +332,29 @@ mod tests {
         let many = b"GET / HTTP/1.1\r\n"
             .iter()
             .chain(b"X: 1\r\n".repeat(50).iter())
+            .chain(b"\r\n")
             .copied()
             .collect::<Vec<u8>>();
-        assert_eq!(header_slots(&many, 10), 10);
+        assert_eq!(header_slots(&many, 10), Some(10));
+    }
+
+    /// Fed a byte at a time, the final parse gets one slot per field line
+    /// the reader counted: exactly `max_headers` lines fit, and the fields
+    /// are all recorded.
+    #[test]
+    fn a_head_read_in_pieces_with_max_headers_parses_every_field() {
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\nB: 1\r\nC: 2\r\n\r\n";
+        let limits = Limits::new().with_max_headers(3);
+        let mut reader = HeadReader::new();
+        let (mut scratch, mut fields) = (Vec::new(), Vec::new());
+        for end in 1..head.len() {
+            let partial = reader.poll(&head[..end], &limits, &mut scratch, &mut fields);
+            assert_eq!(partial, Ok(None), "after {end} bytes");
+            assert_eq!(scratch.capacity(), 0, "a partial head holds no slots");
+        }
+        let layout = reader.poll(head, &limits, &mut scratch, &mut fields);
+        assert_eq!(layout.map(|l| l.map(|l| l.len)), Ok(Some(head.len())));
+        assert_eq!(fields.len(), 3);
     }
 
     #[test]
