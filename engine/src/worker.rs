@@ -431,6 +431,7 @@ impl<H: Handler> Worker<H> {
             for cqe in self.sink.ring.completion() {
                 self.cqes.push((cqe.user_data(), cqe.result(), cqe.flags()));
             }
+            self.shared.counters.completions.add(self.cqes.len() as u64);
             for i in 0..self.cqes.len() {
                 let (user_data, result, flags) = self.cqes[i];
                 self.dispatch(user_data, result, flags);
