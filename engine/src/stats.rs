@@ -308,6 +308,9 @@ counters! {
     output_budget_waits: "output_budget_waits" => Counter("ringwall_output_budget_waits_total");
     /// Best-effort 503s written to connections refused by a cap.
     cap_responses: "cap_responses" => Counter("ringwall_cap_responses_total");
+    /// Completions reaped from the ring (io_uring backend; 0 on epoll): with
+    /// closes, CQEs per close, a count that does not depend on machine speed.
+    completions: "completions" => Counter("ringwall_completions_total");
 }
 
 /// A group of counters printed as `open ... close` in the `Display` line.
@@ -498,6 +501,7 @@ mod tests {
             turn_yields: 46,
             output_budget_waits: 47,
             cap_responses: 48,
+            completions: 49,
         }
     }
 
@@ -512,7 +516,7 @@ mod tests {
         connection_cap=29 per_ip_cap=30 body_budget=31 shutdown=32 shutdown_reset=33 completed=34 proxy_protocol_error=35 handler_aborted=36] \
         timer[submits=37 updates=38 fires=39 early_fires=40] sq_full_retries=41 \
         stale_completions=42 accept_errors=43 ring_enters=44 resets=45 turn_yields=46 \
-        output_budget_waits=47 cap_responses=48";
+        output_budget_waits=47 cap_responses=48 completions=49";
 
     #[test]
     fn display_line_keeps_its_format() {

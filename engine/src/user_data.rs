@@ -43,6 +43,10 @@ pub(crate) enum OpTag {
     /// Read on the worker's mailbox eventfd: deferred answers arrived (no
     /// slot).
     Mailbox = 14,
+    /// `IORING_OP_CLOSE` of a released connection's socket, with
+    /// `IOSQE_CQE_SKIP_SUCCESS`: only a failure completes (no slot: the
+    /// slot was released when it was queued).
+    Close = 15,
 }
 
 impl OpTag {
@@ -62,6 +66,7 @@ impl OpTag {
             12 => OpTag::Shutdown,
             13 => OpTag::TimerRemove,
             14 => OpTag::Mailbox,
+            15 => OpTag::Close,
             _ => return None,
         })
     }

@@ -17,7 +17,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::mem::ManuallyDrop;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,10 +73,11 @@ pub(crate) struct WorkerShared {
 /// What the ring side keeps per connection, beside the driver's slot of
 /// the same key.
 struct IoSlot {
-    /// The socket; `None` once closed. It is closed (by syscall, dropping
-    /// it) only when no SQE names the slot (`inflight` is zero): an fd
-    /// closed earlier could be reused by a new socket and receive a queued
-    /// send meant for this one (ARCHITECTURE.md, Engine invariants).
+    /// The socket; `None` once closed. It is closed (through the ring, or
+    /// by dropping it) only when no SQE names the slot (`inflight` is
+    /// zero): an fd closed earlier could be reused by a new socket and
+    /// receive a queued send meant for this one (ARCHITECTURE.md, Engine
+    /// invariants).
     fd: Option<OwnedFd>,
     generation: u32,
     /// Read by the kernel when the timer SQE is submitted. It lives here,
@@ -188,6 +189,9 @@ pub(crate) struct Worker<H: Handler> {
     /// SO_LINGER through `IORING_OP_URING_CMD` (Linux 6.7+) until the
     /// kernel refuses it once.
     linger_through_ring: bool,
+    /// Sockets are closed through the ring (`close_socket`) when the
+    /// kernel has `IOSQE_CQE_SKIP_SUCCESS` (5.17+), by syscall otherwise.
+    close_through_ring: bool,
     shutdown_spec: Box<Timespec>,
     listeners: Vec<Listener>,
     recv_buffer_size: u32,
@@ -331,6 +335,7 @@ impl<H: Handler> Worker<H> {
             }
         })?;
         let recv_multishot = config.recv_multishot;
+        let close_through_ring = ring.params().is_feature_skip_cqe_on_success();
         let driver_shared = shared.for_driver(index, Arc::clone(&mailbox));
         Ok(Worker {
             sink: ManuallyDrop::new(SqeSink {
@@ -351,6 +356,7 @@ impl<H: Handler> Worker<H> {
             pool_tick_spec: Box::new(Timespec::new().sec(1)),
             pool_timer_armed: false,
             linger_through_ring: true,
+            close_through_ring,
             shutdown_spec: Box::new(Timespec::from(config.shutdown_timeout)),
             listeners,
             recv_buffer_size: config.recv_buffer_size,
@@ -431,6 +437,7 @@ impl<H: Handler> Worker<H> {
             for cqe in self.sink.ring.completion() {
                 self.cqes.push((cqe.user_data(), cqe.result(), cqe.flags()));
             }
+            self.shared.counters.completions.add(self.cqes.len() as u64);
             for i in 0..self.cqes.len() {
                 let (user_data, result, flags) = self.cqes[i];
                 self.dispatch(user_data, result, flags);
@@ -448,9 +455,28 @@ impl<H: Handler> Worker<H> {
                 self.arm_pool_timer();
             }
         }
+        // Closes queued by the last releases (`close_socket`) leave before
+        // the ring is dropped, which would discard them and leak their fds.
+        self.submit_all();
         let listeners = std::mem::take(&mut self.listeners);
         self.wind_down(listeners);
         fatal.map_or(Ok(()), Err)
+    }
+
+    /// Submits everything queued, the backlog included, as far as the
+    /// kernel takes it (a bounded number of tries: a ring that refuses
+    /// submissions for good is being torn down anyway).
+    fn submit_all(&mut self) {
+        for _ in 0..64 {
+            self.sink.flush_backlog(&self.shared.counters);
+            self.shared.counters.ring_enters.incr();
+            let submitted = self.sink.ring.submit();
+            if submitted.is_err()
+                || (self.sink.backlog.is_empty() && self.sink.ring.submission().is_empty())
+            {
+                return;
+            }
+        }
     }
 
     /// The one place every completion is handled.
@@ -482,6 +508,10 @@ impl<H: Handler> Worker<H> {
                 self.driver.tick_pools();
             }
             OpTag::Cancel if ud.slot == NO_SLOT => {}
+            // A failed ring close (only failures complete): the kernel has
+            // dropped the descriptor all the same unless it was not open,
+            // which nothing here can mend.
+            OpTag::Close => {}
             OpTag::Recv
             | OpTag::Send
             | OpTag::Timer
@@ -853,9 +883,36 @@ impl<H: Handler> Worker<H> {
         if self.slots[key].inflight > 0 {
             return;
         }
-        // Closes the socket, by syscall: nothing names the slot any more.
-        drop(self.slots[key].fd.take());
+        if let Some(fd) = self.slots[key].fd.take() {
+            self.close_socket(fd);
+        }
         self.driver.release(key);
+    }
+
+    /// Closes a socket no SQE names any more (every operation on it has
+    /// completed) through the ring, so a burst's closes leave in the next
+    /// io_uring_enter instead of one syscall each. Only a failure posts a
+    /// CQE. Measured at 5,000 header expiries at once (`ringwall-bench
+    /// deadline --connections 5000 --open-over 0s --workers 2`, six
+    /// alternating rounds): close-overshoot p99 median 136 ms against 230
+    /// ms with `close(2)`, syscalls per expiry 0.97 against 1.29, CQEs per
+    /// expiry 4 both.
+    ///
+    /// The slot is released at once: the close names the number, not the
+    /// slot; no later SQE names the number (the slot's fd is gone), and no
+    /// accept can be given it before the close has run.
+    fn close_socket(&mut self, fd: OwnedFd) {
+        if !self.close_through_ring {
+            drop(fd);
+            return;
+        }
+        let entry = opcode::Close::new(Fd(fd.into_raw_fd()))
+            .build()
+            .flags(squeue::Flags::SKIP_SUCCESS)
+            .user_data(UserData::worker(OpTag::Close).encode());
+        // SAFETY: a close points at no memory; the fd was ours alone and is
+        // owned by this SQE from here on.
+        unsafe { self.push(entry) };
     }
 
     // ---- shutdown ----
