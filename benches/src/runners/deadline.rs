@@ -141,25 +141,35 @@ fn is_floor_of(c: &Cell, round: usize, connections: usize) -> bool {
     c.round == round && c.connections == connections && c.server == ServerKind::Closer.name()
 }
 
+/// The table's columns; a run of several rounds adds each round's p99
+/// before the ratio read from them.
+fn columns(rounds: usize) -> Vec<&'static str> {
+    let mut columns = vec![
+        "N",
+        "server",
+        "closed",
+        "hangs",
+        "early",
+        "overshoot p50 ms",
+        "p99 ms",
+        "p99 vs closer",
+        "max ms",
+        "FIN/RST",
+        "legit req/s alone",
+        "under attack",
+        "kept",
+    ];
+    if rounds > 1 {
+        let ratio = columns.len() - 6;
+        debug_assert_eq!(columns[ratio], "p99 vs closer");
+        columns.insert(ratio, "p99 per round ms");
+    }
+    columns
+}
+
+/// The table of a single round: one row per cell.
 fn table(cells: &[Cell]) -> Table {
-    let mut t = Table::new(
-        &[
-            "N",
-            "server",
-            "closed",
-            "hangs",
-            "early",
-            "overshoot p50 ms",
-            "p99 ms",
-            "p99 vs closer",
-            "max ms",
-            "FIN/RST",
-            "legit req/s alone",
-            "under attack",
-            "kept",
-        ],
-        2,
-    );
+    let mut t = Table::new(&columns(1), 2);
     for c in cells {
         let a = &c.result.attack;
         let floor = cells
@@ -193,25 +203,7 @@ fn table(cells: &[Cell]) -> Table {
 /// the rounds the server ran; counts (closed, hangs, early, FIN/RST) are
 /// summed, so a single hang or early close in any round stays visible.
 fn rounds_table(cells: &[Cell], rounds: usize) -> Table {
-    let mut t = Table::new(
-        &[
-            "N",
-            "server",
-            "closed",
-            "hangs",
-            "early",
-            "overshoot p50 ms",
-            "p99 ms",
-            "p99 per round ms",
-            "p99 vs closer",
-            "max ms",
-            "FIN/RST",
-            "legit req/s alone",
-            "under attack",
-            "kept",
-        ],
-        2,
-    );
+    let mut t = Table::new(&columns(rounds), 2);
     let mut rows: Vec<(usize, &str)> = Vec::new();
     for c in cells {
         if !rows.contains(&(c.connections, c.server.as_str())) {
