@@ -16,8 +16,15 @@
 //! reads each server's p99 against it in the same N. It answers nothing, so
 //! no legit load runs beside its attack.
 //!
+//! With `--rounds R` the whole run (every N, every server, a fresh server
+//! per cell) is repeated R times, the server order reversed on every other
+//! round, and the table gives per (N, server) the median over the rounds,
+//! each round's p99, and `p99 vs closer` as the median of the per-round
+//! ratios against the closer of the same round and N: a noisy round moves
+//! both sides of its ratio, not just one.
+//!
 //! Writes `deadline.md` (the table) and one `deadline-overshoot-N.svg` per N
-//! (the overshoot CDF, one line per server) into `--out`.
+//! (the overshoot CDF of the last round, one line per server) into `--out`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -29,11 +36,12 @@ use crate::load::{LoadConfig, LoadMode, LoadReport, RequestSpec};
 use crate::peers::{
     format_duration, parse_duration, raise_nofile_limit, Deadlines, Floor, PeerConfig, ServerKind,
 };
+use crate::stats::OvershootSummary;
 
 use super::external::ExternalTarget;
 use super::lineup::{self, DEADLINE_SERVERS};
 use super::output::{self, DEFAULT_OUT};
-use super::summary::ratio;
+use super::summary::{median, ratio};
 use super::svg::{cdf_plot, PlotLabels, Series};
 use super::table::Table;
 
@@ -53,6 +61,10 @@ pub struct DeadlineArgs {
     /// stopped or restarted, so it is one server shared across every N.
     #[arg(long = "target", value_name = "NAME=HOST:PORT[,PID]")]
     pub targets: Vec<ExternalTarget>,
+    /// Rounds of the whole run, the server order reversed on every other
+    /// round; above 1 the table shows medians over the rounds.
+    #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub rounds: usize,
     /// One header byte per this interval on each attack connection.
     #[arg(long, value_parser = parse_duration, default_value = "200ms")]
     pub interval: Duration,
@@ -76,8 +88,10 @@ pub struct DeadlineArgs {
     pub out: PathBuf,
 }
 
-/// One server against one N.
+/// One server against one N in one round.
 struct Cell {
+    /// From 1.
+    round: usize,
     connections: usize,
     server: String,
     result: AttackWithLoad,
@@ -89,66 +103,90 @@ fn ms(us: f64) -> String {
     format!("{:.3}", us / 1e3)
 }
 
+/// [`ms`], or `-` when nothing was measured.
+fn ms_or_dash(us: Option<f64>) -> String {
+    us.map_or("-".into(), ms)
+}
+
+/// One overshoot figure of the cell in microseconds, if any close was timed.
+fn overshoot_us(c: &Cell, figure: fn(&OvershootSummary) -> f64) -> Option<f64> {
+    let overshoot = &c.result.attack.overshoot;
+    (overshoot.count > 0).then(|| figure(overshoot))
+}
+
+fn p99_us(c: &Cell) -> Option<f64> {
+    overshoot_us(c, |o| o.p99_us)
+}
+
+/// The `closed` column: `closed/of`, and the connects that failed.
+fn closed_column(closed: usize, of: usize, connect_failed: usize) -> String {
+    let mut column = format!("{closed}/{of}");
+    if connect_failed > 0 {
+        column.push_str(&format!(" ({connect_failed} connect failed)"));
+    }
+    column
+}
+
+/// The `FIN/RST` column, with the closes seen as a failed write.
+fn fin_rst_column(fin: usize, rst: usize, write_failed: usize) -> String {
+    let mut column = format!("{fin}/{rst}");
+    if write_failed > 0 {
+        column.push_str(&format!(" (+{write_failed} EPIPE)"));
+    }
+    column
+}
+
+/// Whether `c` is the closer of `round` at `connections`.
+fn is_floor_of(c: &Cell, round: usize, connections: usize) -> bool {
+    c.round == round && c.connections == connections && c.server == ServerKind::Closer.name()
+}
+
+/// The table's columns; a run of several rounds adds each round's p99
+/// before the ratio read from them.
+fn columns(rounds: usize) -> Vec<&'static str> {
+    let mut columns = vec![
+        "N",
+        "server",
+        "closed",
+        "hangs",
+        "early",
+        "overshoot p50 ms",
+        "p99 ms",
+        "p99 vs closer",
+        "max ms",
+        "FIN/RST",
+        "legit req/s alone",
+        "under attack",
+        "kept",
+    ];
+    if rounds > 1 {
+        let ratio = columns.len() - 6;
+        debug_assert_eq!(columns[ratio], "p99 vs closer");
+        columns.insert(ratio, "p99 per round ms");
+    }
+    columns
+}
+
+/// The table of a single round: one row per cell.
 fn table(cells: &[Cell]) -> Table {
-    let mut t = Table::new(
-        &[
-            "N",
-            "server",
-            "closed",
-            "hangs",
-            "early",
-            "overshoot p50 ms",
-            "p99 ms",
-            "p99 vs closer",
-            "max ms",
-            "FIN/RST",
-            "legit req/s alone",
-            "under attack",
-            "kept",
-        ],
-        2,
-    );
-    let p99 = |c: &Cell| {
-        (c.result.attack.overshoot.count > 0).then_some(c.result.attack.overshoot.p99_us)
-    };
+    let mut t = Table::new(&columns(1), 2);
     for c in cells {
         let a = &c.result.attack;
-        let timed = a.overshoot.count > 0;
         let floor = cells
             .iter()
-            .find(|f| f.connections == c.connections && f.server == ServerKind::Closer.name());
+            .find(|f| is_floor_of(f, c.round, c.connections));
         let legit = |figure: String| if c.legit_ran { figure } else { "-".into() };
-        let mut fin_rst = format!("{}/{}", a.fin_seen, a.reset_seen);
-        if a.write_failed_seen > 0 {
-            fin_rst.push_str(&format!(" (+{} EPIPE)", a.write_failed_seen));
-        }
-        let mut closed = format!("{}/{}", a.closed, c.connections);
-        if a.connect_failed > 0 {
-            closed.push_str(&format!(" ({} connect failed)", a.connect_failed));
-        }
         t.row(vec![
             c.connections.to_string(),
             c.server.clone(),
-            closed,
+            closed_column(a.closed, c.connections, a.connect_failed),
             a.hangs.to_string(),
             a.early_closes.to_string(),
-            if timed {
-                ms(a.overshoot.p50_us)
-            } else {
-                "-".into()
-            },
-            if timed {
-                ms(a.overshoot.p99_us)
-            } else {
-                "-".into()
-            },
-            ratio(p99(c), floor.and_then(p99)),
-            if timed {
-                ms(a.overshoot.max_us)
-            } else {
-                "-".into()
-            },
-            fin_rst,
+            ms_or_dash(overshoot_us(c, |o| o.p50_us)),
+            ms_or_dash(p99_us(c)),
+            ratio(p99_us(c), floor.and_then(p99_us)),
+            ms_or_dash(overshoot_us(c, |o| o.max_us)),
+            fin_rst_column(a.fin_seen, a.reset_seen, a.write_failed_seen),
             legit(format!("{:.0}", c.result.legit_baseline.requests_per_sec())),
             legit(format!(
                 "{:.0}",
@@ -160,10 +198,112 @@ fn table(cells: &[Cell]) -> Table {
     t
 }
 
-fn plot(connections: usize, header_timeout: Duration, cells: &[Cell]) -> String {
-    let series: Vec<Series> = cells
+/// The table of a run of `rounds` > 1: one row per (N, server), in the
+/// order of their first cell. Overshoot and legit figures are medians over
+/// the rounds the server ran; counts (closed, hangs, early, FIN/RST) are
+/// summed, so a single hang or early close in any round stays visible.
+fn rounds_table(cells: &[Cell], rounds: usize) -> Table {
+    let mut t = Table::new(&columns(rounds), 2);
+    let mut rows: Vec<(usize, &str)> = Vec::new();
+    for c in cells {
+        if !rows.contains(&(c.connections, c.server.as_str())) {
+            rows.push((c.connections, c.server.as_str()));
+        }
+    }
+    for (n, server) in rows {
+        let runs: Vec<&Cell> = cells
+            .iter()
+            .filter(|c| c.connections == n && c.server == server)
+            .collect();
+        let sum = |count: fn(&Cell) -> usize| runs.iter().map(|&c| count(c)).sum::<usize>();
+        let median_of = |figure: fn(&Cell) -> Option<f64>| {
+            median(&runs.iter().filter_map(|&c| figure(c)).collect::<Vec<_>>())
+        };
+        let per_round: Vec<String> = (1..=rounds)
+            .map(|r| ms_or_dash(runs.iter().find(|c| c.round == r).and_then(|&c| p99_us(c))))
+            .collect();
+        // Paired: each round's p99 over the closer's of that round and N.
+        let ratios: Vec<f64> = runs
+            .iter()
+            .filter_map(|&c| {
+                let floor = cells.iter().find(|f| is_floor_of(f, c.round, n))?;
+                let (value, reference) = (p99_us(c)?, p99_us(floor)?);
+                (reference > 0.0).then_some(value / reference)
+            })
+            .collect();
+        let vs_closer = match median(&ratios) {
+            Some(m) if ratios.len() < rounds => {
+                format!("{m:.2}x ({} of {rounds} rounds)", ratios.len())
+            }
+            Some(m) => format!("{m:.2}x"),
+            None => "-".into(),
+        };
+        let legit = |figure: Option<f64>, unit: &str, decimals: usize| {
+            figure.map_or("-".into(), |v| format!("{v:.decimals$}{unit}"))
+        };
+        t.row(vec![
+            n.to_string(),
+            server.to_string(),
+            closed_column(
+                sum(|c| c.result.attack.closed),
+                n * runs.len(),
+                sum(|c| c.result.attack.connect_failed),
+            ),
+            sum(|c| c.result.attack.hangs).to_string(),
+            sum(|c| c.result.attack.early_closes).to_string(),
+            ms_or_dash(median_of(|c| overshoot_us(c, |o| o.p50_us))),
+            ms_or_dash(median_of(p99_us)),
+            per_round.join(" / "),
+            vs_closer,
+            ms_or_dash(median_of(|c| overshoot_us(c, |o| o.max_us))),
+            fin_rst_column(
+                sum(|c| c.result.attack.fin_seen),
+                sum(|c| c.result.attack.reset_seen),
+                sum(|c| c.result.attack.write_failed_seen),
+            ),
+            legit(
+                median_of(|c| {
+                    c.legit_ran
+                        .then(|| c.result.legit_baseline.requests_per_sec())
+                }),
+                "",
+                0,
+            ),
+            legit(
+                median_of(|c| {
+                    c.legit_ran
+                        .then(|| c.result.legit_under_attack.requests_per_sec())
+                }),
+                "",
+                0,
+            ),
+            legit(
+                median_of(|c| c.legit_ran.then(|| c.result.legit_kept_percent())),
+                "%",
+                1,
+            ),
+        ]);
+    }
+    t
+}
+
+/// The overshoot CDF at `connections` of the last round, one line per
+/// server in the order of the first round (so a server keeps its colour
+/// whichever way the last round ran).
+fn plot(connections: usize, header_timeout: Duration, rounds: usize, cells: &[Cell]) -> String {
+    let mut servers: Vec<&str> = Vec::new();
+    for c in cells.iter().filter(|c| c.connections == connections) {
+        if !servers.contains(&c.server.as_str()) {
+            servers.push(&c.server);
+        }
+    }
+    let series: Vec<Series> = servers
         .iter()
-        .filter(|c| c.connections == connections)
+        .filter_map(|&server| {
+            cells
+                .iter()
+                .find(|c| c.round == rounds && c.connections == connections && c.server == server)
+        })
         .map(|c| Series {
             name: c.server.clone(),
             values: c
@@ -175,10 +315,13 @@ fn plot(connections: usize, header_timeout: Duration, cells: &[Cell]) -> String 
                 .collect(),
         })
         .collect();
-    let title = format!(
+    let mut title = format!(
         "Slowloris close overshoot, N={connections}, header deadline {}",
         format_duration(header_timeout)
     );
+    if rounds > 1 {
+        title.push_str(&format!(", round {rounds} of {rounds}"));
+    }
     cdf_plot(
         &PlotLabels {
             title: &title,
@@ -187,6 +330,31 @@ fn plot(connections: usize, header_timeout: Duration, cells: &[Cell]) -> String 
         },
         &series,
     )
+}
+
+/// One server in a round's order: started fresh per N, or a `--target`.
+#[derive(Clone, Copy)]
+enum Entry<'a> {
+    Started(ServerKind),
+    Target(&'a ExternalTarget),
+}
+
+impl Entry<'_> {
+    fn name(&self) -> &str {
+        match self {
+            Entry::Started(kind) => kind.name(),
+            Entry::Target(target) => &target.name,
+        }
+    }
+}
+
+/// How the attack connections were opened: `at once` for a zero window.
+fn opened(open_over: Duration) -> String {
+    if open_over.is_zero() {
+        "opened at once".into()
+    } else {
+        format!("opened over {}", format_duration(open_over))
+    }
 }
 
 /// What the run says about a `--target`: attacked, never restarted.
@@ -205,6 +373,7 @@ fn external_line(target: &ExternalTarget, header_timeout: Duration) -> String {
 /// when `legit_ran` (the floor answers nothing, so none runs against it).
 fn attack_one(
     args: &DeadlineArgs,
+    round: usize,
     n: usize,
     addr: SocketAddr,
     name: &str,
@@ -239,11 +408,16 @@ fn attack_one(
             legit_under_attack: LoadReport::default(),
         })
     };
+    let cell = if args.rounds > 1 {
+        format!("round {round} N={n} {name}")
+    } else {
+        format!("N={n} {name}")
+    };
     match run {
         Ok(result) => {
             let a = &result.attack;
             println!(
-                "  N={n} {name}: closed {}/{n} hangs {} early {} p50 {} ms p99 {} ms max {} ms; {}",
+                "  {cell}: closed {}/{n} hangs {} early {} p50 {} ms p99 {} ms max {} ms; {}",
                 a.closed,
                 a.hangs,
                 a.early_closes,
@@ -257,6 +431,7 @@ fn attack_one(
                 }
             );
             Some(Cell {
+                round,
                 connections: n,
                 server: name.to_string(),
                 result,
@@ -264,7 +439,7 @@ fn attack_one(
             })
         }
         Err(e) => {
-            println!("  N={n} {name}: attack failed: {e}");
+            println!("  {cell}: attack failed: {e}");
             None
         }
     }
@@ -284,9 +459,9 @@ pub fn run(args: &DeadlineArgs) -> io::Result<()> {
         ..PeerConfig::default()
     };
     println!(
-        "deadline: slowloris N={:?} opened over {}, one byte per {}, {}; legit keep-alive c={}; {} server workers",
+        "deadline: slowloris N={:?} {}, one byte per {}, {}; legit keep-alive c={}; {} server workers",
         args.connections,
-        format_duration(args.open_over),
+        opened(args.open_over),
         format_duration(args.interval),
         config.deadlines,
         args.load_connections,
@@ -296,41 +471,77 @@ pub fn run(args: &DeadlineArgs) -> io::Result<()> {
     for target in &args.targets {
         println!("{}", external_line(target, args.header_timeout));
     }
+    let entries: Vec<Entry> = servers
+        .iter()
+        .map(|&kind| Entry::Started(kind))
+        .chain(args.targets.iter().map(Entry::Target))
+        .collect();
     let mut cells = Vec::new();
-    for &n in &args.connections {
-        for &kind in &servers {
-            let Some(peer) = lineup::start_or_skip(kind, &config) else {
-                continue;
-            };
-            if let Some(cell) = attack_one(
-                args,
-                n,
-                peer.addr(),
-                kind.name(),
-                kind != ServerKind::Closer,
-            ) {
-                cells.push(cell);
-            }
-            peer.stop();
+    let mut orders = Vec::new();
+    for round in 1..=args.rounds {
+        let order = lineup::round_order(&entries, round);
+        let names: Vec<&str> = order.iter().map(Entry::name).collect();
+        if args.rounds > 1 {
+            println!("round {round} of {}: {}", args.rounds, names.join(", "));
         }
-        for target in &args.targets {
-            if let Some(cell) = attack_one(args, n, target.addr, &target.name, true) {
-                cells.push(cell);
+        orders.push(format!("{round}: {}", names.join(", ")));
+        for &n in &args.connections {
+            for entry in &order {
+                let cell = match *entry {
+                    Entry::Started(kind) => {
+                        let Some(peer) = lineup::start_or_skip(kind, &config) else {
+                            continue;
+                        };
+                        let cell = attack_one(
+                            args,
+                            round,
+                            n,
+                            peer.addr(),
+                            kind.name(),
+                            kind != ServerKind::Closer,
+                        );
+                        peer.stop();
+                        cell
+                    }
+                    Entry::Target(target) => {
+                        attack_one(args, round, n, target.addr, &target.name, true)
+                    }
+                };
+                cells.extend(cell);
             }
         }
     }
 
-    let t = table(&cells);
+    let t = if args.rounds > 1 {
+        rounds_table(&cells, args.rounds)
+    } else {
+        table(&cells)
+    };
     println!("\n{}", t.text());
+    let (rounds_flag, rounds_note) = if args.rounds > 1 {
+        (
+            format!(" --rounds {}", args.rounds),
+            format!(
+                "median of {} rounds, server order reversed every other round; \
+                 hangs, early, closed and FIN/RST summed over them; p99 vs closer is \
+                 the median of each round's ratio to the closer of that round; ",
+                args.rounds
+            ),
+        )
+    } else {
+        (String::new(), String::new())
+    };
     let mut md =
         format!(
         "## Deadline precision under slowloris\n\n{}\n\n`ringwall-bench deadline --connections {} \
-         --header-timeout {}` (opened over {}, one byte per {}, hang = open at deadline + {}; \
+         --header-timeout {}{}` ({}{}, one byte per {}, hang = open at deadline + {}; \
          legit keep-alive c={} beside the attack; {} server workers; {})\n\n{}",
         stamp,
         args.connections.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","),
         format_duration(args.header_timeout),
-        format_duration(args.open_over),
+        rounds_flag,
+        rounds_note,
+        opened(args.open_over),
         format_duration(args.interval),
         format_duration(args.slack),
         args.load_connections,
@@ -338,6 +549,14 @@ pub fn run(args: &DeadlineArgs) -> io::Result<()> {
         config.deadlines,
         t.markdown()
     );
+    if args.rounds > 1 {
+        md.push_str(&format!(
+            "\nServer order by round: {}. The plots show round {} of {}.\n",
+            orders.join("; "),
+            args.rounds,
+            args.rounds
+        ));
+    }
     for target in &args.targets {
         md.push_str(&format!(
             "\n{}.\n",
@@ -349,7 +568,8 @@ pub fn run(args: &DeadlineArgs) -> io::Result<()> {
             continue;
         }
         let name = format!("deadline-overshoot-{n}.svg");
-        let path = output::write(&args.out, &name, &plot(n, args.header_timeout, &cells))?;
+        let svg = plot(n, args.header_timeout, args.rounds, &cells);
+        let path = output::write(&args.out, &name, &svg)?;
         println!("wrote {}", path.display());
         md.push_str(&format!("\n![close overshoot CDF, N={n}]({name})\n"));
     }

@@ -54,6 +54,18 @@ pub fn lineup(servers: &[ServerKind], floor: Option<Floor>) -> Vec<ServerKind> {
     kept
 }
 
+/// The order of round `round` (from 1): as given on odd rounds, reversed
+/// on even ones, so over the rounds no server always runs first or last
+/// (the first cell of a run meets a cold machine, the last one a warm,
+/// perhaps throttled one).
+pub fn round_order<T: Clone>(servers: &[T], round: usize) -> Vec<T> {
+    let mut order = servers.to_vec();
+    if round % 2 == 0 {
+        order.reverse();
+    }
+    order
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,5 +96,14 @@ mod tests {
             vec![ServerKind::Ringwall, ServerKind::Canned]
         );
         assert_eq!(lineup(&asked, None), vec![ServerKind::Ringwall]);
+    }
+
+    #[test]
+    fn every_other_round_runs_the_servers_in_reverse() {
+        let servers = ["a", "b", "c"];
+        assert_eq!(round_order(&servers, 1), ["a", "b", "c"]);
+        assert_eq!(round_order(&servers, 2), ["c", "b", "a"]);
+        assert_eq!(round_order(&servers, 3), ["a", "b", "c"]);
+        assert_eq!(round_order(&servers, 4), ["c", "b", "a"]);
     }
 }

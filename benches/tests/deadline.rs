@@ -1,0 +1,115 @@
+//! `ringwall-bench deadline --rounds R`: every round runs every server, the
+//! order reversed on every other round, and the table lists each round's
+//! p99 beside the medians. Tiny N and a short deadline: this pins the
+//! bookkeeping, not any server's precision.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The cells of a markdown table row, trimmed, without the outer pipes.
+fn cells(line: &str) -> Vec<&str> {
+    let inner = line.trim().trim_start_matches('|').trim_end_matches('|');
+    inner.split('|').map(str::trim).collect()
+}
+
+fn out_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ringwall-bench-deadline-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn rounds_alternate_the_server_order_and_list_each_rounds_p99() {
+    let out_dir = out_dir();
+    let out = Command::new(env!("CARGO_BIN_EXE_ringwall-bench"))
+        .args([
+            "deadline",
+            "--connections",
+            "20",
+            "--header-timeout",
+            "300ms",
+            "--interval",
+            "50ms",
+            "--slack",
+            "500ms",
+            // All at once: a zero window must work.
+            "--open-over",
+            "0s",
+            "--load-connections",
+            "2",
+            "--workers",
+            "1",
+            "--rounds",
+            "2",
+            "--servers",
+            "closer,hyper",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ])
+        .env("CLOSER_BIN", env!("CARGO_BIN_EXE_closer"))
+        .env("HYPER_PEER_BIN", env!("CARGO_BIN_EXE_hyper-peer"))
+        .output()
+        .expect("ringwall-bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The order the cells actually ran in, from the line each one prints.
+    let ran = [
+        "round 1 N=20 closer:",
+        "round 1 N=20 hyper:",
+        "round 2 N=20 hyper:",
+        "round 2 N=20 closer:",
+    ];
+    let at: Vec<usize> = ran
+        .iter()
+        .map(|cell| {
+            stdout
+                .find(cell)
+                .unwrap_or_else(|| panic!("no `{cell}` in:\n{stdout}"))
+        })
+        .collect();
+    assert!(
+        at.windows(2).all(|w| w[0] < w[1]),
+        "ran out of order:\n{stdout}"
+    );
+
+    let md = std::fs::read_to_string(out_dir.join("deadline.md")).unwrap();
+    assert!(
+        md.contains("Server order by round: 1: closer, hyper; 2: hyper, closer."),
+        "{md}"
+    );
+    let header = cells(md.lines().find(|l| l.starts_with("| N ")).expect("a table"));
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or_else(|| panic!("no `{name}` column in {header:?}"))
+    };
+    for server in ["closer", "hyper"] {
+        let row = md
+            .lines()
+            .map(cells)
+            .find(|row| row.len() > 2 && row[0] == "20" && row[1] == server)
+            .unwrap_or_else(|| panic!("no `20 {server}` row in:\n{md}"));
+        let per_round: Vec<&str> = row[column("p99 per round ms")].split(" / ").collect();
+        assert_eq!(per_round.len(), 2, "{server}: {row:?}");
+        for p99 in per_round {
+            p99.parse::<f64>()
+                .unwrap_or_else(|_| panic!("{server}: a round without a p99: {row:?}"));
+        }
+        // Counts are summed over the rounds: 20 connections twice.
+        assert!(row[column("closed")].ends_with("/40"), "{server}: {row:?}");
+    }
+    let closer = md
+        .lines()
+        .map(cells)
+        .find(|row| row.len() > 2 && row[1] == "closer")
+        .unwrap();
+    assert_eq!(closer[column("p99 vs closer")], "1.00x", "{closer:?}");
+    std::fs::remove_dir_all(&out_dir).unwrap();
+}
