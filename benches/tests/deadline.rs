@@ -12,15 +12,18 @@ fn cells(line: &str) -> Vec<&str> {
     inner.split('|').map(str::trim).collect()
 }
 
-fn out_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ringwall-bench-deadline-{}", std::process::id()));
+fn out_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "ringwall-bench-deadline-{test}-{}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
 #[test]
 fn rounds_alternate_the_server_order_and_list_each_rounds_p99() {
-    let out_dir = out_dir();
+    let out_dir = out_dir("rounds");
     let out = Command::new(env!("CARGO_BIN_EXE_ringwall-bench"))
         .args([
             "deadline",
@@ -111,5 +114,69 @@ fn rounds_alternate_the_server_order_and_list_each_rounds_p99() {
         .find(|row| row.len() > 2 && row[1] == "closer")
         .unwrap();
     assert_eq!(closer[column("p99 vs closer")], "1.00x", "{closer:?}");
+    std::fs::remove_dir_all(&out_dir).unwrap();
+}
+
+#[test]
+fn rows_pair_with_a_chosen_server_and_run_without_legit_load() {
+    let out_dir = out_dir("paired");
+    let out = Command::new(env!("CARGO_BIN_EXE_ringwall-bench"))
+        .args([
+            "deadline",
+            "--connections",
+            "10",
+            "--header-timeout",
+            "300ms",
+            "--interval",
+            "50ms",
+            "--slack",
+            "500ms",
+            "--open-over",
+            "0s",
+            "--load-connections",
+            "0",
+            "--workers",
+            "1",
+            "--servers",
+            "closer,hyper",
+            "--paired-with",
+            "hyper",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ])
+        .env("CLOSER_BIN", env!("CARGO_BIN_EXE_closer"))
+        .env("HYPER_PEER_BIN", env!("CARGO_BIN_EXE_hyper-peer"))
+        .output()
+        .expect("ringwall-bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", out.status);
+    let md = std::fs::read_to_string(out_dir.join("deadline.md")).unwrap();
+    assert!(md.contains("no legit load"), "{md}");
+    let header = cells(md.lines().find(|l| l.starts_with("| N ")).expect("a table"));
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or_else(|| panic!("no `{name}` column in {header:?}"))
+    };
+    let hyper = md
+        .lines()
+        .map(cells)
+        .find(|row| row.len() > 2 && row[1] == "hyper")
+        .unwrap_or_else(|| panic!("no hyper row in:\n{md}"));
+    assert_eq!(hyper[column("p99 vs hyper")], "1.00x", "{hyper:?}");
+    // No legit load ran beside hyper's attack either.
+    assert_eq!(hyper[column("legit req/s alone")], "-", "{hyper:?}");
+
+    // A reference that is not in the run is refused, naming the option.
+    let refused = Command::new(env!("CARGO_BIN_EXE_ringwall-bench"))
+        .args(["deadline", "--servers", "closer", "--paired-with", "nginx"])
+        .args(["--out", out_dir.to_str().unwrap()])
+        .env("CLOSER_BIN", env!("CARGO_BIN_EXE_closer"))
+        .output()
+        .expect("ringwall-bench runs");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("--paired-with nginx"), "{stderr}");
     std::fs::remove_dir_all(&out_dir).unwrap();
 }

@@ -74,9 +74,14 @@ pub struct DeadlineArgs {
     /// Still open at deadline + slack is a hang.
     #[arg(long, value_parser = parse_duration, default_value = "2s")]
     pub slack: Duration,
-    /// Legit keep-alive connections beside the attack.
+    /// Legit keep-alive connections beside the attack; 0 runs the attack
+    /// alone, as the floor always does.
     #[arg(long, default_value_t = 16)]
     pub load_connections: usize,
+    /// The server every row's p99 is divided by, round by round and N by
+    /// N (the `p99 vs NAME` column): the floor by default, or a peer.
+    #[arg(long, default_value = "closer")]
+    pub paired_with: String,
     /// Legit load threads.
     #[arg(long, default_value_t = 1)]
     pub load_threads: usize,
@@ -136,15 +141,16 @@ fn fin_rst_column(fin: usize, rst: usize, write_failed: usize) -> String {
     column
 }
 
-/// Whether `c` is the closer of `round` at `connections`.
-fn is_floor_of(c: &Cell, round: usize, connections: usize) -> bool {
-    c.round == round && c.connections == connections && c.server == ServerKind::Closer.name()
+/// Whether `c` is `reference`'s cell of `round` at `connections`.
+fn is_reference_of(c: &Cell, reference: &str, round: usize, connections: usize) -> bool {
+    c.round == round && c.connections == connections && c.server == reference
 }
 
 /// The table's columns; a run of several rounds adds each round's p99
 /// before the ratio read from them.
-fn columns(rounds: usize) -> Vec<&'static str> {
-    let mut columns = vec![
+fn columns(rounds: usize, reference: &str) -> Vec<String> {
+    let ratio_column = format!("p99 vs {reference}");
+    let mut columns: Vec<String> = [
         "N",
         "server",
         "closed",
@@ -152,29 +158,33 @@ fn columns(rounds: usize) -> Vec<&'static str> {
         "early",
         "overshoot p50 ms",
         "p99 ms",
-        "p99 vs closer",
+        &ratio_column,
         "max ms",
         "FIN/RST",
         "legit req/s alone",
         "under attack",
         "kept",
-    ];
+    ]
+    .iter()
+    .map(|c| c.to_string())
+    .collect();
     if rounds > 1 {
         let ratio = columns.len() - 6;
-        debug_assert_eq!(columns[ratio], "p99 vs closer");
-        columns.insert(ratio, "p99 per round ms");
+        debug_assert_eq!(columns[ratio], ratio_column);
+        columns.insert(ratio, "p99 per round ms".into());
     }
     columns
 }
 
 /// The table of a single round: one row per cell.
-fn table(cells: &[Cell]) -> Table {
-    let mut t = Table::new(&columns(1), 2);
+fn table(cells: &[Cell], reference: &str) -> Table {
+    let header = columns(1, reference);
+    let mut t = Table::new(&header.iter().map(String::as_str).collect::<Vec<_>>(), 2);
     for c in cells {
         let a = &c.result.attack;
         let floor = cells
             .iter()
-            .find(|f| is_floor_of(f, c.round, c.connections));
+            .find(|f| is_reference_of(f, reference, c.round, c.connections));
         let legit = |figure: String| if c.legit_ran { figure } else { "-".into() };
         t.row(vec![
             c.connections.to_string(),
@@ -202,8 +212,9 @@ fn table(cells: &[Cell]) -> Table {
 /// order of their first cell. Overshoot and legit figures are medians over
 /// the rounds the server ran; counts (closed, hangs, early, FIN/RST) are
 /// summed, so a single hang or early close in any round stays visible.
-fn rounds_table(cells: &[Cell], rounds: usize) -> Table {
-    let mut t = Table::new(&columns(rounds), 2);
+fn rounds_table(cells: &[Cell], rounds: usize, reference: &str) -> Table {
+    let header = columns(rounds, reference);
+    let mut t = Table::new(&header.iter().map(String::as_str).collect::<Vec<_>>(), 2);
     let mut rows: Vec<(usize, &str)> = Vec::new();
     for c in cells {
         if !rows.contains(&(c.connections, c.server.as_str())) {
@@ -222,11 +233,13 @@ fn rounds_table(cells: &[Cell], rounds: usize) -> Table {
         let per_round: Vec<String> = (1..=rounds)
             .map(|r| ms_or_dash(runs.iter().find(|c| c.round == r).and_then(|&c| p99_us(c))))
             .collect();
-        // Paired: each round's p99 over the closer's of that round and N.
+        // Paired: each round's p99 over the reference's of that round and N.
         let ratios: Vec<f64> = runs
             .iter()
             .filter_map(|&c| {
-                let floor = cells.iter().find(|f| is_floor_of(f, c.round, n))?;
+                let floor = cells
+                    .iter()
+                    .find(|f| is_reference_of(f, reference, c.round, n))?;
                 let (value, reference) = (p99_us(c)?, p99_us(floor)?);
                 (reference > 0.0).then_some(value / reference)
             })
@@ -476,6 +489,21 @@ pub fn run(args: &DeadlineArgs) -> io::Result<()> {
         .map(|&kind| Entry::Started(kind))
         .chain(args.targets.iter().map(Entry::Target))
         .collect();
+    let names: Vec<&str> = servers
+        .iter()
+        .map(|kind| kind.name())
+        .chain(args.targets.iter().map(|t| t.name.as_str()))
+        .collect();
+    if !names.contains(&args.paired_with.as_str()) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "--paired-with {}: not a server of this run ({})",
+                args.paired_with,
+                names.join(", ")
+            ),
+        ));
+    }
     let mut cells = Vec::new();
     let mut orders = Vec::new();
     for round in 1..=args.rounds {
@@ -498,14 +526,19 @@ pub fn run(args: &DeadlineArgs) -> io::Result<()> {
                             n,
                             peer.addr(),
                             kind.name(),
-                            kind != ServerKind::Closer,
+                            kind != ServerKind::Closer && args.load_connections > 0,
                         );
                         peer.stop();
                         cell
                     }
-                    Entry::Target(target) => {
-                        attack_one(args, round, n, target.addr, &target.name, true)
-                    }
+                    Entry::Target(target) => attack_one(
+                        args,
+                        round,
+                        n,
+                        target.addr,
+                        &target.name,
+                        args.load_connections > 0,
+                    ),
                 };
                 cells.extend(cell);
             }
@@ -513,29 +546,41 @@ pub fn run(args: &DeadlineArgs) -> io::Result<()> {
     }
 
     let t = if args.rounds > 1 {
-        rounds_table(&cells, args.rounds)
+        rounds_table(&cells, args.rounds, &args.paired_with)
     } else {
-        table(&cells)
+        table(&cells, &args.paired_with)
     };
     println!("\n{}", t.text());
-    let (rounds_flag, rounds_note) = if args.rounds > 1 {
+    let (mut rounds_flag, rounds_note) = if args.rounds > 1 {
         (
             format!(" --rounds {}", args.rounds),
             format!(
                 "median of {} rounds, server order reversed every other round; \
-                 hangs, early, closed and FIN/RST summed over them; p99 vs closer is \
-                 the median of each round's ratio to the closer of that round; ",
-                args.rounds
+                 hangs, early, closed and FIN/RST summed over them; p99 vs {reference} is \
+                 the median of each round's ratio to {reference}'s of that round; ",
+                args.rounds,
+                reference = args.paired_with,
             ),
         )
     } else {
         (String::new(), String::new())
     };
+    if args.paired_with != ServerKind::Closer.name() {
+        rounds_flag.push_str(&format!(" --paired-with {}", args.paired_with));
+    }
+    let legit_note = if args.load_connections > 0 {
+        format!(
+            "legit keep-alive c={} beside the attack",
+            args.load_connections
+        )
+    } else {
+        "no legit load (--load-connections 0)".to_string()
+    };
     let mut md =
         format!(
         "## Deadline precision under slowloris\n\n{}\n\n`ringwall-bench deadline --connections {} \
          --header-timeout {}{}` ({}{}, one byte per {}, hang = open at deadline + {}; \
-         legit keep-alive c={} beside the attack; {} server workers; {})\n\n{}",
+         {}; {} server workers; {})\n\n{}",
         stamp,
         args.connections.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","),
         format_duration(args.header_timeout),
@@ -544,7 +589,7 @@ pub fn run(args: &DeadlineArgs) -> io::Result<()> {
         opened(args.open_over),
         format_duration(args.interval),
         format_duration(args.slack),
-        args.load_connections,
+        legit_note,
         config.workers,
         config.deadlines,
         t.markdown()
