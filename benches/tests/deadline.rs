@@ -21,38 +21,47 @@ fn out_dir(test: &str) -> PathBuf {
     dir
 }
 
-#[test]
-fn rounds_alternate_the_server_order_and_list_each_rounds_p99() {
-    let out_dir = out_dir("rounds");
-    let out = Command::new(env!("CARGO_BIN_EXE_ringwall-bench"))
+/// Runs the deadline runner on tiny N with a short deadline, all at once,
+/// with the closer and hyper (whose binaries this package builds), plus
+/// `args`.
+fn run_deadline(out_dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ringwall-bench"))
         .args([
             "deadline",
-            "--connections",
-            "20",
             "--header-timeout",
             "300ms",
             "--interval",
             "50ms",
-            "--slack",
-            "500ms",
-            // All at once: a zero window must work.
-            "--open-over",
-            "0s",
-            "--load-connections",
-            "2",
-            "--workers",
-            "1",
-            "--rounds",
-            "2",
+        ])
+        // All at once: a zero window must work.
+        .args(["--slack", "500ms", "--open-over", "0s", "--workers", "1"])
+        .args([
             "--servers",
             "closer,hyper",
             "--out",
             out_dir.to_str().unwrap(),
         ])
+        .args(args)
         .env("CLOSER_BIN", env!("CARGO_BIN_EXE_closer"))
         .env("HYPER_PEER_BIN", env!("CARGO_BIN_EXE_hyper-peer"))
         .output()
-        .expect("ringwall-bench runs");
+        .expect("ringwall-bench runs")
+}
+
+#[test]
+fn rounds_alternate_the_server_order_and_list_each_rounds_p99() {
+    let out_dir = out_dir("rounds");
+    let out = run_deadline(
+        &out_dir,
+        &[
+            "--connections",
+            "20",
+            "--load-connections",
+            "2",
+            "--rounds",
+            "2",
+        ],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -120,34 +129,17 @@ fn rounds_alternate_the_server_order_and_list_each_rounds_p99() {
 #[test]
 fn rows_pair_with_a_chosen_server_and_run_without_legit_load() {
     let out_dir = out_dir("paired");
-    let out = Command::new(env!("CARGO_BIN_EXE_ringwall-bench"))
-        .args([
-            "deadline",
+    let out = run_deadline(
+        &out_dir,
+        &[
             "--connections",
             "10",
-            "--header-timeout",
-            "300ms",
-            "--interval",
-            "50ms",
-            "--slack",
-            "500ms",
-            "--open-over",
-            "0s",
             "--load-connections",
             "0",
-            "--workers",
-            "1",
-            "--servers",
-            "closer,hyper",
             "--paired-with",
             "hyper",
-            "--out",
-            out_dir.to_str().unwrap(),
-        ])
-        .env("CLOSER_BIN", env!("CARGO_BIN_EXE_closer"))
-        .env("HYPER_PEER_BIN", env!("CARGO_BIN_EXE_hyper-peer"))
-        .output()
-        .expect("ringwall-bench runs");
+        ],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}\n{stdout}", out.status);
     let md = std::fs::read_to_string(out_dir.join("deadline.md")).unwrap();
