@@ -170,5 +170,31 @@ fn rows_pair_with_a_chosen_server_and_run_without_legit_load() {
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("--paired-with nginx"), "{stderr}");
+    // Without the option, a run without the floor is not refused: its
+    // ratio column reads `-`.
+    let no_floor = Command::new(env!("CARGO_BIN_EXE_ringwall-bench"))
+        .args(["deadline", "--servers", "hyper", "--connections", "5"])
+        .args([
+            "--header-timeout",
+            "300ms",
+            "--slack",
+            "500ms",
+            "--open-over",
+            "0s",
+        ])
+        .args([
+            "--load-connections",
+            "0",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ])
+        .env("HYPER_PEER_BIN", env!("CARGO_BIN_EXE_hyper-peer"))
+        .output()
+        .expect("ringwall-bench runs");
+    assert!(
+        no_floor.status.success(),
+        "{}",
+        String::from_utf8_lossy(&no_floor.stderr)
+    );
     std::fs::remove_dir_all(&out_dir).unwrap();
 }

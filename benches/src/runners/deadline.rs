@@ -79,9 +79,10 @@ pub struct DeadlineArgs {
     #[arg(long, default_value_t = 16)]
     pub load_connections: usize,
     /// The server every row's p99 is divided by, round by round and N by
-    /// N (the `p99 vs NAME` column): the floor by default, or a peer.
-    #[arg(long, default_value = "closer")]
-    pub paired_with: String,
+    /// N (the `p99 vs NAME` column): the floor (`closer`) by default, or a
+    /// peer. A NAME that is not in the run is refused.
+    #[arg(long)]
+    pub paired_with: Option<String>,
     /// Legit load threads.
     #[arg(long, default_value_t = 1)]
     pub load_threads: usize,
@@ -494,12 +495,16 @@ pub fn run(args: &DeadlineArgs) -> io::Result<()> {
         .map(|kind| kind.name())
         .chain(args.targets.iter().map(|t| t.name.as_str()))
         .collect();
-    if !names.contains(&args.paired_with.as_str()) {
+    // Without the floor in the run, the default column reads `-`.
+    let reference = args
+        .paired_with
+        .as_deref()
+        .unwrap_or(ServerKind::Closer.name());
+    if let Some(asked) = args.paired_with.as_deref().filter(|n| !names.contains(n)) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
-                "--paired-with {}: not a server of this run ({})",
-                args.paired_with,
+                "--paired-with {asked}: not a server of this run ({})",
                 names.join(", ")
             ),
         ));
@@ -546,9 +551,9 @@ pub fn run(args: &DeadlineArgs) -> io::Result<()> {
     }
 
     let t = if args.rounds > 1 {
-        rounds_table(&cells, args.rounds, &args.paired_with)
+        rounds_table(&cells, args.rounds, reference)
     } else {
-        table(&cells, &args.paired_with)
+        table(&cells, reference)
     };
     println!("\n{}", t.text());
     let (mut rounds_flag, rounds_note) = if args.rounds > 1 {
@@ -559,14 +564,13 @@ pub fn run(args: &DeadlineArgs) -> io::Result<()> {
                  hangs, early, closed and FIN/RST summed over them; p99 vs {reference} is \
                  the median of each round's ratio to {reference}'s of that round; ",
                 args.rounds,
-                reference = args.paired_with,
             ),
         )
     } else {
         (String::new(), String::new())
     };
-    if args.paired_with != ServerKind::Closer.name() {
-        rounds_flag.push_str(&format!(" --paired-with {}", args.paired_with));
+    if let Some(asked) = &args.paired_with {
+        rounds_flag.push_str(&format!(" --paired-with {asked}"));
     }
     let legit_note = if args.load_connections > 0 {
         format!(
