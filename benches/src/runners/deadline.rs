@@ -440,6 +440,8 @@ fn attack_one(
                 ms(a.overshoot.max_us),
                 if legit_ran {
                     format!("legit kept {:.1}%", result.legit_kept_percent())
+                } else if args.load_connections == 0 {
+                    "no legit load (--load-connections 0)".into()
                 } else {
                     "no legit load (the floor answers nothing)".into()
                 }
