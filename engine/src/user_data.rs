@@ -36,8 +36,7 @@ pub(crate) enum OpTag {
     PoolTimer = 10,
     /// `SO_LINGER {1, 0}` set through the ring before a reset close.
     Linger = 11,
-    /// `IORING_OP_SHUTDOWN` (`SHUT_WR`): the FIN of a close.
-    Shutdown = 12,
+    // 12 was `IORING_OP_SHUTDOWN`; FINs are sent by syscall now.
     /// `IORING_OP_TIMEOUT_REMOVE` of the connection's timer on close.
     TimerRemove = 13,
     /// Read on the worker's mailbox eventfd: deferred answers arrived (no
@@ -63,7 +62,6 @@ impl OpTag {
             9 => OpTag::Cancel,
             10 => OpTag::PoolTimer,
             11 => OpTag::Linger,
-            12 => OpTag::Shutdown,
             13 => OpTag::TimerRemove,
             14 => OpTag::Mailbox,
             15 => OpTag::Close,
@@ -137,7 +135,6 @@ mod tests {
             OpTag::Cancel,
             OpTag::PoolTimer,
             OpTag::Linger,
-            OpTag::Shutdown,
             OpTag::TimerRemove,
         ] {
             let ud = UserData::new(0xdead_beef, 0x00ab_cdef, tag);

@@ -517,7 +517,6 @@ impl<H: Handler> Worker<H> {
             | OpTag::Timer
             | OpTag::TimerUpdate
             | OpTag::Cancel
-            | OpTag::Shutdown
             | OpTag::TimerRemove
             | OpTag::Linger => {
                 let key = ud.slot as usize;
@@ -534,7 +533,7 @@ impl<H: Handler> Worker<H> {
                     // (-ENOENT) raced the fire, whose CQE re-plans; a cancel,
                     // shutdown or timer removal on a closing connection only
                     // has to be counted out.
-                    OpTag::TimerUpdate | OpTag::Cancel | OpTag::Shutdown | OpTag::TimerRemove => {
+                    OpTag::TimerUpdate | OpTag::Cancel | OpTag::TimerRemove => {
                         self.slots[key].inflight -= 1
                     }
                     OpTag::Linger => {
@@ -835,20 +834,15 @@ impl<H: Handler> Worker<H> {
                 socket::set_linger_zero(fd);
             }
         } else if !lingering {
-            // FIN now (a lingering connection sent it already), through the
-            // ring rather than a syscall here: the FINs of a batch of
-            // expiries leave together in the next io_uring_enter, instead
-            // of each waking its peer, which can preempt this worker before
-            // the next FIN (measured: overshoot p99 at 5,000 slowloris
-            // connections 4.3-5.2 ms against 5.1-8.1 ms).
-            let user_data = self.user_data(key, OpTag::Shutdown);
-            self.slots[key].inflight += 1;
-            let entry = opcode::Shutdown::new(Fd(fd), libc::SHUT_WR)
-                .build()
-                .user_data(user_data);
-            // SAFETY: a shutdown points at no memory; the fd stays open until
-            // the slot is released, which waits for this SQE's CQE.
-            unsafe { self.push(entry) };
+            // FIN now (a lingering connection sent it already), by syscall
+            // here. IORING_OP_SHUTDOWN is always punted to an io-wq kernel
+            // thread, a hop per FIN that a burst of expiries pays thousands
+            // of times over: at 5,000 slowloris expiries at once, overshoot
+            // p99 median of 16 alternated rounds 47.5 ms by syscall against
+            // 54.6 ms through the ring (p50 about 15 against 19 ms); opened
+            // over 1 s with legit load, 4.51 against 4.95 ms (6 rounds).
+            // BENCHMARKS.md, "Burst closes".
+            socket::shutdown_write(fd);
         }
         let slot = &self.slots[key];
         let (recv_armed, send_in_flight, timer_armed) =
