@@ -85,6 +85,17 @@ impl State {
         }
     }
 
+    /// RequestComplete was reported: the next poll drops the request.
+    fn is_complete(&self) -> bool {
+        matches!(
+            self,
+            State::Request {
+                body: Body::Complete,
+                ..
+            }
+        )
+    }
+
     /// The current head, from HeadComplete until the request is dropped.
     fn head(&self) -> Option<&HeadInfo> {
         match self {
@@ -263,14 +274,8 @@ impl Decoder {
     /// yet dropped by a poll counts as finished.
     #[must_use]
     pub fn is_idle(&self) -> bool {
-        matches!(
-            self.state,
-            State::Head { .. }
-                | State::Request {
-                    body: Body::Complete,
-                    ..
-                }
-        ) && self.buffered() == 0
+        (matches!(self.state, State::Head { .. }) || self.state.is_complete())
+            && self.buffered() == 0
     }
 
     /// Hands the buffers out (cleared, capacity kept) when idle, so the
@@ -325,13 +330,7 @@ impl Decoder {
     }
 
     fn step(&mut self) -> Result<Option<Event>, DecodeError> {
-        if matches!(
-            self.state,
-            State::Request {
-                body: Body::Complete,
-                ..
-            }
-        ) {
+        if self.state.is_complete() {
             self.next_request();
         }
         match &mut self.state {

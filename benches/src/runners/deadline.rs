@@ -41,7 +41,7 @@ use crate::stats::OvershootSummary;
 use super::external::ExternalTarget;
 use super::lineup::{self, DEADLINE_SERVERS};
 use super::output::{self, DEFAULT_OUT};
-use super::summary::{median, ratio};
+use super::summary::median;
 use super::svg::{cdf_plot, PlotLabels, Series};
 use super::table::Table;
 
@@ -177,43 +177,12 @@ fn columns(rounds: usize, reference: &str) -> Vec<String> {
     columns
 }
 
-/// The table of a single round: one row per cell.
-fn table(cells: &[Cell], reference: &str) -> Table {
-    let header = columns(1, reference);
-    let mut t = Table::new(&header.iter().map(String::as_str).collect::<Vec<_>>(), 2);
-    for c in cells {
-        let a = &c.result.attack;
-        let floor = cells
-            .iter()
-            .find(|f| is_reference_of(f, reference, c.round, c.connections));
-        let legit = |figure: String| if c.legit_ran { figure } else { "-".into() };
-        t.row(vec![
-            c.connections.to_string(),
-            c.server.clone(),
-            closed_column(a.closed, c.connections, a.connect_failed),
-            a.hangs.to_string(),
-            a.early_closes.to_string(),
-            ms_or_dash(overshoot_us(c, |o| o.p50_us)),
-            ms_or_dash(p99_us(c)),
-            ratio(p99_us(c), floor.and_then(p99_us)),
-            ms_or_dash(overshoot_us(c, |o| o.max_us)),
-            fin_rst_column(a.fin_seen, a.reset_seen, a.write_failed_seen),
-            legit(format!("{:.0}", c.result.legit_baseline.requests_per_sec())),
-            legit(format!(
-                "{:.0}",
-                c.result.legit_under_attack.requests_per_sec()
-            )),
-            legit(format!("{:.1}%", c.result.legit_kept_percent())),
-        ]);
-    }
-    t
-}
-
-/// The table of a run of `rounds` > 1: one row per (N, server), in the
-/// order of their first cell. Overshoot and legit figures are medians over
-/// the rounds the server ran; counts (closed, hangs, early, FIN/RST) are
-/// summed, so a single hang or early close in any round stays visible.
-fn rounds_table(cells: &[Cell], rounds: usize, reference: &str) -> Table {
+/// The table: one row per (N, server), in the order of their first cell.
+/// Overshoot and legit figures are medians over the rounds the server ran;
+/// counts (closed, hangs, early, FIN/RST) are summed, so a single hang or
+/// early close in any round stays visible. With one round these are the
+/// round's own figures, and the per-round column is left out.
+fn table(cells: &[Cell], rounds: usize, reference: &str) -> Table {
     let header = columns(rounds, reference);
     let mut t = Table::new(&header.iter().map(String::as_str).collect::<Vec<_>>(), 2);
     let mut rows: Vec<(usize, &str)> = Vec::new();
@@ -238,14 +207,14 @@ fn rounds_table(cells: &[Cell], rounds: usize, reference: &str) -> Table {
         let ratios: Vec<f64> = runs
             .iter()
             .filter_map(|&c| {
-                let floor = cells
+                let paired = cells
                     .iter()
                     .find(|f| is_reference_of(f, reference, c.round, n))?;
-                let (value, reference) = (p99_us(c)?, p99_us(floor)?);
-                (reference > 0.0).then_some(value / reference)
+                let (value, by) = (p99_us(c)?, p99_us(paired)?);
+                (by > 0.0).then_some(value / by)
             })
             .collect();
-        let vs_closer = match median(&ratios) {
+        let vs_reference = match median(&ratios) {
             Some(m) if ratios.len() < rounds => {
                 format!("{m:.2}x ({} of {rounds} rounds)", ratios.len())
             }
@@ -255,7 +224,7 @@ fn rounds_table(cells: &[Cell], rounds: usize, reference: &str) -> Table {
         let legit = |figure: Option<f64>, unit: &str, decimals: usize| {
             figure.map_or("-".into(), |v| format!("{v:.decimals$}{unit}"))
         };
-        t.row(vec![
+        let mut row = vec![
             n.to_string(),
             server.to_string(),
             closed_column(
@@ -267,8 +236,12 @@ fn rounds_table(cells: &[Cell], rounds: usize, reference: &str) -> Table {
             sum(|c| c.result.attack.early_closes).to_string(),
             ms_or_dash(median_of(|c| overshoot_us(c, |o| o.p50_us))),
             ms_or_dash(median_of(p99_us)),
-            per_round.join(" / "),
-            vs_closer,
+        ];
+        if rounds > 1 {
+            row.push(per_round.join(" / "));
+        }
+        row.extend([
+            vs_reference,
             ms_or_dash(median_of(|c| overshoot_us(c, |o| o.max_us))),
             fin_rst_column(
                 sum(|c| c.result.attack.fin_seen),
@@ -297,6 +270,7 @@ fn rounds_table(cells: &[Cell], rounds: usize, reference: &str) -> Table {
                 1,
             ),
         ]);
+        t.row(row);
     }
     t
 }
@@ -552,11 +526,7 @@ pub fn run(args: &DeadlineArgs) -> io::Result<()> {
         }
     }
 
-    let t = if args.rounds > 1 {
-        rounds_table(&cells, args.rounds, reference)
-    } else {
-        table(&cells, reference)
-    };
+    let t = table(&cells, args.rounds, reference);
     println!("\n{}", t.text());
     let (mut rounds_flag, rounds_note) = if args.rounds > 1 {
         (
