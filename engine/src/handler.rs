@@ -13,8 +13,8 @@ use crate::request_body::RequestBody;
 use crate::large_buffers::{LargeBufferPool, LARGE_BUFFER_MIN};
 
 use ringwall_h1::{
-    encode_response, encode_sized_head, sized_body_expected, EncodeContext, EncodeError,
-    RequestHead, Version,
+    encode_response, encode_response_prepared, encode_sized_head, sized_body_expected,
+    EncodeContext, EncodeError, PreparedHeaders, RequestHead, Version,
 };
 
 /// Answers requests. Called inline on the worker thread that owns the
@@ -130,12 +130,36 @@ impl Response<'_> {
         headers: &[(&str, &[u8])],
         body: &[u8],
     ) -> Result<(), ResponseError> {
+        self.write_whole(body.len(), |out, ctx| {
+            encode_response(out, status, headers, body, ctx)
+        })
+    }
+
+    /// [`Response::send`] with header fields checked once beforehand (see
+    /// [`PreparedHeaders`]): for the fields sent on every response, copied
+    /// as one block instead of checked and written one by one each time.
+    pub fn send_prepared(
+        &mut self,
+        status: u16,
+        headers: &PreparedHeaders,
+        body: &[u8],
+    ) -> Result<(), ResponseError> {
+        self.write_whole(body.len(), |out, ctx| {
+            encode_response_prepared(out, status, headers, body, ctx)
+        })
+    }
+
+    /// One whole response, unless one was already sent or deferred.
+    fn write_whole(
+        &mut self,
+        body_len: usize,
+        encode: impl FnOnce(&mut Vec<u8>, &EncodeContext<'_>) -> Result<(), EncodeError>,
+    ) -> Result<(), ResponseError> {
         if self.sent || self.deferred.is_some() {
             return Err(ResponseError::AlreadySent);
         }
-        self.make_room(body.len());
-        encode_response(self.out, status, headers, body, &self.ctx)
-            .map_err(ResponseError::Encode)?;
+        self.make_room(body_len);
+        encode(self.out, &self.ctx).map_err(ResponseError::Encode)?;
         self.sent = true;
         Ok(())
     }

@@ -131,7 +131,7 @@ pub use request_body::{BodyError, RequestBody, BODY_HIGH_WATER, BODY_LOW_WATER};
 // Named, not `pub use ringwall_h1 as h1`: the h1 types that appear in this
 // crate's own API, so that ringwall's semver follows what it exposes rather
 // than all of ringwall-h1.
-pub use ringwall_h1::{EncodeError, Limits, LimitsError, Version};
+pub use ringwall_h1::{EncodeError, Limits, LimitsError, PreparedHeaders, Version};
 pub use ringwall_timers::MinRate;
 pub use server::{Server, ServerHandle, StatsReader};
 pub use stats::{CloseCounts, CloseReason, Stats};

@@ -45,6 +45,83 @@ fn has_body(status: u16) -> bool {
     !(100..200).contains(&status) && status != 204 && status != 304
 }
 
+/// Response header fields checked once and kept encoded, for the fields a
+/// handler sends on every response (a Content-Type, a Server, a
+/// Cache-Control): [`encode_response_prepared`] copies them as one block,
+/// where a list passed to [`encode_response`] is checked and written field
+/// by field on every response (callgrind: about 230 of the 570
+/// instructions the encoder spent on a one-field `200 OK`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedHeaders {
+    /// `Name: value\r\n` for each field, in the order given.
+    encoded: Box<[u8]>,
+}
+
+impl PreparedHeaders {
+    /// Checks `headers` as [`encode_response`] does (a token for a name,
+    /// no CR, LF or NUL in a value, none of the fields the encoder writes
+    /// itself) and encodes them.
+    pub fn new(headers: &[(&str, &[u8])]) -> Result<Self, EncodeError> {
+        check_headers(headers)?;
+        let mut encoded = Vec::with_capacity(fields_len(headers));
+        write_fields(&mut encoded, headers);
+        Ok(PreparedHeaders {
+            encoded: encoded.into_boxed_slice(),
+        })
+    }
+
+    /// The fields as they go on the wire.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.encoded
+    }
+}
+
+/// A response's own header fields, as the handler gave them.
+#[derive(Clone, Copy)]
+enum Fields<'a> {
+    /// Not yet checked.
+    List(&'a [(&'a str, &'a [u8])]),
+    /// Checked when prepared.
+    Prepared(&'a PreparedHeaders),
+}
+
+impl Fields<'_> {
+    fn check(self) -> Result<(), EncodeError> {
+        match self {
+            Fields::List(headers) => check_headers(headers),
+            Fields::Prepared(_) => Ok(()),
+        }
+    }
+
+    fn encoded_len(self) -> usize {
+        match self {
+            Fields::List(headers) => fields_len(headers),
+            Fields::Prepared(prepared) => prepared.encoded.len(),
+        }
+    }
+
+    fn write(self, out: &mut Vec<u8>) {
+        match self {
+            Fields::List(headers) => write_fields(out, headers),
+            Fields::Prepared(prepared) => out.extend_from_slice(&prepared.encoded),
+        }
+    }
+}
+
+fn fields_len(headers: &[(&str, &[u8])]) -> usize {
+    headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum()
+}
+
+fn write_fields(out: &mut Vec<u8>, headers: &[(&str, &[u8])]) {
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
 /// Writes a complete response with a `Content-Length` body.
 ///
 /// Writes the status line (always `HTTP/1.1`: RFC 9110 6.2, a server sends
@@ -64,7 +141,29 @@ pub fn encode_response(
     body: &[u8],
     ctx: &EncodeContext<'_>,
 ) -> Result<(), EncodeError> {
-    encode_sized_head(out, status, headers, body.len() as u64, ctx)?;
+    write_response(out, status, Fields::List(headers), body, ctx)
+}
+
+/// [`encode_response`] with fields checked beforehand: the same bytes as
+/// `encode_response` with the list the fields were prepared from.
+pub fn encode_response_prepared(
+    out: &mut Vec<u8>,
+    status: u16,
+    headers: &PreparedHeaders,
+    body: &[u8],
+    ctx: &EncodeContext<'_>,
+) -> Result<(), EncodeError> {
+    write_response(out, status, Fields::Prepared(headers), body, ctx)
+}
+
+fn write_response(
+    out: &mut Vec<u8>,
+    status: u16,
+    fields: Fields<'_>,
+    body: &[u8],
+    ctx: &EncodeContext<'_>,
+) -> Result<(), EncodeError> {
+    write_sized_head(out, status, fields, body.len() as u64, ctx)?;
     if has_body(status) && !ctx.head_request {
         out.extend_from_slice(body);
     }
@@ -84,12 +183,22 @@ pub fn encode_sized_head(
     body_len: u64,
     ctx: &EncodeContext<'_>,
 ) -> Result<(), EncodeError> {
+    write_sized_head(out, status, Fields::List(headers), body_len, ctx)
+}
+
+fn write_sized_head(
+    out: &mut Vec<u8>,
+    status: u16,
+    fields: Fields<'_>,
+    body_len: u64,
+    ctx: &EncodeContext<'_>,
+) -> Result<(), EncodeError> {
     check_status(status)?;
     if !has_body(status) && body_len != 0 {
         return Err(EncodeError::BodyNotAllowed(status));
     }
-    check_headers(headers)?;
-    write_head_start(out, status, headers, ctx.date);
+    fields.check()?;
+    write_head_start(out, status, fields, ctx.date);
     if has_body(status) {
         out.extend_from_slice(b"Content-Length: ");
         write_decimal(out, body_len);
@@ -134,7 +243,7 @@ pub fn encode_chunked_head(
         return Err(EncodeError::BodyNotAllowed(status));
     }
     check_headers(headers)?;
-    write_head_start(out, status, headers, ctx.date);
+    write_head_start(out, status, Fields::List(headers), ctx.date);
     match ctx.version {
         Version::Http11 => {
             out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
@@ -192,7 +301,7 @@ pub fn encode_continue(out: &mut Vec<u8>) {
 /// `Connection: close`, since the stream cannot be framed any further.
 pub fn encode_error(out: &mut Vec<u8>, err: &DecodeError, date: &HttpDate) {
     let reason = err.reason().as_bytes();
-    write_head_start(out, err.status(), &[], date);
+    write_head_start(out, err.status(), Fields::List(&[]), date);
     out.extend_from_slice(b"Content-Type: text/plain\r\nContent-Length: ");
     write_decimal(out, reason.len() as u64 + 1);
     out.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
@@ -232,12 +341,11 @@ fn check_headers(headers: &[(&str, &[u8])]) -> Result<(), EncodeError> {
 }
 
 /// Status line, the caller's headers, Date.
-fn write_head_start(out: &mut Vec<u8>, status: u16, headers: &[(&str, &[u8])], date: &HttpDate) {
+fn write_head_start(out: &mut Vec<u8>, status: u16, fields: Fields<'_>, date: &HttpDate) {
     // One reservation for the whole head, so each append below stays on
     // its no-grow path: the longest status line, Date and the framing
     // headers the callers add after this are well under 160 bytes.
-    let caller_bytes: usize = headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
-    out.reserve(160 + caller_bytes);
+    out.reserve(160 + fields.encoded_len());
     match common_status_line(status) {
         Some(line) => out.extend_from_slice(line),
         None => {
@@ -248,12 +356,7 @@ fn write_head_start(out: &mut Vec<u8>, status: u16, headers: &[(&str, &[u8])], d
             out.extend_from_slice(b"\r\n");
         }
     }
-    for (name, value) in headers {
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
-        out.extend_from_slice(b"\r\n");
-    }
+    fields.write(out);
     out.extend_from_slice(b"Date: ");
     out.extend_from_slice(date.as_bytes());
     out.extend_from_slice(b"\r\n");

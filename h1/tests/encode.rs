@@ -3,8 +3,8 @@
 
 use ringwall_h1::{
     encode_chunk, encode_chunked_head, encode_continue, encode_error, encode_last_chunk,
-    encode_response, encode_stream_data, encode_stream_end, DecodeError, Decoder, EncodeContext,
-    EncodeError, Event, HttpDate, Limits, Version,
+    encode_response, encode_response_prepared, encode_stream_data, encode_stream_end, DecodeError,
+    Decoder, EncodeContext, EncodeError, Event, HttpDate, Limits, PreparedHeaders, Version,
 };
 
 const DATE: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
@@ -216,6 +216,79 @@ fn header_name_that_is_not_a_token_is_refused() {
         );
         assert!(out.is_empty());
     }
+}
+
+#[test]
+fn prepared_headers_write_the_same_bytes_as_the_list() {
+    let d = date();
+    let lists: [&[(&str, &[u8])]; 3] = [
+        &[],
+        &[("Content-Type", b"text/plain")],
+        &[
+            ("Server", b"ringwall"),
+            ("Cache-Control", b"no-store"),
+            ("X", b"a\tb\xff"),
+        ],
+    ];
+    for list in lists {
+        let prepared = PreparedHeaders::new(list).expect("valid fields");
+        for (status, body) in [(200, &b"hi"[..]), (204, b""), (404, b"nope"), (299, b"")] {
+            for version in [Version::Http10, Version::Http11] {
+                for (keep_alive, head_request) in [(true, false), (false, false), (true, true)] {
+                    let c = ctx(&d, version, keep_alive, head_request);
+                    let mut from_prepared = b"before ".to_vec();
+                    encode_response_prepared(&mut from_prepared, status, &prepared, body, &c)
+                        .expect("valid response");
+                    let from_list = format!("before {}", response(status, list, body, &c));
+                    assert_eq!(
+                        String::from_utf8_lossy(&from_prepared),
+                        from_list,
+                        "{list:?} {status}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn prepared_headers_refuse_what_the_list_refuses() {
+    for (list, expected) in [
+        (
+            &[("X", &b"1"[..]), ("content-length", b"5")][..],
+            EncodeError::ReservedHeader {
+                index: 1,
+                name: "Content-Length",
+            },
+        ),
+        (
+            &[("Bad Name", b"v")],
+            EncodeError::InvalidHeaderName { index: 0 },
+        ),
+        (
+            &[("X-Echo", b"a\r\nSet-Cookie: x")],
+            EncodeError::InvalidHeaderValue { index: 0 },
+        ),
+    ] {
+        assert_eq!(PreparedHeaders::new(list), Err(expected));
+    }
+}
+
+#[test]
+fn prepared_headers_keep_the_status_checks() {
+    let d = date();
+    let c = ctx(&d, Version::Http11, true, false);
+    let prepared = PreparedHeaders::new(&[]).expect("no fields");
+    let mut out = b"kept".to_vec();
+    assert_eq!(
+        encode_response_prepared(&mut out, 600, &prepared, b"", &c),
+        Err(EncodeError::InvalidStatus(600))
+    );
+    assert_eq!(
+        encode_response_prepared(&mut out, 304, &prepared, b"body", &c),
+        Err(EncodeError::BodyNotAllowed(304))
+    );
+    assert_eq!(out, b"kept");
 }
 
 #[test]

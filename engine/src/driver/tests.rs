@@ -689,3 +689,37 @@ fn a_streamed_body_over_its_cap_is_answered_413_before_the_handler_sees_it() {
     );
     assert_eq!(handler.take().len(), 1);
 }
+
+#[test]
+fn a_prepared_answer_is_written_once_and_a_second_send_is_refused() {
+    use crate::handler::ResponseError;
+    use ringwall_h1::PreparedHeaders;
+    let seconds = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&seconds);
+    let prepared = PreparedHeaders::new(&[("Content-Type", b"text/plain")]).unwrap();
+    let handler = move |_: &Request<'_>, response: &mut Response<'_>| {
+        response.send_prepared(200, &prepared, b"first").unwrap();
+        let again = [
+            response.send_prepared(200, &prepared, b"second"),
+            response.send(200, &[], b"second"),
+        ];
+        seen.lock()
+            .unwrap()
+            .extend(again.map(|r| matches!(r, Err(ResponseError::AlreadySent))));
+    };
+    let mut h = Harness::with_handler(handler, |b| b);
+    let key = h.admit();
+    h.actions();
+    h.driver.on_bytes(key, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    h.actions();
+    let bytes = String::from_utf8(h.send_all(key)).unwrap();
+    assert!(
+        bytes.starts_with("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nDate: "),
+        "{bytes}"
+    );
+    assert!(
+        bytes.ends_with("\r\nContent-Length: 5\r\n\r\nfirst"),
+        "{bytes}"
+    );
+    assert_eq!(*seconds.lock().unwrap(), [true, true]);
+}
