@@ -337,3 +337,29 @@ fn every_method_reads_back_as_sent_known_or_not() {
         assert_eq!(request_of(raw.as_bytes()).method, method);
     }
 }
+
+#[test]
+fn heads_with_many_fields_decode_whole_and_in_pieces_alike() {
+    // Around the number of header slots the whole-head parse keeps on the
+    // stack (32), and up to the default limit (100): every field in order.
+    for n in [1, 31, 32, 33, 64, 100] {
+        let mut stream = common::head_with_fields(n);
+        stream.extend_from_slice(b"GET /next HTTP/1.1\r\nHost: b\r\n\r\n");
+        let out = whole(Limits::default(), &stream);
+        assert_eq!(out.error, None, "{n} fields");
+        assert_eq!(out.requests.len(), 2, "{n} fields");
+        let fields = &out.requests[0].headers;
+        assert_eq!(fields.len(), n);
+        assert_eq!(fields[0], ("Host".to_owned(), b"a".to_vec()));
+        for (i, (name, value)) in fields.iter().enumerate().skip(1) {
+            assert_eq!(name, &format!("X-Field-{i}"));
+            assert_eq!(value, format!("value {i}").as_bytes());
+        }
+        assert_eq!(out.requests[1].path, "/next");
+        common::assert_same_outcome(
+            &out,
+            &common::bytewise(Limits::default(), &stream),
+            "bytewise",
+        );
+    }
+}

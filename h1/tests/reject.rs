@@ -482,3 +482,19 @@ fn every_status_is_an_error_status() {
         assert!(!ringwall_h1::status_reason(e.status()).is_empty());
     }
 }
+
+#[test]
+fn one_field_over_max_headers_is_431_whole_or_in_pieces_on_both_sides_of_32() {
+    // 32 is the number of header slots the whole-head parse keeps on the
+    // stack: a limit below it, at it and above it.
+    for max in [8, 31, 32, 33, 40] {
+        let limits = Limits::default().with_max_headers(max);
+        for fields in [max, max + 1] {
+            let stream = common::head_with_fields(fields);
+            let out = common::whole(limits, &stream);
+            let expected = (fields > max).then_some(DecodeError::TooManyHeaders);
+            assert_eq!(out.error, expected, "{fields} fields, limit {max}");
+            common::assert_same_outcome(&out, &common::bytewise(limits, &stream), "bytewise");
+        }
+    }
+}

@@ -179,3 +179,14 @@ pub fn assert_same_outcome(whole: &Outcome, split: &Outcome, what: &str) {
         }
     }
 }
+
+/// A whole GET head with `n` fields: Host, then `X-Field-1: value 1` and so
+/// on.
+pub fn head_with_fields(n: usize) -> Vec<u8> {
+    let mut head = b"GET /many HTTP/1.1\r\nHost: a\r\n".to_vec();
+    for i in 1..n {
+        head.extend_from_slice(format!("X-Field-{i}: value {i}\r\n").as_bytes());
+    }
+    head.extend_from_slice(b"\r\n");
+    head
+}
