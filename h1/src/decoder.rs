@@ -474,10 +474,11 @@ mod tests {
 
     /// The decoder is boxed per connection with a request in progress; what
     /// it keeps while reading a head and after parsing one share storage
-    /// (`State`). It was 416 bytes with both side by side.
+    /// (`State`). It was 416 bytes with both side by side, and 336 with
+    /// `usize` offsets into the head.
     #[test]
     fn decoder_stays_small() {
         let size = mem::size_of::<Decoder>();
-        assert!(size <= 336, "Decoder grew to {size} bytes");
+        assert!(size <= 296, "Decoder grew to {size} bytes");
     }
 }

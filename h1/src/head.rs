@@ -15,12 +15,50 @@ pub enum Version {
     Http11,
 }
 
-/// Where a header's name and value are, relative to the head's first byte.
-/// Offsets rather than slices: nothing borrows the input across feeds.
+/// The longest head whose parts a [`Span`] can locate: the head reader never
+/// looks further, whatever `max_head_bytes` says (4 GiB, far past any
+/// sensible limit).
+pub(crate) const MAX_SPANNED_HEAD: usize = u32::MAX as usize;
+
+/// Where a part of a head is, in bytes from the head's first byte. Offsets
+/// rather than slices, so nothing borrows the input across feeds; `u32`
+/// rather than `usize` (a head is at most [`MAX_SPANNED_HEAD`] bytes), so a
+/// parsed head's record is half the size: it is moved on every request and
+/// boxed with every connection that has one in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    /// `range` lies within the first [`MAX_SPANNED_HEAD`] bytes.
+    pub(crate) fn new(range: Range<usize>) -> Span {
+        debug_assert!(range.start <= range.end && range.end <= MAX_SPANNED_HEAD);
+        Span {
+            start: range.start as u32,
+            end: range.end as u32,
+        }
+    }
+
+    pub(crate) fn range(self) -> Range<usize> {
+        self.start as usize..self.end as usize
+    }
+
+    pub(crate) fn start(self) -> usize {
+        self.start as usize
+    }
+
+    pub(crate) fn len(self) -> usize {
+        (self.end - self.start) as usize
+    }
+}
+
+/// Where a header's name and value are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct FieldSpan {
-    pub(crate) name: Range<usize>,
-    pub(crate) value: Range<usize>,
+    pub(crate) name: Span,
+    pub(crate) value: Span,
 }
 
 /// Where the request line's parts are, from the parse.
@@ -28,8 +66,8 @@ pub(crate) struct FieldSpan {
 pub(crate) struct HeadLayout {
     /// Bytes from the head's first byte through its empty line.
     pub(crate) len: usize,
-    pub(crate) method: Range<usize>,
-    pub(crate) target: Range<usize>,
+    pub(crate) method: Span,
+    pub(crate) target: Span,
     pub(crate) version: Version,
 }
 
@@ -39,8 +77,8 @@ pub(crate) struct HeadInfo {
     pub(crate) layout: HeadLayout,
     /// `None` for an absolute-form target without a path: RFC 9110 4.2.3
     /// says an empty path means "/".
-    path: Option<Range<usize>>,
-    query: Option<Range<usize>>,
+    path: Option<Span>,
+    query: Option<Span>,
     keep_alive: bool,
     expect_continue: bool,
     body_kind: BodyKind,
@@ -87,13 +125,13 @@ pub(crate) fn analyze(
             .filter(move |f| {
                 // Length first: most fields are none of the five looked for.
                 f.name.len() == name.len()
-                    && head[f.name.clone()].eq_ignore_ascii_case(name.as_bytes())
+                    && head[f.name.range()].eq_ignore_ascii_case(name.as_bytes())
             })
-            .map(|f| &head[f.value.clone()])
+            .map(|f| &head[f.value.range()])
     };
-    let method = &head[layout.method.clone()];
-    let target = &head[layout.target.clone()];
-    let (path, query) = target_parts(method, target, layout.target.start)?;
+    let method = &head[layout.method.range()];
+    let target = &head[layout.target.range()];
+    let (path, query) = target_parts(method, target, layout.target.start())?;
 
     // One pass sorts the fields the decoder acts on, by length first: most
     // fields are none of them, and five filtered passes cost about 400
@@ -105,8 +143,8 @@ pub(crate) fn analyze(
     let mut option_keep_alive = false;
     let mut continue_expected = false;
     for field in fields {
-        let name = &head[field.name.clone()];
-        let value = &head[field.value.clone()];
+        let name = &head[field.name.range()];
+        let value = &head[field.value.range()];
         match name.len() {
             4 if token_is(name, b"host") => {
                 hosts += 1;
@@ -184,12 +222,12 @@ fn token_is(name: &[u8], lowercase: &[u8]) -> bool {
     name.len() == lowercase.len() && name.iter().zip(lowercase).all(|(&a, &b)| a | 0x20 == b)
 }
 
-type TargetParts = (Option<Range<usize>>, Option<Range<usize>>);
+type TargetParts = (Option<Span>, Option<Span>);
 
 /// Splits the target into path and query after checking its form
 /// (RFC 9112 3.2). `at` is the target's offset in the head.
 fn target_parts(method: &[u8], target: &[u8], at: usize) -> Result<TargetParts, DecodeError> {
-    let abs = |r: Range<usize>| r.start + at..r.end + at;
+    let abs = |r: Range<usize>| Span::new(r.start + at..r.end + at);
     if method == b"CONNECT" {
         // RFC 9112 3.2.3: authority-form, only for CONNECT.
         if !is_valid_host(target) {
@@ -311,8 +349,8 @@ impl<'a> RequestHead<'a> {
 
     /// httparse checked these parts are tokens or UTF-8 before they were
     /// recorded, so the conversion cannot fail; "" is never returned.
-    fn str_at(&self, r: Range<usize>) -> &'a str {
-        std::str::from_utf8(&self.bytes[r]).unwrap_or("")
+    fn str_at(&self, span: Span) -> &'a str {
+        std::str::from_utf8(&self.bytes[span.range()]).unwrap_or("")
     }
 
     /// The method, case-sensitive (RFC 9110 9.1).
@@ -321,13 +359,13 @@ impl<'a> RequestHead<'a> {
         if let Some(known) = self.info.known_method {
             return KNOWN_METHODS[usize::from(known)];
         }
-        self.str_at(self.info.layout.method.clone())
+        self.str_at(self.info.layout.method)
     }
 
     /// The request-target as sent.
     #[must_use]
     pub fn target(&self) -> &'a str {
-        self.str_at(self.info.layout.target.clone())
+        self.str_at(self.info.layout.target)
     }
 
     /// The path: for origin-form the target before `?`; for absolute-form
@@ -335,8 +373,8 @@ impl<'a> RequestHead<'a> {
     /// asterisk-form; the authority for CONNECT's authority-form.
     #[must_use]
     pub fn path(&self) -> &'a str {
-        match &self.info.path {
-            Some(r) => self.str_at(r.clone()),
+        match self.info.path {
+            Some(span) => self.str_at(span),
             None => "/",
         }
     }
@@ -344,7 +382,7 @@ impl<'a> RequestHead<'a> {
     /// The query after `?`, without it; `None` when there is no `?`.
     #[must_use]
     pub fn query(&self) -> Option<&'a str> {
-        self.info.query.clone().map(|r| self.str_at(r))
+        self.info.query.map(|span| self.str_at(span))
     }
 
     #[must_use]
@@ -357,8 +395,8 @@ impl<'a> RequestHead<'a> {
         let bytes = self.bytes;
         self.fields.iter().map(move |f| {
             (
-                std::str::from_utf8(&bytes[f.name.clone()]).unwrap_or(""),
-                &bytes[f.value.clone()],
+                std::str::from_utf8(&bytes[f.name.range()]).unwrap_or(""),
+                &bytes[f.value.range()],
             )
         })
     }

@@ -16,12 +16,11 @@
 //! therefore ends in the same outcome (the `split_invariance` tests pin it).
 
 use std::mem::MaybeUninit;
-use std::ops::Range;
 
 use httparse::{Header, Status, EMPTY_HEADER};
 
 use crate::error::DecodeError;
-use crate::head::{FieldSpan, HeadLayout, Version};
+use crate::head::{FieldSpan, HeadLayout, Span, Version, MAX_SPANNED_HEAD};
 use crate::limits::Limits;
 use crate::request_line::{LineScan, RequestLineScanner};
 use crate::token::{is_field_value_byte, is_token};
@@ -70,7 +69,7 @@ impl HeadReader {
         }
         // Nothing past max_head_bytes is ever parsed: a head that has not
         // ended within it is 431 (RFC 6585 5), whatever follows.
-        let window = &head[..head.len().min(limits.max_head_bytes)];
+        let window = &head[..head.len().min(head_limit(limits))];
         if self.fresh {
             self.fresh = false;
             // Fast path: most heads arrive whole, so try one full parse.
@@ -139,7 +138,7 @@ impl HeadReader {
     }
 
     fn partial(&self, window: &[u8], limits: &Limits) -> Result<Option<HeadLayout>, DecodeError> {
-        if window.len() >= limits.max_head_bytes {
+        if window.len() >= head_limit(limits) {
             Err(DecodeError::HeadTooLarge)
         } else {
             Ok(None)
@@ -194,6 +193,12 @@ fn header_slots(bytes: &[u8], max: usize) -> Option<usize> {
     None
 }
 
+/// `max_head_bytes`, or the longest head a [`Span`] can locate if that is
+/// less.
+fn head_limit(limits: &Limits) -> usize {
+    limits.max_head_bytes.min(MAX_SPANNED_HEAD)
+}
+
 /// Header slots the fast path keeps on the stack (32 bytes each, never
 /// initialised before httparse writes them).
 const STACK_SLOTS: usize = 32;
@@ -235,9 +240,10 @@ fn record_layout(
     fields: &mut Vec<FieldSpan>,
 ) -> Option<HeadLayout> {
     let base = buf.as_ptr() as usize;
-    let span = |s: &[u8]| -> Range<usize> {
+    // `buf` is within the window, so every offset fits a Span.
+    let span = |s: &[u8]| -> Span {
         let start = s.as_ptr() as usize - base;
-        start..start + s.len()
+        Span::new(start..start + s.len())
     };
     let Status::Complete(len) = status else {
         return None;

@@ -28,7 +28,8 @@ pub struct Limits {
     ///
     /// Default 16 KiB: twice nginx's 8 KiB `large_client_header_buffers`
     /// line size, well below Go's 1 MiB `DefaultMaxHeaderBytes` (which
-    /// allows a slowloris peer to pin a megabyte per connection).
+    /// allows a slowloris peer to pin a megabyte per connection). A value
+    /// over 4 GiB acts as 4 GiB.
     pub max_head_bytes: usize,
     /// Header lines in one head. Over it: 431.
     ///
