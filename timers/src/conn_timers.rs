@@ -4,14 +4,18 @@
 //! maps protocol events onto it.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{DeadlineKind, MinRate, MinRates, MonoTime, Timeouts};
 
 /// One connection's deadlines and its one kernel timer.
 ///
-/// Plain data (`Copy`, no allocation): the engine keeps one per
-/// connection slot and drives it from a single thread.
+/// Small plain data: the engine keeps one per connection slot and drives
+/// it from a single thread. The timeouts and rates, the same for every
+/// connection of a server, are shared: make one with
+/// [`with_min_rates`](Self::with_min_rates) and clone it per connection,
+/// which allocates nothing.
 ///
 /// Two rules hold the whole design together:
 ///
@@ -30,16 +34,11 @@ use crate::{DeadlineKind, MinRate, MinRates, MonoTime, Timeouts};
 /// A deadline can be no later than `u64::MAX - 1` nanoseconds (about 584
 /// years of uptime): `u64::MAX` marks an unarmed one. A timeout of
 /// `Duration::MAX` arms that last instant, which never comes.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ConnTimers {
-    /// How long each kind runs once armed, in nanoseconds (saturated),
-    /// indexed by [`DeadlineKind::index`]: the four timeouts, each rate's
-    /// grace, then the handler timeout. Nanoseconds rather than
-    /// `Duration`s, and the rates below rather than `MinRates`, because
-    /// there is one of these in every connection slot.
-    runs_ns: [u64; KINDS],
-    /// Bytes per second of the body and send rates; 0: no such rate.
-    rates_bps: [u32; 2],
+    /// The timeouts and rates, shared by every connection cloned from the
+    /// same one: 64 bytes per connection slot when each held its own copy.
+    policy: Arc<Policy>,
     /// Expiry of each kind in nanoseconds on CLOCK_MONOTONIC, indexed by
     /// [`DeadlineKind::index`]; [`UNARMED`] if it is not armed. Plain
     /// `u64`s, not `Option<MonoTime>` (16 bytes each), for the same reason
@@ -48,6 +47,17 @@ pub struct ConnTimers {
     /// Expiry of the kernel timer believed in flight, in nanoseconds;
     /// [`UNARMED`] if there is none.
     pending_ns: u64,
+}
+
+/// How long each deadline runs and the minimum rates.
+#[derive(PartialEq, Eq)]
+struct Policy {
+    /// How long each kind runs once armed, in nanoseconds (saturated),
+    /// indexed by [`DeadlineKind::index`]: the four timeouts, each rate's
+    /// grace, then the handler timeout.
+    runs_ns: [u64; KINDS],
+    /// Bytes per second of the body and send rates; 0: no such rate.
+    rates_bps: [u32; 2],
 }
 
 const KINDS: usize = DeadlineKind::ALL.len();
@@ -81,21 +91,24 @@ impl ConnTimers {
 
     /// As [`new`](Self::new), holding the connection to minimum data rates
     /// as well (the `BodyRate` and `SendRate` deadlines). A rate of 0 bytes/s
-    /// counts as none.
+    /// counts as none. Allocates the shared policy: for many connections,
+    /// clone one of these instead.
     pub fn with_min_rates(timeouts: Timeouts, rates: MinRates) -> Self {
         let grace = |r: Option<MinRate>| r.map_or(0, |r| nanos(r.grace));
         let bps = |r: Option<MinRate>| r.map_or(0, |r| r.bytes_per_sec);
         ConnTimers {
-            runs_ns: [
-                nanos(timeouts.header),
-                nanos(timeouts.body),
-                nanos(timeouts.idle),
-                nanos(timeouts.write),
-                grace(rates.body),
-                grace(rates.send),
-                nanos(timeouts.handler),
-            ],
-            rates_bps: [bps(rates.body), bps(rates.send)],
+            policy: Arc::new(Policy {
+                runs_ns: [
+                    nanos(timeouts.header),
+                    nanos(timeouts.body),
+                    nanos(timeouts.idle),
+                    nanos(timeouts.write),
+                    grace(rates.body),
+                    grace(rates.send),
+                    nanos(timeouts.handler),
+                ],
+                rates_bps: [bps(rates.body), bps(rates.send)],
+            }),
             deadlines_ns: [UNARMED; KINDS],
             pending_ns: UNARMED,
         }
@@ -111,13 +124,13 @@ impl ConnTimers {
 
     fn rate_for(&self, kind: DeadlineKind) -> Option<MinRate> {
         let bytes_per_sec = match kind {
-            DeadlineKind::BodyRate => self.rates_bps[0],
-            DeadlineKind::SendRate => self.rates_bps[1],
+            DeadlineKind::BodyRate => self.policy.rates_bps[0],
+            DeadlineKind::SendRate => self.policy.rates_bps[1],
             _ => 0,
         };
         (bytes_per_sec > 0).then(|| MinRate {
             bytes_per_sec,
-            grace: Duration::from_nanos(self.runs_ns[kind.index()]),
+            grace: Duration::from_nanos(self.policy.runs_ns[kind.index()]),
         })
     }
 
@@ -139,7 +152,7 @@ impl ConnTimers {
     /// The timeouts this connection was created with (saturated at
     /// `u64::MAX` nanoseconds, about 584 years).
     pub fn timeouts(&self) -> Timeouts {
-        let run = |kind: DeadlineKind| Duration::from_nanos(self.runs_ns[kind.index()]);
+        let run = |kind: DeadlineKind| Duration::from_nanos(self.policy.runs_ns[kind.index()]);
         Timeouts {
             header: run(DeadlineKind::Header),
             body: run(DeadlineKind::Body),
@@ -163,7 +176,7 @@ impl ConnTimers {
         if *slot != UNARMED {
             return false;
         }
-        let run = Duration::from_nanos(self.runs_ns[kind.index()]);
+        let run = Duration::from_nanos(self.policy.runs_ns[kind.index()]);
         *slot = stored(now.saturating_add(run));
         true
     }
@@ -247,9 +260,10 @@ mod tests {
 
     #[test]
     fn conn_timers_stay_small() {
-        // One per connection slot: two cache lines. It was 168 bytes with
-        // six kinds and `Option<MonoTime>` deadlines.
-        assert!(std::mem::size_of::<ConnTimers>() <= 128);
+        // One per connection slot. It was 168 bytes with six kinds and
+        // `Option<MonoTime>` deadlines, and 128 with its own copy of the
+        // timeouts and rates.
+        assert!(std::mem::size_of::<ConnTimers>() <= 72);
     }
 
     #[test]

@@ -249,7 +249,7 @@ impl Sim {
             }
             9 | 10 => {
                 let kind = self.rng.kind();
-                let before = *c;
+                let before = c.clone();
                 let armed = c.arm(kind, now);
                 if armed == before.deadline(kind).is_some() {
                     self.fail("arm's answer disagrees with the deadline it found");
@@ -414,7 +414,7 @@ impl Sim {
                 self.plan();
             }
             Cqe::Fire => {
-                let before = self.conn;
+                let before = self.conn.clone();
                 // The clock is read afresh: the simulation's now.
                 let outcome = self.conn.on_fire(self.now);
                 self.log(format!("reap -ETIME: on_fire -> {outcome:?}"));

@@ -71,7 +71,7 @@ fn drip_bytes_do_not_extend_header_deadline() {
 fn second_arm_does_not_move_deadline() {
     let mut c = timers();
     assert!(c.arm(DeadlineKind::Header, s(0)));
-    let before = c;
+    let before = c.clone();
     assert!(!c.arm(DeadlineKind::Header, s(5)));
     assert_eq!(c, before, "a refused arm changes nothing");
     assert_eq!(c.deadline(DeadlineKind::Header), Some(s(10)));
@@ -316,7 +316,7 @@ fn ties_are_reported_in_all_order() {
     }
     for &kind in &kinds {
         assert_eq!(c.earliest(), Some((kind, s(7))));
-        let mut fired = c;
+        let mut fired = c.clone();
         assert_eq!(fired.on_fire(s(7)), FireOutcome::Expired(kind));
         c.clear(kind);
     }
@@ -344,7 +344,7 @@ fn fire_with_stale_now_is_not_trusted() {
     let c = accepted(s(0));
     let stale_now = t(9_940_000);
 
-    let mut stale = c;
+    let mut stale = c.clone();
     // Judged by the stale clock, a due deadline looks early: the connection
     // survives a fire that should have closed it.
     assert_eq!(stale.on_fire(stale_now), FireOutcome::Rearm(s(10)));
@@ -353,7 +353,7 @@ fn fire_with_stale_now_is_not_trusted() {
     assert_eq!(stale.pending_timer(), Some(s(10)));
 
     // With the clock read afresh for the CQE, it closes on time.
-    let mut fresh = c;
+    let mut fresh = c.clone();
     assert_eq!(
         fresh.on_fire(s(10)),
         FireOutcome::Expired(DeadlineKind::Header)
@@ -387,7 +387,7 @@ fn update_failure_then_fire_replans() {
     // update CQE: no call into the model. Then the fire is handled.
 
     // Case 1: the header deadline is still live and has passed: closes.
-    let mut live = c;
+    let mut live = c.clone();
     assert_eq!(
         live.on_fire(s(61)),
         FireOutcome::Expired(DeadlineKind::Header)
@@ -395,7 +395,7 @@ fn update_failure_then_fire_replans() {
 
     // Case 2: the head completed and the connection went idle again before
     // the fire was handled: re-plan for what is live now.
-    let mut moved_on = c;
+    let mut moved_on = c.clone();
     moved_on.on_request_bytes(s(56));
     moved_on.on_head_complete(s(56), false);
     moved_on.on_send_started(s(56));
@@ -495,7 +495,7 @@ fn streamed_response_after_the_head_is_bounded_by_write_not_handler() {
     c.on_send_started(s(10));
     for sec in (25..=595).step_by(15) {
         c.on_send_progress(s(sec), 100, false);
-        let mut fired = c;
+        let mut fired = c.clone();
         assert!(
             matches!(fired.on_fire(s(sec)), FireOutcome::Rearm(_)),
             "the stream is cut at {sec} s"

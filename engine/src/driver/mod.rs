@@ -151,8 +151,9 @@ pub(crate) struct Driver<H: Handler> {
     actions: VecDeque<Action>,
     handler: Arc<H>,
     config: Config,
-    timeouts: Timeouts,
-    min_rates: MinRates,
+    /// Every connection's timers start as a clone of these: the timeouts
+    /// and rates are shared, not copied into each slot.
+    new_conn_timers: ConnTimers,
     /// The decoder's limits: the configured ones, with the streamed-body
     /// cap when bodies are streamed.
     limits: ringwall_h1::Limits,
@@ -236,8 +237,7 @@ impl<H: Handler> Driver<H> {
             generations: Vec::new(),
             actions: VecDeque::new(),
             handler,
-            timeouts,
-            min_rates,
+            new_conn_timers: ConnTimers::with_min_rates(timeouts, min_rates),
             limits,
             config,
             shared,
@@ -398,7 +398,7 @@ impl<H: Handler> Driver<H> {
         }
         let generation = crate::user_data::next_generation(self.generations[key]);
         self.generations[key] = generation;
-        let mut timers = ConnTimers::with_min_rates(self.timeouts, self.min_rates);
+        let mut timers = self.new_conn_timers.clone();
         // The first head must arrive within header_timeout of accept.
         timers.on_accept(self.now);
         let mut conn = Connection::new(fd, generation, timers);
