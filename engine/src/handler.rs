@@ -13,8 +13,8 @@ use crate::request_body::RequestBody;
 use crate::large_buffers::{LargeBufferPool, LARGE_BUFFER_MIN};
 
 use ringwall_h1::{
-    encode_response, encode_response_prepared, encode_sized_head, sized_body_expected,
-    EncodeContext, EncodeError, PreparedHeaders, RequestHead, Version,
+    encode_response, encode_response_cached, encode_sized_head, sized_body_expected, EncodeContext,
+    EncodeError, HeadCache, PreparedHeaders, RequestHead, Version,
 };
 
 /// Answers requests. Called inline on the worker thread that owns the
@@ -112,6 +112,8 @@ pub struct Response<'a> {
     /// Where a large body's buffer comes from (see `large_buffers.rs`).
     pub(crate) large: &'a mut LargeBufferPool,
     pub(crate) ctx: EncodeContext<'a>,
+    /// The worker's last head written with prepared fields.
+    pub(crate) head_cache: &'a mut HeadCache,
     pub(crate) sent: bool,
     /// Where a deferred answer is posted, and the slot it answers.
     pub(crate) mailbox: &'a Arc<Mailbox>,
@@ -130,7 +132,7 @@ impl Response<'_> {
         headers: &[(&str, &[u8])],
         body: &[u8],
     ) -> Result<(), ResponseError> {
-        self.write_whole(body.len(), |out, ctx| {
+        self.write_whole(body.len(), |out, ctx, _| {
             encode_response(out, status, headers, body, ctx)
         })
     }
@@ -138,14 +140,17 @@ impl Response<'_> {
     /// [`Response::send`] with header fields checked once beforehand (see
     /// [`PreparedHeaders`]): for the fields sent on every response, copied
     /// as one block instead of checked and written one by one each time.
+    /// The worker keeps the last head written this way and copies it whole
+    /// while responses keep the same status, fields and body length (within
+    /// the second of one Date).
     pub fn send_prepared(
         &mut self,
         status: u16,
         headers: &PreparedHeaders,
         body: &[u8],
     ) -> Result<(), ResponseError> {
-        self.write_whole(body.len(), |out, ctx| {
-            encode_response_prepared(out, status, headers, body, ctx)
+        self.write_whole(body.len(), |out, ctx, head_cache| {
+            encode_response_cached(out, status, headers, body, ctx, head_cache)
         })
     }
 
@@ -153,13 +158,13 @@ impl Response<'_> {
     fn write_whole(
         &mut self,
         body_len: usize,
-        encode: impl FnOnce(&mut Vec<u8>, &EncodeContext<'_>) -> Result<(), EncodeError>,
+        encode: impl FnOnce(&mut Vec<u8>, &EncodeContext<'_>, &mut HeadCache) -> Result<(), EncodeError>,
     ) -> Result<(), ResponseError> {
         if self.sent || self.deferred.is_some() {
             return Err(ResponseError::AlreadySent);
         }
         self.make_room(body_len);
-        encode(self.out, &self.ctx).map_err(ResponseError::Encode)?;
+        encode(self.out, &self.ctx, self.head_cache).map_err(ResponseError::Encode)?;
         self.sent = true;
         Ok(())
     }

@@ -61,8 +61,9 @@ pub use date::HttpDate;
 pub use decoder::{DecodeBuffers, Decoder, Event};
 pub use encoder::{
     encode_chunk, encode_chunked_head, encode_continue, encode_error, encode_last_chunk,
-    encode_response, encode_response_prepared, encode_sized_head, encode_stream_data,
-    encode_stream_end, sized_body_expected, EncodeContext, PreparedHeaders,
+    encode_response, encode_response_cached, encode_response_prepared, encode_sized_head,
+    encode_stream_data, encode_stream_end, sized_body_expected, EncodeContext, HeadCache,
+    PreparedHeaders,
 };
 pub use error::{DecodeError, EncodeError};
 pub use framing::BodyKind;

@@ -3,8 +3,9 @@
 
 use ringwall_h1::{
     encode_chunk, encode_chunked_head, encode_continue, encode_error, encode_last_chunk,
-    encode_response, encode_response_prepared, encode_stream_data, encode_stream_end, DecodeError,
-    Decoder, EncodeContext, EncodeError, Event, HttpDate, Limits, PreparedHeaders, Version,
+    encode_response, encode_response_cached, encode_response_prepared, encode_stream_data,
+    encode_stream_end, DecodeError, Decoder, EncodeContext, EncodeError, Event, HeadCache,
+    HttpDate, Limits, PreparedHeaders, Version,
 };
 
 const DATE: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
@@ -249,6 +250,84 @@ fn prepared_headers_write_the_same_bytes_as_the_list() {
             }
         }
     }
+}
+
+#[test]
+fn a_cached_head_is_the_head_the_encoder_would_write() {
+    // A run of responses where each part of the key changes alone, and
+    // back: the cached encoder must write what the uncached one writes.
+    let text = PreparedHeaders::new(&[("Content-Type", b"text/plain")]).unwrap();
+    let json = PreparedHeaders::new(&[("Content-Type", b"application/json")]).unwrap();
+    // Same fields, freshly prepared: a different set as far as the cache
+    // goes, the same bytes.
+    let text_again = PreparedHeaders::new(&[("Content-Type", b"text/plain")]).unwrap();
+    let (d1, d2) = (date(), HttpDate::from_unix_secs(784_111_778));
+    let mut cache = HeadCache::default();
+    // Fields, status, body, Date, version, keep-alive, HEAD request.
+    type Step<'a> = (
+        &'a PreparedHeaders,
+        u16,
+        &'a [u8],
+        &'a HttpDate,
+        Version,
+        bool,
+        bool,
+    );
+    let steps: [Step<'_>; 12] = [
+        (&text, 200, b"Hello", &d1, Version::Http11, true, false),
+        (&text, 200, b"World", &d1, Version::Http11, true, false),
+        (&text, 200, b"Hello!", &d1, Version::Http11, true, false),
+        (&text, 404, b"Hello!", &d1, Version::Http11, true, false),
+        (&json, 404, b"Hello!", &d1, Version::Http11, true, false),
+        (&text, 404, b"Hello!", &d1, Version::Http11, true, false),
+        (&text, 404, b"Hello!", &d2, Version::Http11, true, false),
+        (&text, 404, b"Hello!", &d2, Version::Http10, true, false),
+        (&text, 404, b"Hello!", &d2, Version::Http10, false, false),
+        (&text, 404, b"Hello!", &d2, Version::Http10, false, true),
+        (
+            &text_again,
+            404,
+            b"Hello!",
+            &d2,
+            Version::Http10,
+            false,
+            true,
+        ),
+        (&text, 204, b"", &d2, Version::Http11, true, false),
+    ];
+    for (i, (fields, status, body, date, version, keep_alive, head)) in
+        steps.into_iter().enumerate()
+    {
+        let c = ctx(date, version, keep_alive, head);
+        let mut cached = b"before ".to_vec();
+        encode_response_cached(&mut cached, status, fields, body, &c, &mut cache).unwrap();
+        let mut fresh = b"before ".to_vec();
+        encode_response_prepared(&mut fresh, status, fields, body, &c).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&cached),
+            String::from_utf8_lossy(&fresh),
+            "step {i}"
+        );
+    }
+}
+
+#[test]
+fn a_refused_response_leaves_out_alone_and_the_cache_usable() {
+    let d = date();
+    let c = ctx(&d, Version::Http11, true, false);
+    let text = PreparedHeaders::new(&[("Content-Type", b"text/plain")]).unwrap();
+    let mut cache = HeadCache::default();
+    let mut out = Vec::new();
+    encode_response_cached(&mut out, 200, &text, b"ok", &c, &mut cache).unwrap();
+    let first = out.clone();
+    for (status, body) in [(600, &b""[..]), (304, b"body")] {
+        let err = encode_response_cached(&mut out, status, &text, body, &c, &mut cache);
+        assert!(err.is_err(), "{status}");
+        assert_eq!(out, first, "{status}");
+    }
+    out.clear();
+    encode_response_cached(&mut out, 200, &text, b"ok", &c, &mut cache).unwrap();
+    assert_eq!(out, first);
 }
 
 #[test]

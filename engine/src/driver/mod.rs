@@ -35,7 +35,8 @@ use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
 use ringwall_h1::{
-    encode_continue, encode_error, encode_response, BodyKind, EncodeContext, Event, HttpDate,
+    encode_continue, encode_error, encode_response, BodyKind, EncodeContext, Event, HeadCache,
+    HttpDate,
 };
 use ringwall_timers::{
     ConnTimers, DeadlineKind, FireOutcome, MinRates, MonoTime, Timeouts, TimerAction,
@@ -151,6 +152,9 @@ pub(crate) struct Driver<H: Handler> {
     actions: VecDeque<Action>,
     handler: Arc<H>,
     config: Config,
+    /// The last response head written with prepared fields, for the next
+    /// response that has the same one.
+    head_cache: HeadCache,
     /// Every connection's timers start as a clone of these: the timeouts
     /// and rates are shared, not copied into each slot.
     new_conn_timers: ConnTimers,
@@ -238,6 +242,7 @@ impl<H: Handler> Driver<H> {
             actions: VecDeque::new(),
             handler,
             new_conn_timers: ConnTimers::with_min_rates(timeouts, min_rates),
+            head_cache: HeadCache::default(),
             limits,
             config,
             shared,
@@ -819,6 +824,7 @@ impl<H: Handler> Driver<H> {
                 keep_alive,
                 head_request,
             },
+            head_cache: &mut self.head_cache,
             sent: false,
             mailbox: &self.shared.mailbox,
             slot: (key as u32, conn.generation),
