@@ -97,7 +97,37 @@ pub fn ensure_fd_capacity(needed: usize) -> io::Result<()> {
              raise the hard limit (ulimit -Hn) or use fewer connections"
         )));
     }
+    presize_fd_table(needed + 64);
     Ok(())
+}
+
+/// Grows this process's descriptor table to `slots` now. The kernel grows
+/// the table of a process with several threads only after an RCU grace
+/// period (`expand_fdtable` calls `synchronize_rcu()`), milliseconds each
+/// time it doubles; a client (or floor server) that grows it during a
+/// connect burst stalls there, and only in the first burst of the process,
+/// which made the first cell of every `deadline` run unlike the others.
+/// Best effort: a table that cannot grow now grows when needed.
+pub fn presize_fd_table(slots: usize) {
+    let Ok(highest) = libc::c_int::try_from(slots.saturating_sub(1)) else {
+        return;
+    };
+    // SAFETY: plain eventfd(2); the result is checked and closed below.
+    let probe = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    if probe < 0 {
+        return;
+    }
+    // F_DUPFD gives the lowest free descriptor at or above `highest`: the
+    // kernel sizes the table for it.
+    // SAFETY: fcntl on the descriptor just opened; a result is closed below.
+    let dup = unsafe { libc::fcntl(probe, libc::F_DUPFD_CLOEXEC, highest) };
+    // SAFETY: both are descriptors this function opened and owns.
+    unsafe {
+        if dup >= 0 {
+            libc::close(dup);
+        }
+        libc::close(probe);
+    }
 }
 
 /// Options applied to a socket before `connect`.

@@ -48,6 +48,7 @@ impl Server {
     /// bound ones in [`ServerHandle::local_addrs`].
     pub fn serve<H: Handler>(self, handler: H) -> Result<ServerHandle, StartError> {
         socket::raise_nofile_limit();
+        socket::presize_fd_table(self.config.max_connections);
         if self.config.return_memory_to_os {
             crate::malloc::return_large_buffers_to_os();
         }

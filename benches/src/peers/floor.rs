@@ -126,6 +126,11 @@ pub fn run_workers<W>(addr: SocketAddr, workers: usize, worker: W) -> io::Result
 where
     W: Fn(TcpListener) -> io::Result<()> + Clone + Send + 'static,
 {
+    // A floor must not stall where a careful server would not: grow the
+    // descriptor table before the first burst (see `presize_fd_table`).
+    if let Ok(limit) = crate::sys::raise_nofile_limit(u64::MAX) {
+        crate::sys::presize_fd_table(usize::try_from(limit).unwrap_or(usize::MAX).min(1 << 16));
+    }
     let threads: Vec<_> = (0..workers.max(1))
         .map(|_| {
             let listener = reuseport_listener(addr)?;
