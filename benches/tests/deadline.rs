@@ -12,6 +12,35 @@ fn cells(line: &str) -> Vec<&str> {
     inner.split('|').map(str::trim).collect()
 }
 
+/// The first table of a `deadline.md`, as cells.
+struct Table<'a> {
+    header: Vec<&'a str>,
+    rows: Vec<Vec<&'a str>>,
+}
+
+impl<'a> Table<'a> {
+    fn of(md: &'a str) -> Table<'a> {
+        let header = cells(md.lines().find(|l| l.starts_with("| N ")).expect("a table"));
+        let rows = md.lines().map(cells).filter(|row| row.len() > 2).collect();
+        Table { header, rows }
+    }
+
+    fn column(&self, name: &str) -> usize {
+        self.header
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or_else(|| panic!("no `{name}` column in {:?}", self.header))
+    }
+
+    /// The row of `server` (each test runs one N).
+    fn row(&self, server: &str) -> &[&'a str] {
+        self.rows
+            .iter()
+            .find(|row| row[1] == server)
+            .unwrap_or_else(|| panic!("no `{server}` row in {:?}", self.rows))
+    }
+}
+
 fn out_dir(test: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "ringwall-bench-deadline-{test}-{}",
@@ -95,19 +124,11 @@ fn rounds_alternate_the_server_order_and_list_each_rounds_p99() {
         md.contains("Server order by round: 1: closer, hyper; 2: hyper, closer."),
         "{md}"
     );
-    let header = cells(md.lines().find(|l| l.starts_with("| N ")).expect("a table"));
-    let column = |name: &str| {
-        header
-            .iter()
-            .position(|h| *h == name)
-            .unwrap_or_else(|| panic!("no `{name}` column in {header:?}"))
-    };
+    let table = Table::of(&md);
+    let column = |name: &str| table.column(name);
     for server in ["closer", "hyper"] {
-        let row = md
-            .lines()
-            .map(cells)
-            .find(|row| row.len() > 2 && row[0] == "20" && row[1] == server)
-            .unwrap_or_else(|| panic!("no `20 {server}` row in:\n{md}"));
+        let row = table.row(server);
+        assert_eq!(row[0], "20", "{server}: {row:?}");
         let per_round: Vec<&str> = row[column("p99 per round ms")].split(" / ").collect();
         assert_eq!(per_round.len(), 2, "{server}: {row:?}");
         for p99 in per_round {
@@ -117,11 +138,7 @@ fn rounds_alternate_the_server_order_and_list_each_rounds_p99() {
         // Counts are summed over the rounds: 20 connections twice.
         assert!(row[column("closed")].ends_with("/40"), "{server}: {row:?}");
     }
-    let closer = md
-        .lines()
-        .map(cells)
-        .find(|row| row.len() > 2 && row[1] == "closer")
-        .unwrap();
+    let closer = table.row("closer");
     assert_eq!(closer[column("p99 vs closer")], "1.00x", "{closer:?}");
     std::fs::remove_dir_all(&out_dir).unwrap();
 }
@@ -144,21 +161,11 @@ fn rows_pair_with_a_chosen_server_and_run_without_legit_load() {
     assert!(out.status.success(), "{}\n{stdout}", out.status);
     let md = std::fs::read_to_string(out_dir.join("deadline.md")).unwrap();
     assert!(md.contains("no legit load"), "{md}");
-    let header = cells(md.lines().find(|l| l.starts_with("| N ")).expect("a table"));
-    let column = |name: &str| {
-        header
-            .iter()
-            .position(|h| *h == name)
-            .unwrap_or_else(|| panic!("no `{name}` column in {header:?}"))
-    };
-    let hyper = md
-        .lines()
-        .map(cells)
-        .find(|row| row.len() > 2 && row[1] == "hyper")
-        .unwrap_or_else(|| panic!("no hyper row in:\n{md}"));
-    assert_eq!(hyper[column("p99 vs hyper")], "1.00x", "{hyper:?}");
+    let table = Table::of(&md);
+    let hyper = table.row("hyper");
+    assert_eq!(hyper[table.column("p99 vs hyper")], "1.00x", "{hyper:?}");
     // No legit load ran beside hyper's attack either.
-    assert_eq!(hyper[column("legit req/s alone")], "-", "{hyper:?}");
+    assert_eq!(hyper[table.column("legit req/s alone")], "-", "{hyper:?}");
 
     // A reference that is not in the run is refused, naming the option.
     let refused = Command::new(env!("CARGO_BIN_EXE_ringwall-bench"))

@@ -222,18 +222,17 @@ pub fn encode_response_cached(
         date: *ctx.date,
     };
     if cache.key != Some(key) {
-        let mut head = std::mem::take(&mut cache.head);
-        head.clear();
-        let written = write_sized_head(
-            &mut head,
+        // Emptied first, so a refused response leaves no stale head keyed.
+        cache.key = None;
+        cache.head.clear();
+        write_sized_head(
+            &mut cache.head,
             status,
             Fields::Prepared(headers),
             key.body_len,
             ctx,
-        );
-        cache.head = head;
-        cache.key = written.is_ok().then_some(key);
-        written?;
+        )?;
+        cache.key = Some(key);
     }
     out.extend_from_slice(&cache.head);
     if has_body(status) && !ctx.head_request {
