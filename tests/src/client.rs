@@ -4,7 +4,7 @@
 use std::io::{self, Read, Write};
 use std::mem;
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ringwall_bench::client::close::{is_timeout, wait_for_close, Closed};
 use ringwall_bench::client::{parse_response, Response};
@@ -109,6 +109,45 @@ impl Client {
                         self.describe_received()
                     ))
                 }
+            }
+        }
+    }
+
+    /// Reads one response (not to HEAD) taking at most `bytes_per_sec`
+    /// from the socket: a reader slower than the server can send, whose
+    /// kernel buffers fill and then drain at that pace.
+    #[track_caller]
+    pub fn read_response_at(&mut self, bytes_per_sec: usize) -> Response {
+        // Reads of a twentieth of a second's worth, each followed by the
+        // sleep that keeps the average at the rate.
+        let mut buf = vec![0u8; (bytes_per_sec / 20).max(1)];
+        let started = Instant::now();
+        let mut taken = 0usize;
+        loop {
+            match parse_response(&self.received, false) {
+                Ok(Some((response, used))) => {
+                    self.received.drain(..used);
+                    return response;
+                }
+                Ok(None) => {}
+                Err(e) => panic!("no valid response: {e} ({})", self.describe_received()),
+            }
+            match self.stream.read(&mut buf) {
+                Ok(0) => panic!(
+                    "connection closed (FIN) mid-response after {taken} bytes in {:?}",
+                    started.elapsed()
+                ),
+                Ok(n) => self.received.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => panic!(
+                    "read failed after {taken} bytes in {:?}: {e}",
+                    started.elapsed()
+                ),
+            }
+            taken = self.received.len();
+            let due = Duration::from_secs_f64(taken as f64 / bytes_per_sec as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
             }
         }
     }

@@ -16,7 +16,8 @@ use ringwall_tests::{
 };
 
 /// Defers every request to a thread that answers after the milliseconds
-/// the path names (`/sleep/MS`), or streams `/stream/N` chunks.
+/// the path names (`/sleep/MS`), or streams `/stream/N` chunks of 1 KiB
+/// as fast as they are taken, or `/paced/N` chunks of 4 KiB 10 ms apart.
 fn deferring_app() -> impl Fn(&Request<'_>, &mut Response<'_>) + Send + Sync + 'static {
     let (jobs, queue) = mpsc::channel::<(String, Responder)>();
     let queue = std::sync::Mutex::new(queue);
@@ -53,6 +54,19 @@ fn answer(path: &str, responder: Responder) {
         };
         for _ in 0..n.parse::<usize>().unwrap() {
             if sender.send(vec![b'x'; 1024]).is_err() {
+                return;
+            }
+        }
+        let _ = sender.finish();
+    } else if let Some(n) = path.strip_prefix("/paced/") {
+        // A producer slower than the reader: the send queue drains
+        // between its chunks.
+        let Ok(sender) = responder.stream(200, &[], None) else {
+            return;
+        };
+        for _ in 0..n.parse::<usize>().unwrap() {
+            thread::sleep(Duration::from_millis(10));
+            if sender.send(vec![b'x'; 4096]).is_err() {
                 return;
             }
         }
@@ -115,6 +129,55 @@ fn a_streamed_answer_arrives_whole_and_chunked() {
     assert_eq!(response.body.len(), 2000 * 1024);
     assert!(response.body.iter().all(|&b| b == b'x'));
     // The connection is kept: a second answer follows on it.
+    let again = client.request(b"GET /sleep/1 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(again.body, b"/sleep/1");
+}
+
+/// Idle timeout of the stream tests: far shorter than each stream lasts.
+const SHORT_IDLE: Duration = Duration::from_secs(1);
+
+#[test]
+fn a_stream_read_at_full_speed_is_not_cut_at_the_idle_timeout() {
+    let Some(server) = start_or_skip(builder().idle_timeout(SHORT_IDLE), deferring_app()) else {
+        return;
+    };
+    let mut client = Client::connect(server.local_addr());
+    // 250 chunks 10 ms apart: 2.5 s of a stream whose queue is empty
+    // between chunks, with a 1 s idle timeout.
+    let started = Instant::now();
+    let response = client.request(b"GET /paced/250 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body.len(), 250 * 4096);
+    assert!(
+        started.elapsed() > SHORT_IDLE * 2,
+        "{:?}",
+        started.elapsed()
+    );
+    // Kept alive after the stream, and answered again.
+    let again = client.request(b"GET /sleep/1 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(again.body, b"/sleep/1");
+    assert_eq!(server.stats().closes.idle_timeout_reset, 0);
+}
+
+#[test]
+fn a_stream_read_at_one_megabyte_per_second_is_not_cut_at_the_idle_timeout() {
+    let Some(server) = start_or_skip(builder().idle_timeout(SHORT_IDLE), deferring_app()) else {
+        return;
+    };
+    // A small receive buffer, so the reader's pace, not the kernel's
+    // buffers, sets how fast the 3 MiB leave: about 3 s.
+    let stream = ringwall_tests::connect_with_rcvbuf(server.local_addr(), 64 * 1024).unwrap();
+    let mut client = Client::from_stream(stream);
+    client.send(b"GET /stream/3072 HTTP/1.1\r\nHost: x\r\n\r\n");
+    let started = Instant::now();
+    let response = client.read_response_at(1 << 20);
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body.len(), 3072 * 1024);
+    assert!(
+        started.elapsed() > SHORT_IDLE * 2,
+        "{:?}",
+        started.elapsed()
+    );
     let again = client.request(b"GET /sleep/1 HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(again.body, b"/sleep/1");
 }

@@ -266,6 +266,13 @@ impl<H: Handler> Driver<H> {
         // Any pipelined request behind it is dispatched now; this flushes
         // and re-plans the timer too.
         self.process_input(key);
+        // Every byte of the answer may have left before its end arrived:
+        // no drain is coming to start the idle clock, so it starts here.
+        let now = self.now;
+        if let Some(conn) = self.conns.get_mut(key).filter(|c| c.is_idle()) {
+            conn.timers.on_send_drained(now, true);
+        }
+        self.settle_if_idle(key);
     }
 
     fn after_exchange_output(&mut self, key: usize) {

@@ -943,7 +943,10 @@ impl<H: Handler> Driver<H> {
             }
             return;
         }
-        let idle = conn.decoder_is_idle() && !conn.answer_pending;
+        // Not while a deferred answer streams: the queue drains between
+        // its chunks, and the idle deadline runs only between requests (a
+        // reader at full speed was reset at the idle timeout mid-stream).
+        let idle = conn.decoder_is_idle() && !conn.answer_pending && !conn.in_exchange;
         conn.timers.on_send_drained(self.now, idle);
         if conn.paused {
             conn.paused = false;
@@ -957,6 +960,13 @@ impl<H: Handler> Driver<H> {
                 self.actions.push_back(Action::Read(key));
             }
         }
+        self.settle_if_idle(key);
+    }
+
+    /// `key` waits for its next request: it gives its buffers to the
+    /// worker's pool, so it holds no buffer memory while it waits, or it
+    /// closes if the server is stopping. Re-plans its timer.
+    fn settle_if_idle(&mut self, key: usize) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -965,8 +975,6 @@ impl<H: Handler> Driver<H> {
                 self.close_now(key, CloseReason::Shutdown);
                 return;
             }
-            // An idle keep-alive connection gives its buffers to the
-            // worker's pool, so it holds no buffer memory while it waits.
             self.pools.take_from(conn);
         }
         self.sync_timer(key);

@@ -723,3 +723,77 @@ fn a_prepared_answer_is_written_once_and_a_second_send_is_refused() {
     );
     assert_eq!(*seconds.lock().unwrap(), [true, true]);
 }
+
+/// Fires `key`'s kernel timer at `at` and returns what the driver did.
+fn expire_at(h: &mut Harness<Deferring>, key: usize, at: MonoTime) -> Vec<Action> {
+    h.driver.on_timer_fired(key, at);
+    h.actions()
+}
+
+#[test]
+fn a_streamed_answer_is_not_cut_at_the_idle_timeout_while_it_streams() {
+    let handler = Deferring::default();
+    let mut h = Harness::with_handler(handler.clone(), |b| b);
+    let key = h.admit();
+    h.actions();
+    h.driver
+        .on_bytes(key, b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (_, responder, _) = handler.take().remove(0);
+    let sender = responder.stream(200, &[], None).unwrap();
+    // A reader at full speed: every chunk leaves at once, so the queue
+    // drains between chunks for far longer than the idle timeout.
+    let mut offset = Duration::ZERO;
+    while offset < IDLE * 3 {
+        sender.send(b"chunk".to_vec()).unwrap();
+        h.at(offset);
+        h.deliver();
+        h.send_all(key);
+        offset += Duration::from_millis(500);
+        let actions = expire_at(&mut h, key, T0.saturating_add(offset));
+        assert_eq!(close_of(&actions), None, "closed mid-stream at {offset:?}");
+    }
+    sender.finish().unwrap();
+    h.deliver();
+    assert!(h.send_all(key).ends_with(b"0\r\n\r\n"));
+    // Between requests the idle deadline governs again.
+    let due = h.timer_due(key).expect("a timer after the stream");
+    assert!(due <= T0.saturating_add(offset + IDLE), "{due:?}");
+    let actions = expire_at(&mut h, key, T0.saturating_add(offset + IDLE));
+    assert_eq!(close_of(&actions), Some((CloseMode::ResetIfUnacked, false)));
+    h.driver.count_forced_close(key, false);
+    assert_eq!(h.counters.idle_timeout.get(), 1);
+}
+
+#[test]
+fn a_sized_stream_that_ends_after_its_bytes_drained_waits_on_the_idle_deadline() {
+    let handler = Deferring::default();
+    let mut h = Harness::with_handler(handler.clone(), |b| b);
+    let key = h.admit();
+    h.actions();
+    h.driver
+        .on_bytes(key, b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (_, responder, _) = handler.take().remove(0);
+    let sender = responder.stream(200, &[], Some(3)).unwrap();
+    sender.send(b"abc".to_vec()).unwrap();
+    h.deliver();
+    h.send_all(key);
+    // Every byte left before the end arrives: nothing more is queued, so
+    // only the end of the exchange can start the idle clock.
+    h.at(Duration::from_secs(1));
+    sender.finish().unwrap();
+    h.deliver();
+    h.actions();
+    let due = h.timer_due(key).expect("a timer");
+    assert!(
+        due <= T0.saturating_add(Duration::from_secs(1) + IDLE),
+        "{due:?}"
+    );
+    let actions = expire_at(
+        &mut h,
+        key,
+        T0.saturating_add(Duration::from_secs(1) + IDLE),
+    );
+    assert_eq!(close_of(&actions), Some((CloseMode::ResetIfUnacked, false)));
+    h.driver.count_forced_close(key, false);
+    assert_eq!(h.counters.idle_timeout.get(), 1);
+}
