@@ -301,10 +301,39 @@ fn honest_slow_reader_gets_the_whole_response() {
 }
 
 #[test]
+fn reader_whose_progress_shows_in_bursts_further_apart_than_grace_keeps_its_connection() {
+    let _heavy = heavy_test_lock();
+    // A steady 100 KB/s reader: its receive window reopens a segment (64
+    // KiB on loopback) at a time, so the server sees progress every 0.65 s,
+    // longer than this grace. The rule judges the bytes each burst took,
+    // not the gaps between them.
+    let grace = Duration::from_millis(500);
+    let Some(server) = start_or_skip(
+        builder().min_response_rate(Some(MinRate::new(240, grace))),
+        app,
+    ) else {
+        return;
+    };
+    let size = 1 << 20;
+    let mut client = Client::connect(server.local_addr());
+    client.send(format!("GET /bytes/{size} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+    let response = client.read_response_at(100 * 1000);
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body.len(), size);
+    let stats = server.stats();
+    assert_eq!(stats.closes.min_response_rate_reset, 0, "{stats}");
+    assert_eq!(stats.resets, 0, "{stats}");
+}
+
+#[test]
 fn reader_below_the_minimum_rate_is_reset_after_the_grace_period() {
     let _heavy = heavy_test_lock();
     let grace = Duration::from_secs(2);
-    let rate = MinRate::new(240, grace);
+    // The bytes the reader's receive buffer takes at once (4 KiB asked,
+    // 8 KiB as the kernel doubles it) are what it took: at this rate they
+    // buy at most 4 s, the "one window" beyond the grace.
+    let rate = MinRate::new(2048, grace);
+    let window = Duration::from_secs(4);
     let Some(server) = start_or_skip(
         builder()
             .write_timeout(Duration::from_secs(30))
@@ -317,12 +346,12 @@ fn reader_below_the_minimum_rate_is_reset_after_the_grace_period() {
     let before = Instant::now();
     s.write_all(b"GET /bytes/8388608 HTTP/1.1\r\nHost: x\r\n\r\n")
         .expect("request");
-    // 32 bytes every 500 ms: 64 B/s, a quarter of the minimum.
+    // 32 bytes every 500 ms: 64 B/s, a thirty-second of the minimum.
     let mut reset_at = None;
     let mut buf = [0u8; 32];
     s.set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
-    while before.elapsed() < grace + Duration::from_secs(3) {
+    while before.elapsed() < grace + window + Duration::from_secs(3) {
         if server.stats().closes.min_response_rate_reset == 1 {
             reset_at = Some(Instant::now());
             break;
@@ -336,11 +365,12 @@ fn reader_below_the_minimum_rate_is_reset_after_the_grace_period() {
     let stats = server.stats();
     let reset_at = reset_at.unwrap_or_else(|| panic!("no minimum-rate reset: {stats}"));
     let after = reset_at.duration_since(before);
-    // The grace period plus one window of lateness (the fire, the check
-    // loop above, a loaded machine).
+    // The grace period plus the receive window's credit, plus a second of
+    // lateness (the fire, the check loop above, a loaded machine).
     assert!(
-        after + Duration::from_millis(5) >= grace && after <= grace + Duration::from_secs(1),
-        "reset {after:?} after the request (grace {grace:?})"
+        after + Duration::from_millis(5) >= grace
+            && after <= grace + window + Duration::from_secs(1),
+        "reset {after:?} after the request (grace {grace:?}, window {window:?})"
     );
     assert_eq!(stats.resets, 1, "{stats}");
     let closed = ringwall_tests::wait_for_close(&mut s, Duration::from_secs(5)).expect("read");

@@ -135,18 +135,28 @@ impl ConnTimers {
     }
 
     /// `bytes` of progress seen at `now` move the armed rate deadline `kind`
-    /// later by their credit, capped at `now + grace` (see [`MinRate`]). It
-    /// never moves earlier.
+    /// later by their credit, banking at most `grace` beyond it (see
+    /// [`MinRate`]). It never moves earlier.
     pub(crate) fn credit_rate(&mut self, kind: DeadlineKind, now: MonoTime, bytes: u64) {
         let Some(rate) = self.rate_for(kind) else {
             return;
         };
         if let Some(at) = self.deadline(kind) {
+            let credit = rate.credit(bytes);
             let credited = at
-                .saturating_add(rate.credit(bytes))
-                .min(now.saturating_add(rate.grace));
+                .saturating_add(credit)
+                .min(now.saturating_add(rate.grace).saturating_add(credit));
             self.deadlines_ns[kind.index()] = stored(at.max(credited));
         }
+    }
+
+    /// The deadline that has passed at `now`, if any: what
+    /// [`on_fire`](Self::on_fire) would report as expired. The engine
+    /// looks before it fires, to bring in progress the kernel saw and it
+    /// did not (bytes the peer acknowledged without a send completing).
+    pub fn due(&self, now: MonoTime) -> Option<DeadlineKind> {
+        self.earliest()
+            .and_then(|(kind, at)| (at <= now).then_some(kind))
     }
 
     /// The timeouts this connection was created with (saturated at

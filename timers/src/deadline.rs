@@ -142,26 +142,38 @@ impl Timeouts {
 /// slow-body attacker from a slow but honest client.
 ///
 /// The rate deadline starts `grace` after the server begins waiting on the
-/// client. Every byte of progress buys `1 / bytes_per_sec` seconds more, but
-/// never more than `grace` ahead of the moment the progress was seen:
+/// client. Every byte of progress buys `1 / bytes_per_sec` seconds more, and
+/// at most `grace` of earlier credit is kept beyond what the latest bytes
+/// bought:
 ///
 /// ```text
-///   deadline = max(deadline, min(deadline + bytes / rate, progress_at + grace))
+///   deadline = max(deadline, min(deadline + bytes / rate,
+///                                progress_at + grace + bytes / rate))
 /// ```
 ///
-/// So a client keeping up with the rate never expires; a client that stalls
-/// expires at most `grace` after its last progress; a client slower than the
-/// rate falls behind by `elapsed - bytes / rate` and expires once that
-/// exceeds its banked time. The cap matters because kernel socket buffers
-/// take a burst at once: uncapped, the first few hundred KiB a non-reading
-/// client's buffers swallow would bank hours at 240 B/s.
+/// So a client keeping up with the rate never expires, however bursty it
+/// is: a reader that takes a large burst and then pauses (curl's
+/// `--limit-rate` does; a receive window reopens in steps of a sixteenth of
+/// the peer's buffer) has paid for its pause with the burst. A client that
+/// stalls expires at most `grace` plus its last burst's worth after that
+/// burst; a client slower than the rate falls behind by `elapsed - bytes /
+/// rate` and expires once that exceeds its banked time.
+///
+/// What counts as progress is the caller's to say, and it must be what the
+/// client took, not what a buffer on the way swallowed: ringwall counts the
+/// response bytes the peer acknowledged (the bytes a send moved into the
+/// kernel less what the kernel still holds unacknowledged, SIOCOUTQ), so a
+/// non-reader whose socket buffers take a few hundred KiB at once banks
+/// nothing for them. An earlier rule capped the bank at `progress_at +
+/// grace`, and reset honest readers at 20-50 KB/s whose visible progress
+/// comes in bursts further apart than `grace`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct MinRate {
     /// Bytes per second the client must sustain; more than zero.
     pub bytes_per_sec: u32,
-    /// Time allowed before the rate is enforced, and the most time progress
-    /// can bank.
+    /// Time allowed before the rate is enforced, and the most earlier
+    /// credit kept beyond what the latest progress bought.
     pub grace: Duration,
 }
 

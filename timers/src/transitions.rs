@@ -124,15 +124,18 @@ impl ConnTimers {
         self.arm(DeadlineKind::Write, now);
     }
 
-    /// A send completed having moved `bytes` into the kernel: the write
-    /// deadline restarts from `now` (it bounds a stall, not a whole
-    /// response, so an honest slow reader of a large response is not cut
-    /// off), and the send rate deadline, if running, moves later by the
-    /// bytes' credit.
+    /// A send made progress: the write deadline restarts from `now` (it
+    /// bounds a stall, not a whole response, so an honest slow reader of a
+    /// large response is not cut off), and the send rate deadline, if
+    /// running, moves later by the credit of `bytes`, which are the bytes
+    /// the client took (acknowledged) since the last progress, not the
+    /// bytes the kernel accepted: a socket buffer's swallow is not the
+    /// client's work (see [`MinRate`](crate::MinRate)).
     ///
     /// `short`: the kernel took less than was offered, so the server now
     /// waits on the client: the send rate clock starts (`now + grace`) if
-    /// it is not running. A response that leaves whole in one send never
+    /// it is not running, and `bytes` the client took already (its receive
+    /// buffer's fill) are credited on top. A response that leaves whole in one send never
     /// starts it, so the common small response costs no timer update. A
     /// reader that trickles just enough to avoid the stall bound is caught
     /// by the rate; with no rate configured only the stall bound applies.
@@ -141,9 +144,10 @@ impl ConnTimers {
             self.clear(DeadlineKind::Write);
             self.arm(DeadlineKind::Write, now);
         }
-        if !(short && self.arm(DeadlineKind::SendRate, now)) {
-            self.credit_rate(DeadlineKind::SendRate, now, bytes);
+        if short {
+            self.arm(DeadlineKind::SendRate, now);
         }
+        self.credit_rate(DeadlineKind::SendRate, now, bytes);
     }
 
     /// The send queue is empty: the write deadline and the send rate clock

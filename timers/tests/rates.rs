@@ -42,7 +42,8 @@ fn sending() -> ConnTimers {
         send: Some(rate()),
     });
     c.on_send_started(ms(0));
-    c.on_send_progress(ms(0), 1, true);
+    // Nothing of it acknowledged yet: no credit beyond the grace.
+    c.on_send_progress(ms(0), 0, true);
     c
 }
 
@@ -71,8 +72,21 @@ fn send_rate_clock_starts_with_grace_at_the_first_short_send() {
     });
     c.on_send_started(ms(0));
     assert_eq!(c.deadline(DeadlineKind::SendRate), None);
-    c.on_send_progress(ms(10), 4096, true);
+    c.on_send_progress(ms(10), 0, true);
     assert_eq!(c.deadline(DeadlineKind::SendRate), Some(ms(5_010)));
+}
+
+#[test]
+fn bytes_taken_by_the_send_that_starts_the_rate_clock_are_credited() {
+    let mut c = timers(MinRates {
+        body: None,
+        send: Some(rate()),
+    });
+    c.on_send_started(ms(0));
+    // The peer's receive buffer took 2,400 bytes of the first, short send:
+    // 10 s at 240 B/s beyond the grace.
+    c.on_send_progress(ms(10), 2_400, true);
+    assert_eq!(c.deadline(DeadlineKind::SendRate), Some(ms(15_010)));
 }
 
 #[test]
@@ -104,15 +118,53 @@ fn reader_keeping_up_with_the_rate_never_expires() {
 }
 
 #[test]
-fn stalled_reader_expires_grace_after_its_last_progress() {
+fn stalled_reader_expires_grace_and_its_last_burst_after_that_burst() {
     let mut c = sending();
-    // The kernel's buffers take a burst at once: it banks at most `grace`.
-    c.on_send_progress(ms(10), 4 << 20, true);
-    assert_eq!(c.deadline(DeadlineKind::SendRate), Some(ms(5_010)));
+    // 2,400 bytes taken at 10 ms buy 10 s at 240 B/s, on top of the grace
+    // the clock started with; then nothing more.
+    c.on_send_progress(ms(10), 2_400, true);
+    assert_eq!(c.deadline(DeadlineKind::SendRate), Some(ms(15_000)));
     assert_eq!(
         run_until(&mut c, ms(60_000)),
-        Some((DeadlineKind::SendRate, ms(5_010)))
+        Some((DeadlineKind::SendRate, ms(15_000)))
     );
+}
+
+#[test]
+fn bursty_reader_above_the_rate_outlives_pauses_longer_than_grace() {
+    let mut c = sending();
+    // curl --limit-rate 20K as the server sees it: half a MiB taken at
+    // once, then nothing for 25 s (five times the grace, inside the write
+    // timeout), and again, for an hour.
+    for burst in 0..144u64 {
+        let now = ms(burst * 25_000);
+        assert_eq!(run_until(&mut c, now), None, "expired before burst {burst}");
+        c.on_send_progress(now, 512 * 1024, true);
+    }
+}
+
+#[test]
+fn bursty_reader_below_the_rate_expires_within_grace_and_one_burst() {
+    let mut c = sending();
+    // 4 KiB every 20 s is 205 B/s, under the 240 B/s minimum: each burst
+    // buys 17 s, so the reader falls 3 s behind per burst.
+    let burst = 4096u64;
+    let bought = MinRate::new(RATE, GRACE).credit(burst);
+    let mut last_burst = ms(0);
+    let mut expired = None;
+    for step in 0..100u64 {
+        let now = ms(step * 20_000);
+        if let Some(hit) = run_until(&mut c, now) {
+            expired = Some(hit);
+            break;
+        }
+        c.on_send_progress(now, burst, true);
+        last_burst = now;
+    }
+    let (kind, at) = expired.expect("a reader at 205 B/s must not outlive a 240 B/s minimum");
+    assert_eq!(kind, DeadlineKind::SendRate);
+    assert!(at <= last_burst.saturating_add(GRACE + bought), "{at:?}");
+    assert!(at < ms(120_000), "{at:?}");
 }
 
 #[test]
@@ -140,7 +192,7 @@ fn progress_never_moves_the_rate_deadline_earlier() {
     let mut c = sending();
     c.on_send_progress(ms(4_000), 240 * 10, true);
     let banked = c.deadline(DeadlineKind::SendRate).unwrap();
-    assert_eq!(banked, ms(9_000), "capped at progress + grace");
+    assert_eq!(banked, ms(15_000), "the grace deadline plus 10 s of credit");
     // A transition's `now` may be a batch's stale clock: its lower cap must
     // not pull the deadline in.
     c.on_send_progress(ms(3_000), 1, true);
@@ -245,7 +297,8 @@ fn rate_deadline_moving_later_leaves_the_pending_timer_to_fire_early() {
     let mut c = sending();
     assert_eq!(c.plan(), TimerAction::Submit(ms(5_000)));
     c.on_send_progress(ms(1_000), 480, true);
-    // Later: no SQE now; the pending timer fires early and re-arms.
+    // Later (2 s of credit): no SQE now; the pending timer fires early
+    // and re-arms.
     assert_eq!(c.plan(), TimerAction::Nothing);
-    assert_eq!(c.on_fire(ms(5_000)), FireOutcome::Rearm(ms(6_000)));
+    assert_eq!(c.on_fire(ms(5_000)), FireOutcome::Rearm(ms(7_000)));
 }

@@ -543,7 +543,7 @@ fn handler_tie_with_a_send_deadline_reports_the_send_deadline() {
     let mut slow = ConnTimers::with_min_rates(Timeouts::uniform(same), rates);
     slow.on_handler_started(s(0));
     // A short send with no write deadline armed: only the rate clock runs.
-    slow.on_send_progress(s(0), 1, true);
+    slow.on_send_progress(s(0), 0, true);
     assert_eq!(slow.deadline(DeadlineKind::Write), None);
     assert_eq!(
         slow.on_fire(s(7)),

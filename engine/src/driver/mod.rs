@@ -207,6 +207,10 @@ pub(crate) struct Driver<H: Handler> {
     /// The channel of each body being streamed to a handler, by slot, for
     /// connections with `body_to_handler`.
     body_channels: HashMap<usize, Arc<BodyChannel>>,
+    /// Response bytes a socket's kernel queue holds unacknowledged
+    /// (SIOCOUTQ): what the send rate judges is what the peer took.
+    /// Replaced in tests, whose descriptors are not sockets.
+    unacked_bytes: fn(RawFd) -> usize,
 }
 
 impl<H: Handler> Driver<H> {
@@ -266,7 +270,14 @@ impl<H: Handler> Driver<H> {
             exchanges: HashMap::new(),
             stream_bodies,
             body_channels: HashMap::new(),
+            unacked_bytes: crate::socket::unacked_bytes,
         }
+    }
+
+    /// Replaces the SIOCOUTQ look, for tests on fake descriptors.
+    #[cfg(test)]
+    pub(crate) fn set_unacked_bytes(&mut self, look: fn(RawFd) -> usize) {
+        self.unacked_bytes = look;
     }
 
     /// The worker's counters.
@@ -918,7 +929,8 @@ impl<H: Handler> Driver<H> {
         let short = conn.send.complete_send(n);
         if n > 0 {
             conn.sent_any = true;
-            conn.timers.on_send_progress(self.now, n as u64, short);
+            let taken = bytes_taken(conn, self.unacked_bytes, n, short);
+            conn.timers.on_send_progress(self.now, taken, short);
         }
         self.counters().bytes_out.add(n as u64);
         self.account_output(key);
@@ -1008,6 +1020,17 @@ impl<H: Handler> Driver<H> {
             return;
         }
         self.shared.counters.timer_fires.incr();
+        if let Some(DeadlineKind::Write | DeadlineKind::SendRate) = conn.timers.due(now) {
+            // Before judging a stall or the rate: what the peer took that
+            // no send completion showed (a receive window reopening in
+            // steps smaller than what wakes a blocked send) is progress.
+            if conn.phase == Phase::Open && conn.sent_any {
+                let taken = bytes_taken(conn, self.unacked_bytes, 0, false);
+                if taken > 0 {
+                    conn.timers.on_send_progress(now, taken, false);
+                }
+            }
+        }
         match conn.timers.on_fire(now) {
             FireOutcome::Expired(kind) => {
                 let reason = match kind {
@@ -1263,6 +1286,38 @@ impl<H: Handler> Driver<H> {
             }
         }
     }
+}
+
+/// The response bytes `conn`'s peer took since the last look, for the
+/// send rate, after a send moved `accepted` bytes into the kernel (`short`:
+/// fewer than offered). The kernel's queue is looked at (one SIOCOUTQ)
+/// only while the rate clock runs or is about to start: the bytes a send
+/// moved into the kernel are not what the client took, because its socket
+/// buffers and ours swallow a few hundred KiB at once, and credit for that
+/// swallow would let a non-reader bank minutes. A connection whose
+/// response leaves whole never pays for the look.
+fn bytes_taken(
+    conn: &mut Connection,
+    unacked_bytes: fn(RawFd) -> usize,
+    accepted: usize,
+    short: bool,
+) -> u64 {
+    let rate_runs = conn.timers.deadline(DeadlineKind::SendRate).is_some();
+    if !rate_runs && !short {
+        // No clock to credit: the count does not matter.
+        return accepted as u64;
+    }
+    let unacked = unacked_bytes(conn.fd);
+    // The short send that starts the clock counts what of it the peer
+    // acknowledged already (its receive buffer took it); the look is the
+    // baseline from then on.
+    let owed = if rate_runs {
+        u64::from(conn.send.kernel_owed)
+    } else {
+        0
+    } + accepted as u64;
+    conn.send.kernel_owed = u32::try_from(unacked).unwrap_or(u32::MAX);
+    owed.saturating_sub(unacked as u64)
 }
 
 /// The 500 of a handler that panicked, wrote nothing, or gave up: the

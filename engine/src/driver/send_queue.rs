@@ -17,6 +17,12 @@ pub(crate) struct SendQueue {
     /// Responses written since the current send started.
     pub pending: Vec<u8>,
     in_flight: bool,
+    /// While the send-rate clock runs: the bytes the kernel held for this
+    /// connection unacknowledged at the last look (SIOCOUTQ), plus what
+    /// sends moved into it since; what the peer took is the difference
+    /// from the next look (`bytes_taken` in the driver). Here, not in the
+    /// connection, because it fits this struct's padding.
+    pub kernel_owed: u32,
 }
 
 impl SendQueue {

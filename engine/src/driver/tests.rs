@@ -28,6 +28,20 @@ fn echo_path(request: &Request<'_>, response: &mut Response<'_>) {
     let _ = response.send(200, &[], request.path().as_bytes());
 }
 
+thread_local! {
+    /// What the fake SIOCOUTQ reports: response bytes the kernel holds
+    /// unacknowledged (each test runs on its own thread).
+    static UNACKED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn fake_unacked(_fd: std::os::fd::RawFd) -> usize {
+    UNACKED.with(|u| u.get())
+}
+
+fn set_unacked(bytes: usize) {
+    UNACKED.with(|u| u.set(bytes));
+}
+
 /// A driver as one worker's backend would hold it, and what it asked for.
 struct Harness<H: Handler = EchoPath> {
     driver: Driver<H>,
@@ -68,7 +82,10 @@ impl<H: Handler> Harness<H> {
             cap: Arc::new(ConnCap::new(config.max_connections)),
             per_ip: None,
         };
-        let driver = Driver::new(config, Arc::new(handler), shared, T0, 0);
+        let mut driver = Driver::new(config, Arc::new(handler), shared, T0, 0);
+        // The descriptors here are not sockets: the kernel's queue is the
+        // test's to say (`UNACKED`).
+        driver.set_unacked_bytes(fake_unacked);
         Harness {
             driver,
             counters,
@@ -796,4 +813,85 @@ fn a_sized_stream_that_ends_after_its_bytes_drained_waits_on_the_idle_deadline()
     assert_eq!(close_of(&actions), Some((CloseMode::ResetIfUnacked, false)));
     h.driver.count_forced_close(key, false);
     assert_eq!(h.counters.idle_timeout.get(), 1);
+}
+
+/// Answers `GET /big` with 1 MiB, anything else with its path.
+fn big_or_path(request: &Request<'_>, response: &mut Response<'_>) {
+    if request.path() == "/big" {
+        let _ = response.send(200, &[], &vec![b'x'; 1 << 20]);
+    } else {
+        echo_path(request, response);
+    }
+}
+
+/// A connection asking for 1 MiB whose first send the kernel took only
+/// 300 KB of, all of it still unacknowledged: the send-rate clock (240
+/// B/s after 1 s) runs from here, and the write timeout is `write`.
+fn slow_big_response(write: Duration) -> (Harness<EchoPath>, usize) {
+    let mut h = Harness::with_handler(big_or_path as EchoPath, |b| {
+        b.write_timeout(write)
+            .min_response_rate(Some(ringwall_timers::MinRate::new(
+                240,
+                Duration::from_secs(1),
+            )))
+    });
+    let key = h.admit();
+    h.actions();
+    h.driver
+        .on_bytes(key, b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
+    h.actions();
+    assert!(h.driver.start_send(key).is_some());
+    set_unacked(300_000);
+    h.driver.on_sent(key, 300_000);
+    h.actions();
+    (h, key)
+}
+
+#[test]
+fn a_non_reader_banks_nothing_for_what_its_socket_buffers_swallowed() {
+    let (mut h, key) = slow_big_response(Duration::from_secs(60));
+    // The peer takes nothing: the rate expires at its grace.
+    h.driver
+        .on_timer_fired(key, T0.saturating_add(Duration::from_secs(1)));
+    let actions = h.actions();
+    assert_eq!(close_of(&actions), Some((CloseMode::Reset, false)));
+    assert_eq!(h.counters.min_response_rate_reset.get(), 1);
+}
+
+#[test]
+fn a_reader_that_takes_a_burst_then_pauses_past_grace_keeps_its_connection() {
+    let (mut h, key) = slow_big_response(Duration::from_secs(60));
+    // Half a second later the peer takes 200 KB at once (a receive window
+    // reopening) and the kernel takes 200 KB more; then a pause of 20 s,
+    // twenty times the grace, paid for by the burst (200 KB at 240 B/s).
+    h.at(Duration::from_millis(500));
+    assert!(h.driver.start_send(key).is_some());
+    set_unacked(300_000);
+    h.driver.on_sent(key, 200_000);
+    h.actions();
+    for second in 1..=20 {
+        h.driver
+            .on_timer_fired(key, T0.saturating_add(Duration::from_secs(second)));
+        let actions = h.actions();
+        assert_eq!(close_of(&actions), None, "reset at {second} s");
+    }
+}
+
+#[test]
+fn bytes_the_peer_acknowledged_without_a_send_completing_are_progress() {
+    let (mut h, key) = slow_big_response(Duration::from_secs(3));
+    assert!(h.driver.start_send(key).is_some());
+    // At the write deadline no send has completed, but the peer took
+    // 200 KB of what the kernel held: the stall bound restarts.
+    set_unacked(100_000);
+    let stall = T0.saturating_add(Duration::from_secs(3));
+    h.driver.on_timer_fired(key, stall);
+    let actions = h.actions();
+    assert_eq!(close_of(&actions), None, "{actions:?}");
+    // Then truly nothing for another write timeout: reset.
+    h.driver
+        .on_timer_fired(key, stall.saturating_add(Duration::from_secs(3)));
+    let actions = h.actions();
+    assert_eq!(close_of(&actions), Some((CloseMode::Reset, false)));
+    assert_eq!(h.counters.write_timeout_reset.get(), 1);
 }
