@@ -43,6 +43,8 @@ impl Server {
     /// Binds every address, starts the workers and returns once all are
     /// accepting. Each worker gets its own `SO_REUSEPORT` listener per
     /// address; with port 0 the first bind picks the port and the rest share it.
+    /// An address another socket already listens on is refused
+    /// ([`StartError::AddrInUse`]) unless [`ServerBuilder::reuse_port`] is on.
     /// Each socket passed with `listen_fd` is checked and dup'd once per
     /// worker (ARCHITECTURE.md, Engine invariants); its addresses follow the
     /// bound ones in [`ServerHandle::local_addrs`].
@@ -60,6 +62,21 @@ impl Server {
         let mut listeners: Vec<Vec<Listener>> = (0..workers).map(|_| Vec::new()).collect();
         let mut local_addrs = Vec::new();
         for addr in &self.config.addrs {
+            // Port 0 is a port nobody serves yet, picked by the kernel.
+            if addr.port() != 0 && !self.config.reuse_port {
+                match socket::check_unserved(addr) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                        return Err(StartError::AddrInUse { addr: *addr });
+                    }
+                    Err(source) => {
+                        return Err(StartError::Bind {
+                            addr: *addr,
+                            source,
+                        })
+                    }
+                }
+            }
             let mut bound = *addr;
             for worker_listeners in listeners.iter_mut() {
                 match socket::reuseport_listener(&bound) {
