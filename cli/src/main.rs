@@ -38,7 +38,7 @@ use clap::{Args, Parser, Subcommand};
 // `500ms`, `2s`, `1.5s`, `1m`, `250us`: the spelling ringwall-bench writes too.
 use humantime::parse_duration;
 use metrics_endpoint::MetricsEndpoint;
-use ringwall::{activation_from_env, benchmark_app, ListenerOrigin, MinRate, Server};
+use ringwall::{activation_from_env, benchmark_app, ListenerOrigin, MinRate, Server, StartError};
 use signals::Signals;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 use upgrade::Ending;
@@ -90,6 +90,12 @@ struct ServeArgs {
     /// on this address (e.g. 127.0.0.1:9100; port 0 picks one).
     #[arg(long)]
     metrics_addr: Option<SocketAddr>,
+    /// Share --addr with another process already listening on it with
+    /// SO_REUSEPORT (another ringwall, say), the kernel spreading new
+    /// connections over both. Without it, a port already served is refused
+    /// at start.
+    #[arg(long)]
+    reuse_port: bool,
     /// Worker threads (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
@@ -239,6 +245,7 @@ fn main() -> ExitCode {
         .max_queued_output_bytes(args.max_queued_output_bytes)
         .return_memory_to_os(!args.keep_freed_memory)
         .proxy_protocol(args.proxy_protocol)
+        .reuse_port(args.reuse_port)
         .backend(args.backend);
     if let Some(workers) = args.workers {
         builder = builder.workers(workers);
@@ -281,6 +288,15 @@ fn main() -> ExitCode {
     // backend=... workers=...`) once every worker accepts.
     let handle = match server.serve(benchmark_app) {
         Ok(handle) => handle,
+        // The engine's words name its builder; these name the flag.
+        Err(StartError::AddrInUse { addr }) => {
+            tracing::error!(
+                "cannot start: cannot listen on {addr}: another process already listens on it, \
+                 and serving it too would split its connections; stop it or pick another \
+                 --addr, or pass --reuse-port to share the port with it on purpose"
+            );
+            return ExitCode::FAILURE;
+        }
         Err(e) => {
             tracing::error!("cannot start: {e}");
             return ExitCode::FAILURE;
