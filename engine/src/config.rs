@@ -106,6 +106,9 @@ pub struct Config {
     /// Bound addresses may be shared with sockets of other processes
     /// (`ServerBuilder::reuse_port`).
     pub reuse_port: bool,
+    /// The name in the start and stop events, for a process that runs more
+    /// than one server (`ServerBuilder::name`).
+    pub name: Option<String>,
 }
 
 /// Which I/O backend the workers run on. Both serve through the same
@@ -197,6 +200,7 @@ impl Default for ServerBuilder {
                 return_memory_to_os: true,
                 proxy_protocol: false,
                 reuse_port: false,
+                name: None,
             },
             inherited: Vec::new(),
         }
@@ -417,6 +421,14 @@ impl ServerBuilder {
     /// not checked.
     pub fn reuse_port(mut self, enabled: bool) -> Self {
         self.config.reuse_port = enabled;
+        self
+    }
+
+    /// A name for this server in its start and stop events (`ringwall NAME
+    /// listening on ...`, `ringwall NAME stopped: ...`), for a process that
+    /// runs more than one. Default: none (`ringwall listening on ...`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.name = Some(name.into());
         self
     }
 
