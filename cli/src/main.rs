@@ -13,7 +13,8 @@
 //! On SIGUSR2 restarts without downtime: starts itself again with every
 //! listening socket passed down and hands over once the new process serves
 //! (`upgrade`). With `--metrics-addr`, serves the counters in Prometheus'
-//! text format while it runs.
+//! text format while it runs, on a small ringwall server of its own
+//! (`metrics_endpoint`), stopped and handed over with the main one.
 //!
 //! Its output is the engine's events and its own, through a `tracing` fmt
 //! subscriber on stdout: `info` and up by default, `RUST_LOG` respected
@@ -29,16 +30,18 @@ mod signals;
 mod upgrade;
 
 use std::io::IsTerminal;
-use std::net::{SocketAddr, TcpListener};
-use std::os::fd::AsFd;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 // `500ms`, `2s`, `1.5s`, `1m`, `250us`: the spelling ringwall-bench writes too.
 use humantime::parse_duration;
-use metrics_endpoint::MetricsEndpoint;
-use ringwall::{activation_from_env, benchmark_app, ListenerOrigin, MinRate, Server};
+use metrics_endpoint::Listen;
+use ringwall::{
+    activation_from_env, benchmark_app, ListenerOrigin, MinRate, Server, ServerHandle, StartError,
+    Stats,
+};
 use signals::Signals;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 use upgrade::Ending;
@@ -87,9 +90,17 @@ struct ServeArgs {
     #[arg(long)]
     addr: Option<SocketAddr>,
     /// Also serve the counters in Prometheus' text format at `GET /metrics`
-    /// on this address (e.g. 127.0.0.1:9100; port 0 picks one).
+    /// on this address (e.g. 127.0.0.1:9100; port 0 picks one), from a
+    /// small server of its own (one worker, 256 connections, 5 s header
+    /// and 10 s idle timeouts).
     #[arg(long)]
     metrics_addr: Option<SocketAddr>,
+    /// Share --addr with another process already listening on it with
+    /// SO_REUSEPORT (another ringwall, say), the kernel spreading new
+    /// connections over both. Without it, a port already served is refused
+    /// at start.
+    #[arg(long)]
+    reuse_port: bool,
     /// Worker threads (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
@@ -239,6 +250,7 @@ fn main() -> ExitCode {
         .max_queued_output_bytes(args.max_queued_output_bytes)
         .return_memory_to_os(!args.keep_freed_memory)
         .proxy_protocol(args.proxy_protocol)
+        .reuse_port(args.reuse_port)
         .backend(args.backend);
     if let Some(workers) = args.workers {
         builder = builder.workers(workers);
@@ -250,20 +262,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let passed_metrics = metrics_passed
-        .into_iter()
-        .next()
-        .map(|l| MetricsEndpoint::from_listener(TcpListener::from(l.fd)));
-    let metrics = match passed_metrics
-        .map(Ok)
-        .or_else(|| args.metrics_addr.map(MetricsEndpoint::bind))
-        .transpose()
-    {
-        Ok(metrics) => metrics,
-        Err(e) => {
-            eprintln!("ringwall: cannot listen on --metrics-addr: {e}");
-            return ExitCode::FAILURE;
-        }
+    // After a restart the parent's socket, which it bound: the address is
+    // still served (by the parent, until it hands over), so not bound again.
+    let metrics_listen = match metrics_passed.into_iter().next() {
+        Some(passed) => Some(Listen::Passed(passed.fd)),
+        None => args.metrics_addr.map(Listen::Bind),
     };
     let signals = Signals::block();
     match (from_parent, inherited_names.is_empty()) {
@@ -281,31 +284,38 @@ fn main() -> ExitCode {
     // backend=... workers=...`) once every worker accepts.
     let handle = match server.serve(benchmark_app) {
         Ok(handle) => handle,
+        // The engine's words name its builder; these name the flag.
+        Err(StartError::AddrInUse { addr }) => {
+            tracing::error!(
+                "cannot start: cannot listen on {addr}: another process already listens on it, \
+                 and serving it too would split its connections; stop it or pick another \
+                 --addr, or pass --reuse-port to share the port with it on purpose"
+            );
+            return ExitCode::FAILURE;
+        }
         Err(e) => {
             tracing::error!("cannot start: {e}");
             return ExitCode::FAILURE;
         }
     };
-    // Kept to pass down on SIGUSR2; the endpoint's thread owns the original.
-    let mut metrics_socket = None;
-    if let Some(metrics) = metrics {
-        match metrics.listener().try_clone() {
-            Ok(socket) => metrics_socket = Some(socket),
-            Err(e) => eprintln!("ringwall: a SIGUSR2 restart will not pass --metrics-addr: {e}"),
+    // After `Signals::block`: its worker inherits the mask.
+    let metrics = match metrics_listen
+        .map(|listen| metrics_endpoint::start(listen, handle.backend(), handle.stats_reader()))
+        .transpose()
+    {
+        Ok(metrics) => metrics,
+        Err(e) => {
+            tracing::error!("cannot start the metrics endpoint (--metrics-addr): {e}");
+            // A worker failure, if any, was logged when it happened.
+            let _ = handle.shutdown();
+            return ExitCode::FAILURE;
         }
-        // After `Signals::block`: the endpoint's thread inherits the mask.
-        let started = metrics
-            .local_addr()
-            .and_then(|addr| metrics.spawn(handle.stats_reader()).map(|()| addr));
-        match started {
-            Ok(addr) => tracing::info!("ringwall metrics on http://{addr}/metrics"),
-            Err(e) => {
-                tracing::error!("cannot start the metrics endpoint: {e}");
-                // A worker failure, if any, was logged when it happened.
-                let _ = handle.shutdown();
-                return ExitCode::FAILURE;
-            }
-        }
+    };
+    if let Some(metrics) = &metrics {
+        tracing::info!(
+            "ringwall metrics on http://{}/metrics",
+            metrics.local_addr()
+        );
     }
     if let Some(ready) = activation.ready {
         // The parent hands over on this; if it is gone, we serve anyway.
@@ -322,32 +332,70 @@ fn main() -> ExitCode {
         .zip(std::iter::repeat_n("http", bound).chain(inherited_names.iter().map(String::as_str)))
         .map(|(fd, name)| (*fd, name))
         .collect();
-    if let Some(socket) = &metrics_socket {
-        pass_down.push((socket.as_fd(), upgrade::METRICS_FD_NAME));
+    // The metrics server's one socket is passed too: the successor serves
+    // the same address from the same socket, so a scrape queued in it
+    // during the hand-over is answered by the successor.
+    let metrics_served = metrics.as_ref().map(ServerHandle::listeners);
+    for fd in metrics_served.iter().flatten() {
+        pass_down.push((*fd, upgrade::METRICS_FD_NAME));
     }
-    let ending = upgrade::serve_until_ended(&signals, &pass_down, || handle.is_finished());
+    let finished =
+        || handle.is_finished() || metrics.as_ref().is_some_and(ServerHandle::is_finished);
+    let ending = upgrade::serve_until_ended(&signals, &pass_down, finished);
     drop(pass_down);
     drop(served);
-    // The engine logs `ringwall stopped: <counters>` in every case.
+    drop(metrics_served);
+    // The engine logs `ringwall stopped: <counters>` (and `ringwall metrics
+    // stopped: ...`) in every case.
     let stopped = match ending {
         Ending::Stop(signal) => {
             tracing::info!(signal = signals::name(signal), "shutting down");
-            handle.shutdown()
+            stop_both(handle, metrics, ServerHandle::shutdown)
         }
         Ending::HandedOver { successor } => {
             tracing::info!("ringwall handing over to pid {successor}");
-            handle.hand_over()
+            stop_both(handle, metrics, ServerHandle::hand_over)
         }
-        // A worker failed and stopped the others.
-        Ending::Finished => handle.shutdown(),
+        // A worker of one failed and stopped it.
+        Ending::Finished => stop_both(handle, metrics, ServerHandle::shutdown),
     };
-    match stopped {
-        Ok(_) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e}");
-            ExitCode::FAILURE
-        }
+    if stopped {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
+}
+
+/// Stops the main server and the metrics server, if any, the same way
+/// (shut down, or hand over), at the same time: the metrics server's own
+/// grace is short, and waiting for it would hold the main one's stop back.
+/// Logs a failure of either; true if neither failed.
+fn stop_both(
+    main: ServerHandle,
+    metrics: Option<ServerHandle>,
+    stop: fn(ServerHandle) -> Result<Stats, ringwall::ServeError>,
+) -> bool {
+    let report = |stopped: Result<Stats, ringwall::ServeError>, what: &str| match stopped {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::error!("{what}{e}");
+            false
+        }
+    };
+    std::thread::scope(|scope| {
+        let metrics = metrics.map(|metrics| scope.spawn(move || stop(metrics)));
+        let main_ok = report(stop(main), "");
+        let metrics_ok = match metrics.map(|thread| thread.join()) {
+            None => true,
+            Some(Ok(stopped)) => report(stopped, "metrics server: "),
+            // `shutdown` and `hand_over` catch the workers' panics.
+            Some(Err(_)) => {
+                tracing::error!("metrics server: its shutdown panicked");
+                false
+            }
+        };
+        main_ok && metrics_ok
+    })
 }
 
 #[cfg(test)]

@@ -1,339 +1,249 @@
-//! `--metrics-addr`: the counters in Prometheus' text format over HTTP/1.1,
-//! from one blocking thread beside the workers.
+//! `--metrics-addr`: the main server's counters in Prometheus' text format,
+//! served by a small ringwall server of its own.
 //!
 //! ```text
-//!  scraper ──► accept ──► read the head (≤ 8 KiB, within 2 s) ──► answer ──► close
-//!                                                    │
-//!                      GET /metrics: 200, StatsReader::stats().to_prometheus()
-//!                      any other request: 404; not HTTP: 400; too big: 431
+//!  scraper ──► metrics Server: 1 worker, ≤ MAX_CONNECTIONS, its own deadlines
+//!                 GET /metrics ──► 200, main server's StatsReader::stats().to_prometheus()
+//!                 any other request ──► 404; a malformed one: the engine's 400, 431, ...
 //! ```
 //!
-//! One connection at a time and one request per connection: a scraper
-//! connects every few seconds, so nothing here needs the engine. What bounds
-//! it is the head's size and one deadline for the whole head, not a timeout
-//! per read, so a client dripping a byte at a time (the slowloris the engine
-//! is built against) holds the endpoint for 2 s at most.
+//! The endpoint faces the same clients as the main server, so it gets the
+//! same engine: a blocking server that answered one connection at a time
+//! let ten silent connections make a scrape time out, and five that
+//! reconnected kept every scrape failing. Here a silent connection holds a
+//! slot, not the endpoint, until its header deadline closes it. The
+//! deadlines are shorter than the main server's: a scraper sends its
+//! request at once and connects every few seconds.
+//!
+//! Its own server, not a route of the main one: the counters stay off the
+//! served port, and connections flooding the main port cannot take the
+//! slots of the scrapes that would show the flood.
+//!
+//! It starts after the main server, with the main server's backend, and
+//! stops with it: at SIGINT/SIGTERM both shut down, and at a SIGUSR2
+//! hand-over its one socket is passed down with the served ones and handed
+//! over with them (`ServerHandle::hand_over`), so the successor serves the
+//! address from the same socket and no scrape is refused. A worker failure
+//! in either stops both, and the process exits 1.
 
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::time::{Duration, Instant};
+use std::fmt;
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::time::Duration;
 
-use ringwall::{Stats, StatsReader, PROMETHEUS_CONTENT_TYPE};
+use ringwall::{
+    Backend, ConfigError, Handler, Limits, Request, Response, Server, ServerBuilder, ServerHandle,
+    StartError, StatsReader, PROMETHEUS_CONTENT_TYPE,
+};
 
-/// How long a client has to send its whole request head, and each write of
-/// the answer has to make progress.
-pub const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
+/// How long a scraper has to send its request head; a silent connection is
+/// closed then.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a kept-alive scraper connection may wait for its next request.
+/// Prometheus scrapes every 15 s by default, and reconnects when closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections at once; the next is answered 503 and closed. A scraper
+/// needs one: the rest is room for the connections it has to outlast.
+pub const MAX_CONNECTIONS: usize = 256;
+/// Grace for a scrape in flight when the process stops or hands over.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The largest request head read; a scraper's is a few hundred bytes.
-pub const MAX_HEAD_BYTES: usize = 8 * 1024;
-
-/// The endpoint's listener, bound before the server starts so that a bad
-/// `--metrics-addr` stops `ringwall serve` before it serves anything.
-pub struct MetricsEndpoint {
-    listener: TcpListener,
+/// Where the endpoint listens: an address to bind, or the socket a parent
+/// passed down at a SIGUSR2 restart, which it bound.
+pub enum Listen {
+    Bind(SocketAddr),
+    Passed(OwnedFd),
 }
 
-impl MetricsEndpoint {
-    pub fn bind(addr: SocketAddr) -> io::Result<MetricsEndpoint> {
-        Ok(MetricsEndpoint {
-            listener: TcpListener::bind(addr)?,
-        })
-    }
+/// Why the endpoint did not start.
+#[derive(Debug)]
+pub enum EndpointError {
+    /// The settings below do not validate: a bug here.
+    Config(ConfigError),
+    Start(StartError),
+}
 
-    /// Serves on a listener passed by a parent that handed over (`upgrade`).
-    pub fn from_listener(listener: TcpListener) -> MetricsEndpoint {
-        MetricsEndpoint { listener }
-    }
-
-    /// The listening socket, to pass to a successor.
-    pub fn listener(&self) -> &TcpListener {
-        &self.listener
-    }
-
-    /// The address bound (port 0 resolved).
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
-
-    /// Answers scrapes on a thread of its own until the process exits.
-    /// Spawn it after blocking SIGINT, SIGTERM and SIGUSR2: the thread
-    /// inherits the mask, so a signal cannot land here and end the process
-    /// without the graceful shutdown.
-    pub fn spawn(self, stats: StatsReader) -> io::Result<()> {
-        std::thread::Builder::new()
-            .name("ringwall-metrics".into())
-            .spawn(move || self.run(&stats))
-            .map(drop)
-    }
-
-    fn run(self, stats: &StatsReader) {
-        for stream in self.listener.incoming() {
-            match stream {
-                // A client that goes away mid-exchange costs nothing to
-                // report: the next scrape will come.
-                Ok(stream) => {
-                    let _ = answer(stream, REQUEST_DEADLINE, || stats.stats());
-                }
-                Err(e) => {
-                    // EMFILE and the like do not clear at once: back off
-                    // rather than spin on them.
-                    eprintln!("ringwall: metrics endpoint: accept failed: {e}");
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            }
+impl fmt::Display for EndpointError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EndpointError::Config(e) => write!(f, "invalid metrics server settings: {e}"),
+            EndpointError::Start(e) => write!(f, "{e}"),
         }
     }
 }
 
-/// How reading a request head ended.
-#[derive(Debug, PartialEq, Eq)]
-enum Head {
-    /// Everything up to and including the blank line.
-    Complete(Vec<u8>),
-    /// `MAX_HEAD_BYTES` arrived without the blank line.
-    TooLarge,
-    /// The client closed, or the deadline passed, before the blank line.
-    Cut,
-}
+impl std::error::Error for EndpointError {}
 
-/// Reads one request head and answers it, then closes.
-fn answer(
-    mut stream: TcpStream,
-    deadline_after: Duration,
-    stats: impl FnOnce() -> Stats,
-) -> io::Result<()> {
-    let deadline = Instant::now() + deadline_after;
-    let response = match read_head(&mut stream, deadline)? {
-        Head::Complete(head) => respond(&head, stats),
-        Head::TooLarge => response(431, "text/plain", b"request head too large\n"),
-        Head::Cut => return Ok(()),
+/// The metrics server's settings. `backend` is the one the main server
+/// runs on: it already knows whether io_uring is refused here.
+pub fn builder(listen: Listen, backend: Backend) -> ServerBuilder {
+    let builder = Server::builder();
+    let builder = match listen {
+        Listen::Bind(addr) => builder.bind(addr),
+        Listen::Passed(fd) => builder.listen_fd(fd),
     };
-    stream.set_write_timeout(Some(deadline_after))?;
-    stream.write_all(&response)?;
-    stream.shutdown(Shutdown::Write)
-}
-
-fn read_head(stream: &mut TcpStream, deadline: Instant) -> io::Result<Head> {
-    let mut head = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Ok(Head::Cut);
-        }
-        stream.set_read_timeout(Some(left))?;
-        let n = match stream.read(&mut chunk) {
-            Ok(0) => return Ok(Head::Cut),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Ok(Head::Cut)
-            }
-            Err(e) => return Err(e),
-        };
-        // Search from a little before the new bytes: the blank line may
-        // straddle two reads.
-        let from = head.len().saturating_sub(3);
-        head.extend_from_slice(&chunk[..n]);
-        if let Some(end) = find_blank_line(&head[from..]) {
-            head.truncate(from + end);
-            return Ok(Head::Complete(head));
-        }
-        if head.len() >= MAX_HEAD_BYTES {
-            return Ok(Head::TooLarge);
-        }
-    }
-}
-
-/// The length up to and including the first `\r\n\r\n`.
-fn find_blank_line(bytes: &[u8]) -> Option<usize> {
-    bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|at| at + 4)
-}
-
-/// The answer to a complete request head: the request line decides it, the
-/// headers are not needed.
-fn respond(head: &[u8], stats: impl FnOnce() -> Stats) -> Vec<u8> {
-    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
-    let mut parts = line.split(|&b| b == b' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return response(400, "text/plain", b"bad request line\n");
-    };
-    if !(version == b"HTTP/1.1" || version == b"HTTP/1.0") {
-        return response(400, "text/plain", b"not HTTP/1.x\n");
-    }
-    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
-    if method == b"GET" && path == b"/metrics" {
-        response(
-            200,
-            PROMETHEUS_CONTENT_TYPE,
-            stats().to_prometheus().as_bytes(),
+    builder
+        .name("metrics")
+        .backend(backend)
+        .workers(1)
+        .header_timeout(HEADER_TIMEOUT)
+        .body_timeout(HEADER_TIMEOUT)
+        .idle_timeout(IDLE_TIMEOUT)
+        .write_timeout(IDLE_TIMEOUT)
+        .handler_timeout(HEADER_TIMEOUT)
+        .shutdown_timeout(SHUTDOWN_TIMEOUT)
+        .max_connections(MAX_CONNECTIONS)
+        // A scrape's head is a few hundred bytes and it has no body.
+        .limits(
+            Limits::new()
+                .with_max_head_bytes(8 * 1024)
+                .with_max_target_bytes(4 * 1024)
+                .with_max_body_bytes(4 * 1024),
         )
-    } else {
-        response(404, "text/plain", b"the metrics are at GET /metrics\n")
-    }
+        .max_buffered_body_bytes(64 * 1024)
+        // An exposition is a few KiB: room for every connection's answer.
+        .max_queued_output_bytes(8 << 20)
+        .ring_entries(256)
+        .recv_buffers(64, 4096)
+        // The main server decided that; this one must not undo it.
+        .return_memory_to_os(false)
+        // Two processes scraped on one address would answer with each
+        // other's counters at random.
+        .reuse_port(false)
 }
 
-fn response(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
-    let reason = match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        431 => "Request Header Fields Too Large",
-        _ => "",
-    };
-    let mut out = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    out.extend_from_slice(body);
-    out
+/// Starts the metrics server, answering with `stats`' counters. Start it
+/// after blocking SIGINT, SIGTERM and SIGUSR2: its worker inherits the
+/// mask, so a signal cannot land there and end the process without the
+/// graceful shutdown.
+pub fn start(
+    listen: Listen,
+    backend: Backend,
+    stats: StatsReader,
+) -> Result<ServerHandle, EndpointError> {
+    builder(listen, backend)
+        .build()
+        .map_err(EndpointError::Config)?
+        .serve(Scrapes { stats })
+        .map_err(EndpointError::Start)
+}
+
+/// The handler: the exposition at `GET /metrics`, 404 elsewhere.
+struct Scrapes {
+    stats: StatsReader,
+}
+
+impl Handler for Scrapes {
+    fn handle(&self, request: &Request<'_>, response: &mut Response<'_>) {
+        // The path without the query: `/metrics?x=1` is the exposition too.
+        let result = if request.method() == "GET" && request.path() == "/metrics" {
+            let text = self.stats.stats().to_prometheus();
+            response.send(
+                200,
+                &[("Content-Type", PROMETHEUS_CONTENT_TYPE.as_bytes())],
+                text.as_bytes(),
+            )
+        } else {
+            response.send(
+                404,
+                &[("Content-Type", b"text/plain")],
+                b"the metrics are at GET /metrics\n",
+            )
+        };
+        // Fixed, valid headers and one send: the encoder cannot refuse them.
+        debug_assert!(result.is_ok(), "{result:?}");
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
     use super::*;
 
-    fn stats_with_requests(requests: u64) -> impl FnOnce() -> Stats {
-        move || {
-            // `Stats` is non_exhaustive: no struct literal outside ringwall.
-            let mut stats = Stats::default();
-            stats.requests = requests;
-            stats
-        }
+    #[test]
+    fn the_settings_validate() {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        let server = builder(Listen::Bind(addr), Backend::Auto)
+            .build()
+            .expect("valid settings");
+        assert_eq!(server.config().workers, 1);
+        assert_eq!(server.config().max_connections, MAX_CONNECTIONS);
+        assert_eq!(server.config().header_timeout, HEADER_TIMEOUT);
     }
 
-    fn status_line(response: &[u8]) -> &str {
-        let text = std::str::from_utf8(response).unwrap();
-        text.split("\r\n").next().unwrap()
+    /// A main server whose counters to serve, and the endpoint beside it;
+    /// `None` (the test skips, saying why) without io_uring.
+    fn endpoint() -> Option<(ServerHandle, ServerHandle)> {
+        let main = Server::builder()
+            .bind(([127, 0, 0, 1], 0).into())
+            .workers(1)
+            .build()
+            .unwrap()
+            .serve(|_: &Request<'_>, response: &mut Response<'_>| {
+                let _ = response.send(200, &[], b"");
+            });
+        let main = match main {
+            Ok(main) => main,
+            Err(StartError::IoUring(cause)) => {
+                ringwall_tests::skip_without_io_uring(&cause);
+                return None;
+            }
+            Err(e) => panic!("the main server failed to start: {e}"),
+        };
+        let listen = Listen::Bind(([127, 0, 0, 1], 0).into());
+        let metrics = start(listen, main.backend(), main.stats_reader()).expect("it starts");
+        Some((main, metrics))
+    }
+
+    /// One request on its own connection, which the request closes; the
+    /// status line and the body.
+    fn exchange(addr: SocketAddr, request_line: &str) -> (String, String) {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let request = format!("{request_line}\r\nHost: t\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").expect("a whole response");
+        let status = head.split("\r\n").next().unwrap().to_owned();
+        (status, body.to_owned())
     }
 
     #[test]
-    fn get_metrics_is_answered_with_the_exposition() {
-        let response = respond(
-            b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
-            stats_with_requests(7),
-        );
-        let text = String::from_utf8(response).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
-        assert!(
-            head.contains("\r\nContent-Type: text/plain; version=0.0.4\r\n"),
-            "{head}"
-        );
-        assert!(head.contains(&format!("\r\nContent-Length: {}\r\n", body.len())));
-        assert!(
-            body.lines().any(|l| l == "ringwall_requests_total 7"),
-            "{body}"
-        );
-    }
-
-    #[test]
-    fn a_query_string_does_not_change_the_path() {
-        let response = respond(b"GET /metrics?x=1 HTTP/1.1\r\n\r\n", Stats::default);
-        assert_eq!(status_line(&response), "HTTP/1.1 200 OK");
-    }
-
-    #[test]
-    fn anything_but_get_metrics_is_404() {
-        for head in [
-            &b"GET / HTTP/1.1\r\n\r\n"[..],
-            b"GET /metrics/ HTTP/1.1\r\n\r\n",
-            b"POST /metrics HTTP/1.1\r\n\r\n",
-            b"HEAD /metrics HTTP/1.1\r\n\r\n",
-        ] {
-            let response = respond(head, || panic!("stats read for a 404"));
-            assert_eq!(status_line(&response), "HTTP/1.1 404 Not Found", "{head:?}");
-        }
-    }
-
-    #[test]
-    fn a_request_line_that_is_not_http_1_is_400() {
-        for head in [
-            &b"GET /metrics\r\n\r\n"[..],
-            b"GET /metrics HTTP/2.0\r\n\r\n",
-            b"GET  /metrics HTTP/1.1\r\n\r\n",
-            b"\r\n\r\n",
-        ] {
-            let response = respond(head, Stats::default);
-            assert_eq!(
-                status_line(&response),
-                "HTTP/1.1 400 Bad Request",
-                "{head:?}"
+    fn get_metrics_is_the_main_servers_exposition() {
+        let Some((main, metrics)) = endpoint() else {
+            return;
+        };
+        let (status, _) = exchange(main.local_addr(), "GET / HTTP/1.1");
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        for target in ["/metrics", "/metrics?x=1"] {
+            let (status, body) = exchange(metrics.local_addr(), &format!("GET {target} HTTP/1.1"));
+            assert_eq!(status, "HTTP/1.1 200 OK", "{target}");
+            // The main server's one request, not the scrapes.
+            assert!(
+                body.lines().any(|l| l == "ringwall_requests_total 1"),
+                "{target}: {body}"
             );
         }
     }
 
     #[test]
-    fn blank_line_is_found_across_reads() {
-        assert_eq!(find_blank_line(b"GET / HTTP/1.1\r\n\r\n"), Some(18));
-        assert_eq!(find_blank_line(b"GET / HTTP/1.1\r\n\r"), None);
-    }
-
-    /// A loopback connection: the endpoint's side and the client's.
-    fn pair() -> (TcpStream, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (server, _) = listener.accept().unwrap();
-        (server, client)
-    }
-
-    #[test]
-    fn a_head_sent_in_pieces_is_read_whole() {
-        let (mut server, mut client) = pair();
-        let writer = std::thread::spawn(move || {
-            for piece in [&b"GET /metrics HTTP/1.1\r"[..], b"\nHost: x\r\n\r", b"\n"] {
-                client.write_all(piece).unwrap();
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            client
-        });
-        let head = read_head(&mut server, Instant::now() + Duration::from_secs(5)).unwrap();
-        drop(writer.join());
-        assert_eq!(
-            head,
-            Head::Complete(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".to_vec())
-        );
-    }
-
-    #[test]
-    fn a_dripping_client_is_cut_off_at_the_deadline() {
-        let (mut server, mut client) = pair();
-        client.write_all(b"GET /metrics HTTP/1.1\r\n").unwrap();
-        let dripping = std::thread::spawn(move || {
-            // One header byte every 20 ms, never the blank line.
-            while client.write_all(b"x").is_ok() {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        });
-        let started = Instant::now();
-        let head = read_head(&mut server, started + Duration::from_millis(200)).unwrap();
-        let took = started.elapsed();
-        drop(server);
-        drop(dripping.join());
-        assert_eq!(head, Head::Cut);
-        assert!(
-            took >= Duration::from_millis(200) && took < Duration::from_secs(2),
-            "{took:?}"
-        );
-    }
-
-    #[test]
-    fn a_head_without_end_is_refused_at_the_size_cap() {
-        let (mut server, mut client) = pair();
-        client.write_all(&[b'x'; MAX_HEAD_BYTES + 10]).unwrap();
-        let head = read_head(&mut server, Instant::now() + Duration::from_secs(5)).unwrap();
-        assert_eq!(head, Head::TooLarge);
+    fn anything_but_get_metrics_is_404() {
+        let Some((_main, metrics)) = endpoint() else {
+            return;
+        };
+        for line in [
+            "GET / HTTP/1.1",
+            "GET /metrics/ HTTP/1.1",
+            "POST /metrics HTTP/1.1",
+            "HEAD /metrics HTTP/1.1",
+        ] {
+            let (status, _) = exchange(metrics.local_addr(), line);
+            assert_eq!(status, "HTTP/1.1 404 Not Found", "{line}");
+        }
     }
 }

@@ -237,3 +237,131 @@ fn a_successor_that_fails_leaves_the_old_process_serving() {
     assert!(stopped.contains(" requests=1 "), "{stopped}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Lines of `stdout` as they come, read on a thread of their own, so a
+/// wait for one is bounded even while another process holds the pipe open.
+fn lines_of(stdout: BufReader<ChildStdout>) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The rest of the first line that contains `prefix`, within `within`.
+fn wait_line(lines: &std::sync::mpsc::Receiver<String>, prefix: &str, within: Duration) -> String {
+    let end = Instant::now() + within;
+    let mut seen = String::new();
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => match line.find(prefix) {
+                Some(at) => return line[at + prefix.len()..].trim_end().to_owned(),
+                None => {
+                    seen.push_str(&line);
+                    seen.push('\n');
+                }
+            },
+            Err(e) => panic!("no `{prefix}` within {within:?} ({e}):\n{seen}"),
+        }
+    }
+}
+
+/// `ringwall_requests_total` of a scrape, on a connection of its own.
+fn scraped_requests(metrics: SocketAddr) -> u64 {
+    let scrape = exchange(
+        metrics,
+        "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix("ringwall_requests_total "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no request count in\n{scrape}"))
+}
+
+#[test]
+fn sigusr2_hands_the_metrics_socket_over_with_the_served_ones() {
+    if !io_uring_available() {
+        return;
+    }
+    become_subreaper();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringwall"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--workers", "1"])
+        .args(["--metrics-addr", "127.0.0.1:0", "--shutdown-timeout", "10s"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("ringwall starts");
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut old = Running::new(child);
+    let lines = lines_of(stdout);
+    let within = Duration::from_secs(10);
+    let addr: SocketAddr = wait_line(&lines, "ringwall listening on ", within)
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let metrics: SocketAddr = wait_line(&lines, "ringwall metrics on http://", within)
+        .strip_suffix("/metrics")
+        .unwrap()
+        .parse()
+        .unwrap();
+    for _ in 0..3 {
+        assert!(exchange(addr, HELLO).ends_with("Hello, World!"));
+    }
+    // An idle keep-alive connection keeps the old process draining after
+    // the hand-over (until its next request, or the shutdown timeout).
+    let mut held = std::net::TcpStream::connect(addr).unwrap();
+    held.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    std::io::Write::write_all(&mut held, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !answer.ends_with(b"Hello, World!") {
+        let n = std::io::Read::read(&mut held, &mut chunk).expect("the held answer");
+        assert!(n > 0, "{}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    assert_eq!(scraped_requests(metrics), 4);
+
+    signal(&old, libc::SIGUSR2);
+    let successor: libc::pid_t = wait_line(&lines, "ringwall handing over to pid ", within)
+        .parse()
+        .unwrap();
+    let mut successor = Adopted {
+        pid: successor,
+        reaped: false,
+    };
+    // The old metrics server has stopped accepting on the socket it passed
+    // down, and closed what it had, while the old process still drains.
+    wait_line(&lines, "ringwall metrics stopped: ", within);
+    assert!(
+        old.child.try_wait().unwrap().is_none(),
+        "the old one drains"
+    );
+    for scrape in 0..8 {
+        assert_eq!(
+            scraped_requests(metrics),
+            0,
+            "scrape {scrape} during the drain was answered by the old process"
+        );
+    }
+    drop(held);
+    let status = old.wait_exit(within);
+    assert!(
+        status.success(),
+        "the old process drained and exited: {status}"
+    );
+    assert!(exchange(addr, HELLO).ends_with("Hello, World!"));
+    assert_eq!(scraped_requests(metrics), 1);
+    let status = successor.stop(libc::SIGTERM, within);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the successor exits cleanly: {status:#x}"
+    );
+}

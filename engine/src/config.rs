@@ -103,6 +103,12 @@ pub struct Config {
     /// The cap of a request body streamed to the handler (413 above it);
     /// `u64::MAX`: none.
     pub max_streamed_body_bytes: u64,
+    /// Bound addresses may be shared with sockets of other processes
+    /// (`ServerBuilder::reuse_port`).
+    pub reuse_port: bool,
+    /// The name in the start and stop events, for a process that runs more
+    /// than one server (`ServerBuilder::name`).
+    pub name: Option<String>,
 }
 
 /// Which I/O backend the workers run on. Both serve through the same
@@ -193,6 +199,8 @@ impl Default for ServerBuilder {
                 max_connections_per_ip: 0,
                 return_memory_to_os: true,
                 proxy_protocol: false,
+                reuse_port: false,
+                name: None,
             },
             inherited: Vec::new(),
         }
@@ -396,6 +404,31 @@ impl ServerBuilder {
     /// connection, and the body deadlines still apply.
     pub fn max_streamed_body_bytes(mut self, bytes: u64) -> Self {
         self.config.max_streamed_body_bytes = bytes;
+        self
+    }
+
+    /// Whether a bound address may be served together with another
+    /// process (default false). This server's own workers always share each
+    /// address through `SO_REUSEPORT`; off, `serve` first checks that no
+    /// other socket listens on each address with a non-zero port, and fails
+    /// with [`crate::StartError::AddrInUse`] if one does, because the kernel
+    /// would otherwise let a second instance (of the same user) join the
+    /// first one's reuseport group and take a share of its connections
+    /// without a word. On, such an instance is joined, and the kernel
+    /// spreads new connections over both. It is the joiner's choice: off
+    /// does not stop a later server that turns it on from joining this one.
+    /// Sockets passed with [`ServerBuilder::listen_fd`] are not bound, so
+    /// not checked.
+    pub fn reuse_port(mut self, enabled: bool) -> Self {
+        self.config.reuse_port = enabled;
+        self
+    }
+
+    /// A name for this server in its start and stop events (`ringwall NAME
+    /// listening on ...`, `ringwall NAME stopped: ...`), for a process that
+    /// runs more than one. Default: none (`ringwall listening on ...`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.name = Some(name.into());
         self
     }
 

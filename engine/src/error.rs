@@ -100,6 +100,10 @@ pub enum StartError {
     IoUring(UringUnavailable),
     /// A listener could not be created or bound.
     Bind { addr: SocketAddr, source: io::Error },
+    /// Another socket already listens on this address, and
+    /// [`crate::ServerBuilder::reuse_port`] is off: serving it too would
+    /// split its connections with whoever holds it.
+    AddrInUse { addr: SocketAddr },
     /// A socket passed to [`crate::ServerBuilder::listen_fd`] is not a
     /// listening IPv4 or IPv6 TCP socket. Checked before any worker starts.
     Inherited { fd: RawFd, problem: NotAListener },
@@ -112,6 +116,13 @@ impl fmt::Display for StartError {
         match self {
             StartError::IoUring(cause) => write!(f, "io_uring unavailable: {cause}"),
             StartError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            StartError::AddrInUse { addr } => write!(
+                f,
+                "cannot listen on {addr}: another socket already listens on it \
+                 (another process, or another server in this one), and serving it \
+                 too would split its connections; to share it on purpose, set \
+                 ServerBuilder::reuse_port"
+            ),
             StartError::Inherited { fd, problem } => {
                 write!(f, "cannot serve the passed socket (fd {fd}): {problem}")
             }
@@ -125,6 +136,7 @@ impl std::error::Error for StartError {
         match self {
             StartError::IoUring(cause) => Some(cause),
             StartError::Bind { source, .. } => Some(source),
+            StartError::AddrInUse { .. } => None,
             StartError::Inherited { problem, .. } => Some(problem),
             StartError::Worker(e) => Some(e),
         }

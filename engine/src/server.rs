@@ -43,6 +43,8 @@ impl Server {
     /// Binds every address, starts the workers and returns once all are
     /// accepting. Each worker gets its own `SO_REUSEPORT` listener per
     /// address; with port 0 the first bind picks the port and the rest share it.
+    /// An address another socket already listens on is refused
+    /// ([`StartError::AddrInUse`]) unless [`ServerBuilder::reuse_port`] is on.
     /// Each socket passed with `listen_fd` is checked and dup'd once per
     /// worker (ARCHITECTURE.md, Engine invariants); its addresses follow the
     /// bound ones in [`ServerHandle::local_addrs`].
@@ -60,6 +62,21 @@ impl Server {
         let mut listeners: Vec<Vec<Listener>> = (0..workers).map(|_| Vec::new()).collect();
         let mut local_addrs = Vec::new();
         for addr in &self.config.addrs {
+            // Port 0 is a port nobody serves yet, picked by the kernel.
+            if addr.port() != 0 && !self.config.reuse_port {
+                match socket::check_unserved(addr) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                        return Err(StartError::AddrInUse { addr: *addr });
+                    }
+                    Err(source) => {
+                        return Err(StartError::Bind {
+                            addr: *addr,
+                            source,
+                        })
+                    }
+                }
+            }
             let mut bound = *addr;
             for worker_listeners in listeners.iter_mut() {
                 match socket::reuseport_listener(&bound) {
@@ -205,6 +222,7 @@ impl Server {
             listening,
             threads,
             announce_stop: false,
+            title: Title(self.config.name.clone()),
         };
         if let Some(e) = first_error {
             handle.stop_workers();
@@ -213,6 +231,7 @@ impl Server {
         handle.announce_stop = true;
         log_start(
             &self.config,
+            &handle.title,
             &handle.local_addrs,
             handle.backend,
             handle.fallback.as_ref(),
@@ -225,6 +244,7 @@ impl Server {
 /// `name=value` fields after the addresses.
 fn log_start(
     c: &Config,
+    title: &Title,
     local_addrs: &[SocketAddr],
     backend: Backend,
     fallback: Option<&UringUnavailable>,
@@ -256,8 +276,22 @@ fn log_start(
         max_head_bytes = c.limits.max_head_bytes,
         max_body_bytes = c.limits.max_body_bytes,
         proxy_protocol = c.proxy_protocol,
-        "ringwall listening on {addrs}"
+        "{title} listening on {addrs}"
     );
+}
+
+/// How the start and stop events name the server: `ringwall`, or
+/// `ringwall NAME` for a named one (`ServerBuilder::name`).
+#[derive(Debug)]
+struct Title(Option<String>);
+
+impl fmt::Display for Title {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(name) => write!(f, "ringwall {name}"),
+            None => f.write_str("ringwall"),
+        }
+    }
 }
 
 /// The backend that runs and, when `auto` fell back to epoll, why:
@@ -355,6 +389,7 @@ pub struct ServerHandle {
     /// Log the shutdown event when the workers have exited: false for a
     /// server whose start failed.
     announce_stop: bool,
+    title: Title,
 }
 
 /// A worker of either backend, as the spawning code sees it.
@@ -558,7 +593,7 @@ impl ServerHandle {
         // The workers' shares are gone with them: this closes the eventfds.
         lock(&self.stop.wake_fds).clear();
         if self.announce_stop {
-            crate::log::info!("ringwall stopped: {}", self.stats());
+            crate::log::info!("{} stopped: {}", self.title, self.stats());
         }
     }
 }

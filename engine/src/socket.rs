@@ -119,20 +119,54 @@ pub(crate) fn close_listeners(listeners: Vec<Listener>) {
     }
 }
 
-/// A listening socket with `SO_REUSEPORT`, so every worker can own one on the
-/// same address and the kernel spreads connections between them.
-pub(crate) fn reuseport_listener(addr: &SocketAddr) -> io::Result<OwnedFd> {
-    let family = match addr {
+fn family(addr: &SocketAddr) -> libc::c_int {
+    match addr {
         SocketAddr::V4(_) => libc::AF_INET,
         SocketAddr::V6(_) => libc::AF_INET6,
-    };
+    }
+}
+
+/// A new TCP socket for `addr`'s family, with `SO_REUSEADDR` (connections
+/// of an earlier instance left in TIME_WAIT must not keep the port from
+/// being served again) and, for IPv6, `IPV6_V6ONLY`.
+fn tcp_socket(addr: &SocketAddr) -> io::Result<OwnedFd> {
+    let family = family(addr);
     // SAFETY: plain socket(2) call; the result is checked.
     let raw = cvt(unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
     // SAFETY: socket(2) just returned this descriptor; nothing else owns it.
     let socket = unsafe { OwnedFd::from_raw_fd(raw) };
     let fd = socket.as_raw_fd();
+    set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    if family == libc::AF_INET6 {
+        set_int_opt(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
+    }
+    Ok(socket)
+}
+
+fn bind(fd: RawFd, addr: &SocketAddr) -> io::Result<()> {
+    let (storage, len) = to_sockaddr(addr);
+    // SAFETY: storage holds a sockaddr of `len` bytes.
+    cvt(unsafe { libc::bind(fd, (&storage as *const libc::sockaddr_storage).cast(), len) })
+        .map(drop)
+}
+
+/// Checks that no socket listens on `addr` (EADDRINUSE if one does) by
+/// binding one without `SO_REUSEPORT`, and closing it. Linux refuses that
+/// bind while any socket listens on the address, with `SO_REUSEPORT` or
+/// without; the reuseport listeners bound next would instead join another
+/// process's group (same user) and split its connections with it. With
+/// `SO_REUSEADDR`, as on the listeners, TIME_WAIT leftovers do not count.
+pub(crate) fn check_unserved(addr: &SocketAddr) -> io::Result<()> {
+    let probe = tcp_socket(addr)?;
+    bind(probe.as_raw_fd(), addr)
+}
+
+/// A listening socket with `SO_REUSEPORT`, so every worker can own one on the
+/// same address and the kernel spreads connections between them.
+pub(crate) fn reuseport_listener(addr: &SocketAddr) -> io::Result<OwnedFd> {
+    let socket = tcp_socket(addr)?;
+    let fd = socket.as_raw_fd();
     let setup = || -> io::Result<()> {
-        set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
         set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
         // Accepted sockets inherit TCP_NODELAY from the listener on Linux,
         // which saves a setsockopt per connection. NODELAY because a response
@@ -151,12 +185,7 @@ pub(crate) fn reuseport_listener(addr: &SocketAddr) -> io::Result<OwnedFd> {
             libc::TCP_NOTSENT_LOWAT,
             NOTSENT_LOWAT,
         )?;
-        if family == libc::AF_INET6 {
-            set_int_opt(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
-        }
-        let (storage, len) = to_sockaddr(addr);
-        // SAFETY: storage holds a sockaddr of `len` bytes.
-        cvt(unsafe { libc::bind(fd, (&storage as *const libc::sockaddr_storage).cast(), len) })?;
+        bind(fd, addr)?;
         // SAFETY: fd is a bound stream socket.
         cvt(unsafe { libc::listen(fd, LISTEN_BACKLOG) })?;
         Ok(())

@@ -64,9 +64,11 @@ fn a_stopped_server_and_a_failed_start_leave_no_descriptor_open() {
     drop((held, refused));
 
     // The second address is taken (no SO_REUSEPORT on `taken`): the start
-    // fails after both workers' listeners on the first were bound.
+    // fails after both workers' listeners on the first were bound. With
+    // `reuse_port` it is the bind itself that fails, not the check before.
     let failed = builder()
         .bind(taken.local_addr().unwrap())
+        .reuse_port(true)
         .build()
         .unwrap()
         .serve(app);
