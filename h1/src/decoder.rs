@@ -105,6 +105,9 @@ impl State {
     }
 }
 
+/// The most input one poll of a chunked body decodes (see `Body::poll`).
+const CHUNKED_POLL_BYTES: usize = 16 * 1024;
+
 /// The body of a parsed request.
 #[derive(Debug)]
 enum Body {
@@ -144,16 +147,27 @@ impl Body {
                     *self = Body::Complete;
                     return Ok((Some(Event::RequestComplete), 0));
                 }
-                let progress = chunked.decode(input, out)?;
-                let event = if progress.appended > 0 {
-                    Some(Event::BodyData(progress.appended))
-                } else if progress.done {
-                    *self = Body::Complete;
-                    Some(Event::RequestComplete)
-                } else {
-                    None
-                };
-                Ok((event, progress.consumed))
+                // A slice at a time: a body of one-byte chunks costs a state
+                // machine step per byte of framing, and a caller's fairness
+                // budget can act only between polls.
+                let mut used = 0;
+                loop {
+                    let end = input.len().min(used + CHUNKED_POLL_BYTES);
+                    let progress = chunked.decode(&input[used..end], out)?;
+                    used += progress.consumed;
+                    if progress.appended > 0 {
+                        return Ok((Some(Event::BodyData(progress.appended)), used));
+                    }
+                    if progress.done {
+                        *self = Body::Complete;
+                        return Ok((Some(Event::RequestComplete), used));
+                    }
+                    if used == input.len() || progress.consumed == 0 {
+                        return Ok((None, used));
+                    }
+                    // A slice of framing alone (extensions, trailers, both
+                    // bounded by `max_head_bytes`): go on.
+                }
             }
             Body::Complete => unreachable!("a complete request is dropped before polling"),
         }

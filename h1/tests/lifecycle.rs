@@ -261,3 +261,34 @@ fn zero_head_limit_rejects_the_first_byte_instead_of_buffering_forever() {
     d.feed(b"G");
     assert_eq!(d.poll(), Err(DecodeError::HeadTooLarge));
 }
+
+#[test]
+fn a_body_of_tiny_chunks_is_decoded_a_bounded_slice_per_poll() {
+    // 30,000 one-byte chunks, 180,000 bytes of framing, fed at once: each
+    // poll decodes at most 16 KiB of it, so a caller can yield between
+    // polls; the body is whole all the same.
+    let mut input = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    input.extend(b"1\r\nx\r\n".repeat(30_000));
+    input.extend(b"0\r\n\r\n");
+    let mut d = Decoder::new(Limits::default());
+    d.feed(&input);
+    assert_eq!(d.poll(), Ok(Some(Event::HeadComplete)));
+    let mut polls = 0;
+    loop {
+        let before = d.buffered();
+        let event = d.poll().expect("a valid body");
+        assert!(
+            before - d.buffered() <= 16 * 1024,
+            "one poll took {}",
+            before - d.buffered()
+        );
+        polls += 1;
+        match event {
+            Some(Event::BodyData(_)) => {}
+            Some(Event::RequestComplete) => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(polls > 180_000 / (16 * 1024), "{polls} polls");
+    assert_eq!(d.body(), vec![b'x'; 30_000].as_slice());
+}

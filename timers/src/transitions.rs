@@ -150,6 +150,15 @@ impl ConnTimers {
         self.credit_rate(DeadlineKind::SendRate, now, bytes);
     }
 
+    /// The client took `bytes` (acknowledged them) with no send completing:
+    /// the send rate deadline, if running, moves later by their credit.
+    /// The write deadline does not move: it bounds a stall of the sends,
+    /// and an acknowledgement seen only when a timer fires would restart
+    /// it up to a whole timeout late.
+    pub fn on_send_taken(&mut self, now: MonoTime, bytes: u64) {
+        self.credit_rate(DeadlineKind::SendRate, now, bytes);
+    }
+
     /// The send queue is empty: the write deadline and the send rate clock
     /// end. If
     /// `keep_alive_idle` (the connection is keep-alive and no request is in

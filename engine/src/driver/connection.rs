@@ -73,6 +73,10 @@ pub(crate) struct Connection {
     /// bytes of ours, so only then is a deadline close worth the SIOCOUTQ
     /// check that decides between FIN and RST.
     pub sent_any: bool,
+    /// Input bytes parsed (heads, chunk framing) since the connection last
+    /// yielded its turn or sat idle, saturating: against
+    /// `TURN_BUDGET_INPUT_BYTES`.
+    pub decoded_since_rest: u16,
     /// This connection's share of the worker's request-body budget.
     pub body_reserved: usize,
     /// Queued output bytes this connection has added to the worker's total.
@@ -153,6 +157,7 @@ impl Connection {
             body_to_handler: false,
             body_paused: false,
             sent_any: false,
+            decoded_since_rest: 0,
             body_reserved: 0,
             output_accounted: 0,
             ip_bucket: NO_IP_BUCKET,

@@ -67,6 +67,15 @@ pub(crate) const TURN_BUDGET_REQUESTS: usize = 16;
 /// Output bytes one connection may queue in one go before it yields; the
 /// same fairness for handlers that write a lot per request.
 pub(crate) const TURN_BUDGET_OUTPUT_BYTES: usize = 256 * 1024;
+/// Input bytes one connection may have had parsed (heads and chunk
+/// framing; body data is copied, not parsed) since it last yielded or sat
+/// idle, before it yields its worker: the fairness budget covers decoding,
+/// not only requests and output, and it spans every read of a batch of
+/// completions (a connection whose socket is full gets a completion per
+/// receive buffer). Two clients sending bodies of one-byte chunks (five
+/// bytes of framing per byte of data) cut a worker's legit throughput to
+/// 3 % without it. Below `u16::MAX`: the count lives in the slot.
+pub(crate) const TURN_BUDGET_INPUT_BYTES: u16 = 32 * 1024;
 /// Input a yielded connection may buffer before its socket stops being read
 /// until its turn comes: bounds what a client pipelining faster than it is
 /// served can make the worker hold.
@@ -564,6 +573,7 @@ impl<H: Handler> Driver<H> {
             }
             if (conn.answer_pending || conn.buffered() > 0)
                 && (answered >= TURN_BUDGET_REQUESTS
+                    || conn.decoded_since_rest >= TURN_BUDGET_INPUT_BYTES
                     || queued.saturating_sub(output_at_start) >= TURN_BUDGET_OUTPUT_BYTES)
             {
                 self.yield_turn(key);
@@ -592,7 +602,22 @@ impl<H: Handler> Driver<H> {
             let Some(decoder) = conn.decoder.as_mut() else {
                 break;
             };
-            match decoder.poll() {
+            let buffered = decoder.buffered();
+            let event = decoder.poll();
+            // Heads and chunk framing are parsed a byte at a time; body
+            // data is only copied, its cost the bandwidth's, which the
+            // body budget bounds.
+            let copied = match event {
+                Ok(Some(Event::BodyData(n))) => n,
+                _ => 0,
+            };
+            let parsed = buffered
+                .saturating_sub(decoder.buffered())
+                .saturating_sub(copied);
+            conn.decoded_since_rest = conn
+                .decoded_since_rest
+                .saturating_add(u16::try_from(parsed).unwrap_or(u16::MAX));
+            match event {
                 Ok(None) => break,
                 Ok(Some(Event::HeadStarted)) => conn.timers.on_head_started(self.now),
                 Ok(Some(Event::HeadComplete)) => {
@@ -739,6 +764,8 @@ impl<H: Handler> Driver<H> {
             return;
         }
         conn.yielded = true;
+        // Its next go starts with a whole budget.
+        conn.decoded_since_rest = 0;
         // The server is behind, not the client: no body rate meanwhile.
         conn.timers.on_reading_paused();
         self.ready.push_back((key, conn.generation));
@@ -987,6 +1014,7 @@ impl<H: Handler> Driver<H> {
                 self.close_now(key, CloseReason::Shutdown);
                 return;
             }
+            conn.decoded_since_rest = 0;
             self.pools.take_from(conn);
         }
         self.sync_timer(key);
@@ -1020,16 +1048,12 @@ impl<H: Handler> Driver<H> {
             return;
         }
         self.shared.counters.timer_fires.incr();
-        if let Some(DeadlineKind::Write | DeadlineKind::SendRate) = conn.timers.due(now) {
-            // Before judging a stall or the rate: what the peer took that
-            // no send completion showed (a receive window reopening in
-            // steps smaller than what wakes a blocked send) is progress.
-            if conn.phase == Phase::Open && conn.sent_any {
-                let taken = bytes_taken(conn, self.unacked_bytes, 0, false);
-                if taken > 0 {
-                    conn.timers.on_send_progress(now, taken, false);
-                }
-            }
+        if conn.timers.due(now) == Some(DeadlineKind::SendRate) && conn.phase == Phase::Open {
+            // Before judging the rate: what the peer took that no send
+            // completion showed (a receive window reopening in steps
+            // smaller than what wakes a blocked send) counts too.
+            let taken = bytes_taken(conn, self.unacked_bytes, 0, false);
+            conn.timers.on_send_taken(now, taken);
         }
         match conn.timers.on_fire(now) {
             FireOutcome::Expired(kind) => {
