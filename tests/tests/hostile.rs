@@ -301,6 +301,26 @@ fn honest_slow_reader_gets_the_whole_response() {
 }
 
 #[test]
+fn a_body_of_tiny_chunks_yields_its_worker_between_pieces() {
+    // 65,536 one-byte chunks: 327,680 bytes of framing to parse, ten
+    // budgets' worth. Without a budget on decoding the worker parsed each
+    // read whole, and two such clients cut a worker's legit throughput to
+    // 3 %.
+    let Some(server) = start_or_skip(builder().workers(1), app) else {
+        return;
+    };
+    let mut request = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    request.extend(b"1\r\nx\r\n".repeat(65_536));
+    request.extend(b"0\r\n\r\n");
+    let mut client = Client::connect(server.local_addr());
+    let response = client.request(&request);
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, vec![b'x'; 65_536], "the echo is the body");
+    let stats = server.stats();
+    assert!(stats.turn_yields >= 5, "{stats}");
+}
+
+#[test]
 fn reader_whose_progress_shows_in_bursts_further_apart_than_grace_keeps_its_connection() {
     let _heavy = heavy_test_lock();
     // A steady 100 KB/s reader: its receive window reopens a segment (64
