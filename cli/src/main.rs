@@ -135,6 +135,9 @@ struct ServeArgs {
     /// Server-wide budget for buffered request bodies, in bytes.
     #[arg(long, default_value_t = ringwall::DEFAULT_MAX_BUFFERED_BODY_BYTES)]
     max_buffered_body_bytes: usize,
+    /// Server-wide budget for request heads arriving in pieces, in bytes.
+    #[arg(long, default_value_t = ringwall::DEFAULT_MAX_BUFFERED_HEAD_BYTES)]
+    max_buffered_head_bytes: usize,
     /// Server-wide budget for queued response bytes, in bytes.
     #[arg(long, default_value_t = ringwall::DEFAULT_MAX_QUEUED_OUTPUT_BYTES)]
     max_queued_output_bytes: usize,
@@ -247,6 +250,7 @@ fn main() -> ExitCode {
         .min_response_rate(min_rate(args.min_response_rate, args.min_rate_grace))
         .max_connections_per_ip(args.max_connections_per_ip)
         .max_buffered_body_bytes(args.max_buffered_body_bytes)
+        .max_buffered_head_bytes(args.max_buffered_head_bytes)
         .max_queued_output_bytes(args.max_queued_output_bytes)
         .return_memory_to_os(!args.keep_freed_memory)
         .proxy_protocol(args.proxy_protocol)

@@ -45,6 +45,14 @@ pub const DEFAULT_MIN_RATE: MinRate = MinRate::new(240, Duration::from_secs(5));
 /// takes nothing from anyone. Without it, 1,000 connections each sending
 /// 1 MiB less one byte held 1 GB.
 pub const DEFAULT_MAX_BUFFERED_BODY_BYTES: usize = 256 << 20;
+/// Default server-wide budget for request heads held while they arrive in
+/// pieces: 64 MiB, room for 4,000 partial heads at the 16 KiB limit, or
+/// 65,000 at 1 KiB. A head that arrives whole in one read never counts;
+/// the connection whose partial head does not fit is answered 503 and
+/// closed. Without it, 10,000 connections each sending 15 KiB of header
+/// fields and stalling held 163 MB, and the worst case at the default
+/// limits is `max_head_bytes` x `max_connections`, 1.6 GB.
+pub const DEFAULT_MAX_BUFFERED_HEAD_BYTES: usize = 64 << 20;
 /// Default server-wide budget for queued response bytes: 512 MiB. While a
 /// worker's share is used up it dispatches no new request (reading pauses)
 /// until sends drain it; without it, 30 clients asking for 64 MiB and never
@@ -93,6 +101,7 @@ pub struct Config {
     pub min_request_body_rate: Option<MinRate>,
     pub min_response_rate: Option<MinRate>,
     pub max_buffered_body_bytes: usize,
+    pub max_buffered_head_bytes: usize,
     pub max_queued_output_bytes: usize,
     /// 0: no per-address limit.
     pub max_connections_per_ip: usize,
@@ -195,6 +204,7 @@ impl Default for ServerBuilder {
                 min_request_body_rate: Some(DEFAULT_MIN_RATE),
                 min_response_rate: Some(DEFAULT_MIN_RATE),
                 max_buffered_body_bytes: DEFAULT_MAX_BUFFERED_BODY_BYTES,
+                max_buffered_head_bytes: DEFAULT_MAX_BUFFERED_HEAD_BYTES,
                 max_queued_output_bytes: DEFAULT_MAX_QUEUED_OUTPUT_BYTES,
                 max_connections_per_ip: 0,
                 return_memory_to_os: true,
@@ -341,6 +351,15 @@ impl ServerBuilder {
         self
     }
 
+    /// Server-wide budget for request heads held while they arrive in
+    /// pieces (default [`DEFAULT_MAX_BUFFERED_HEAD_BYTES`]), split evenly
+    /// between workers. A head that arrives whole never counts; the
+    /// connection whose partial head does not fit gets 503 and a close.
+    pub fn max_buffered_head_bytes(mut self, n: usize) -> Self {
+        self.config.max_buffered_head_bytes = n;
+        self
+    }
+
     /// Server-wide budget for queued response bytes (default
     /// [`DEFAULT_MAX_QUEUED_OUTPUT_BYTES`]), split evenly between workers.
     /// One response may overshoot it (it is checked before a request is
@@ -479,6 +498,7 @@ impl ServerBuilder {
         }
         for (name, value) in [
             ("max_buffered_body_bytes", c.max_buffered_body_bytes),
+            ("max_buffered_head_bytes", c.max_buffered_head_bytes),
             ("max_queued_output_bytes", c.max_queued_output_bytes),
         ] {
             if value < c.workers {

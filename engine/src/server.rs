@@ -269,6 +269,7 @@ fn log_start(
         max_connections = c.max_connections,
         max_connections_per_ip = c.max_connections_per_ip,
         max_buffered_body_bytes = c.max_buffered_body_bytes,
+        max_buffered_head_bytes = c.max_buffered_head_bytes,
         max_queued_output_bytes = c.max_queued_output_bytes,
         ring_entries = c.ring_entries,
         recv_buffers = %format_args!("{}x{}", c.recv_buffers, c.recv_buffer_size),

@@ -48,6 +48,9 @@ pub enum CloseReason {
     /// The worker's share of `max_buffered_body_bytes` could not hold the
     /// announced body (answered 503).
     BodyBudget,
+    /// The worker's share of `max_buffered_head_bytes` could not hold the
+    /// rest of a request head arriving in pieces (answered 503).
+    HeadBudget,
     /// Graceful shutdown.
     Shutdown,
     /// The exchange ended normally without keep-alive (`Connection: close`,
@@ -262,6 +265,9 @@ counters! {
         /// The worker's share of `max_buffered_body_bytes` could not hold the
         /// announced body (answered 503).
         body_budget: "body_budget" => Reason;
+        /// The worker's share of `max_buffered_head_bytes` could not hold
+        /// the rest of a request head arriving in pieces (answered 503).
+        head_budget: "head_budget" => Reason;
         /// Graceful shutdown.
         shutdown: "shutdown" => Reason;
         /// Graceful shutdown, reset because response bytes were unsent.
@@ -435,6 +441,7 @@ impl WorkerCounters {
             CloseReason::ConnectionCap => self.connection_cap.incr(),
             CloseReason::PerIpCap => self.per_ip_cap.incr(),
             CloseReason::BodyBudget => self.body_budget.incr(),
+            CloseReason::HeadBudget => self.head_budget.incr(),
             CloseReason::Shutdown => pick(&self.shutdown, &self.shutdown_reset),
             CloseReason::Completed => self.completed.incr(),
             CloseReason::ProxyProtocolError => self.proxy_protocol_error.incr(),
@@ -483,25 +490,26 @@ mod tests {
                 connection_cap: 29,
                 per_ip_cap: 30,
                 body_budget: 31,
-                shutdown: 32,
-                shutdown_reset: 33,
-                completed: 34,
-                proxy_protocol_error: 35,
-                handler_aborted: 36,
+                head_budget: 32,
+                shutdown: 33,
+                shutdown_reset: 34,
+                completed: 35,
+                proxy_protocol_error: 36,
+                handler_aborted: 37,
             },
-            timer_submits: 37,
-            timer_updates: 38,
-            timer_fires: 39,
-            timer_early_fires: 40,
-            sq_full_retries: 41,
-            stale_completions: 42,
-            accept_errors: 43,
-            ring_enters: 44,
-            resets: 45,
-            turn_yields: 46,
-            output_budget_waits: 47,
-            cap_responses: 48,
-            completions: 49,
+            timer_submits: 38,
+            timer_updates: 39,
+            timer_fires: 40,
+            timer_early_fires: 41,
+            sq_full_retries: 42,
+            stale_completions: 43,
+            accept_errors: 44,
+            ring_enters: 45,
+            resets: 46,
+            turn_yields: 47,
+            output_budget_waits: 48,
+            cap_responses: 49,
+            completions: 50,
         }
     }
 
@@ -513,10 +521,10 @@ mod tests {
         min_body_rate=14 min_body_rate_reset=15 min_response_rate=16 min_response_rate_reset=17 \
         handler_timeout=18 handler_timeout_reset=19 \
         peer_eof=20 peer_reset=21 protocol_error=22 (400=23 413=24 414=25 431=26 501=27 505=28) \
-        connection_cap=29 per_ip_cap=30 body_budget=31 shutdown=32 shutdown_reset=33 completed=34 proxy_protocol_error=35 handler_aborted=36] \
-        timer[submits=37 updates=38 fires=39 early_fires=40] sq_full_retries=41 \
-        stale_completions=42 accept_errors=43 ring_enters=44 resets=45 turn_yields=46 \
-        output_budget_waits=47 cap_responses=48 completions=49";
+        connection_cap=29 per_ip_cap=30 body_budget=31 head_budget=32 shutdown=33 shutdown_reset=34 completed=35 proxy_protocol_error=36 handler_aborted=37] \
+        timer[submits=38 updates=39 fires=40 early_fires=41] sq_full_retries=42 \
+        stale_completions=43 accept_errors=44 ring_enters=45 resets=46 turn_yields=47 \
+        output_budget_waits=48 cap_responses=49 completions=50";
 
     #[test]
     fn display_line_keeps_its_format() {

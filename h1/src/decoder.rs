@@ -283,6 +283,17 @@ impl Decoder {
         self.bufs.input.len() - self.pos
     }
 
+    /// Bytes held of a head not parsed yet: what a slowloris connection
+    /// makes the server keep (at most `max_head_bytes` before the decoder
+    /// answers 431). Zero once the head is parsed.
+    #[must_use]
+    pub fn partial_head_bytes(&self) -> usize {
+        match self.state {
+            State::Head { .. } => self.buffered(),
+            State::Request { .. } | State::Failed(_) => 0,
+        }
+    }
+
     /// No request in progress and nothing buffered: the connection waits for
     /// the next request (keep-alive). A request that was completed and not
     /// yet dropped by a poll counts as finished.

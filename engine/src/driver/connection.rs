@@ -77,8 +77,13 @@ pub(crate) struct Connection {
     /// yielded its turn or sat idle, saturating: against
     /// `TURN_BUDGET_INPUT_BYTES`.
     pub decoded_since_rest: u16,
-    /// This connection's share of the worker's request-body budget.
-    pub body_reserved: usize,
+    /// This connection's share of the worker's request-body budget (a
+    /// connection buffers at most 4 GiB of body: more is refused as over
+    /// budget).
+    pub body_reserved: u32,
+    /// This connection's share of the worker's partial-head budget: the
+    /// bytes of its head not parsed yet, as last counted.
+    pub head_reserved: u32,
     /// Queued output bytes this connection has added to the worker's total.
     pub output_accounted: usize,
     /// Its counter in the per-address table, or `NO_IP_BUCKET`.
@@ -159,6 +164,7 @@ impl Connection {
             sent_any: false,
             decoded_since_rest: 0,
             body_reserved: 0,
+            head_reserved: 0,
             output_accounted: 0,
             ip_bucket: NO_IP_BUCKET,
             close_after_flush: false,

@@ -929,3 +929,54 @@ fn bytes_the_peer_acknowledged_without_a_send_completing_count_for_the_rate_only
     assert_eq!(close_of(&actions), Some((CloseMode::Reset, false)));
     assert_eq!(h.counters.write_timeout_reset.get(), 1);
 }
+
+/// A head of about `bytes` bytes that is not finished (no blank line).
+fn partial_head(bytes: usize) -> Vec<u8> {
+    let mut head = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
+    while head.len() < bytes {
+        head.extend(b"X-Filler: ");
+        head.extend([b'a'; 500]);
+        head.extend(b"\r\n");
+    }
+    head
+}
+
+#[test]
+fn partial_heads_over_the_head_budget_get_503_and_whole_heads_never_count() {
+    let mut h = Harness::with(|b| b.max_buffered_head_bytes(8 * 1024));
+    let first = h.admit();
+    h.driver.on_bytes(first, &partial_head(5 * 1024));
+    h.actions();
+    assert_eq!(h.counters.head_budget.get(), 0);
+    // A second partial head that does not fit: 503, and a close once sent.
+    let second = h.admit();
+    h.driver.on_bytes(second, &partial_head(5 * 1024));
+    let answer = String::from_utf8(h.send_all(second)).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+    assert!(answer.contains("head budget"), "{answer}");
+    assert_eq!(h.counters.head_budget.get(), 1);
+    assert!(h.actions().contains(&Action::ShutdownWrite(second)));
+    // A head that arrives whole is parsed at once and never counts, full
+    // budget or not.
+    let whole = h.admit();
+    let mut head = partial_head(6 * 1024);
+    head.extend(b"\r\n");
+    h.driver.on_bytes(whole, &head);
+    let answer = String::from_utf8(h.send_all(whole)).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    // The first head finishing frees its share: another partial fits.
+    h.driver.on_bytes(first, b"\r\n");
+    assert!(String::from_utf8(h.send_all(first))
+        .unwrap()
+        .starts_with("HTTP/1.1 200 "));
+    let third = h.admit();
+    h.driver.on_bytes(third, &partial_head(5 * 1024));
+    h.actions();
+    assert_eq!(h.counters.head_budget.get(), 1);
+    // Closed connections give their share back as well.
+    h.driver.on_error(third);
+    let fourth = h.admit();
+    h.driver.on_bytes(fourth, &partial_head(5 * 1024));
+    h.actions();
+    assert_eq!(h.counters.head_budget.get(), 1);
+}
