@@ -20,6 +20,12 @@
 //! means beyond the counts (see `runners`, `soak`, and `verdict` for the
 //! `slowloris` command, whose report `json_report` writes for CI).
 
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "ringwall-bench runs on Linux only: its clients are built on epoll and \
+     read the kernel's TCP table (/proc/net/tcp)"
+);
+
 pub mod attack;
 pub mod check;
 pub mod client;
