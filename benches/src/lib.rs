@@ -43,7 +43,8 @@ pub mod peers;
 pub mod runners;
 
 pub use attack::{
-    run_attack, run_attack_with_load, AttackConfig, AttackMode, AttackReport, AttackWithLoad,
+    run_attack, run_attack_on, run_attack_on_with_load, run_attack_with_load, AttackConfig,
+    AttackMode, AttackPaths, AttackReport, AttackWithLoad,
 };
 pub use check::{ErrorCounts, ErrorKind};
 pub use load::{run_load, LoadConfig, LoadMode, LoadReport, RequestSpec};
