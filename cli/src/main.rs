@@ -25,6 +25,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod metrics_endpoint;
+mod sd_notify;
 mod signals;
 mod upgrade;
 
@@ -313,6 +314,7 @@ fn main() -> ExitCode {
             tracing::warn!("cannot tell parent pid {from_parent:?} we serve: {e}");
         }
     }
+    sd_notify::notify("READY=1");
     // Bound sockets get a name; passed ones keep theirs (their order in
     // `listeners` follows the bound ones).
     let served = handle.listeners();
@@ -332,10 +334,12 @@ fn main() -> ExitCode {
     let stopped = match ending {
         Ending::Stop(signal) => {
             tracing::info!(signal = signals::name(signal), "shutting down");
+            sd_notify::notify("STOPPING=1");
             handle.shutdown()
         }
         Ending::HandedOver { successor } => {
             tracing::info!("ringwall handing over to pid {successor}");
+            sd_notify::notify(&format!("MAINPID={successor}"));
             handle.hand_over()
         }
         // A worker failed and stopped the others.
