@@ -18,17 +18,16 @@
 //! [`DUE_BATCH`] drips before looking at the sockets again, so a close is
 //! seen within microseconds even while thousands of drips are due.
 //!
-//! What each mode measures:
-//!
-//! The paths below are the defaults ([`AttackPaths`]), the benchmark app's
-//! routes.
+//! What each mode measures (with the default paths, the benchmark app's
+//! routes; [`AttackPaths`] names others):
 //!
 //! - **Slowloris**: `GET / HTTP/1.1\r\nHost: x\r\n`, then one byte of
 //!   `X-a: b\r\n` (repeating) per interval, never the final CRLF. The header
 //!   deadline runs from accept; the reference is the moment before we
 //!   called `connect`.
 //! - **SlowBody**: a full `POST /echo` head announcing `Content-Length:
-//!   1000000`, then one body byte per interval. Reference: just before the head was written.
+//!   1000000`, then one body byte per interval. Reference: just before the
+//!   head was written.
 //! - **SlowRead**: `GET /bytes/N` on a socket with a 4 KiB receive buffer,
 //!   reading one byte per interval. Reference: just before the request was
 //!   written (the server starts its response after reading it). The close is seen by `EPOLLRDHUP`, the
@@ -1229,6 +1228,38 @@ pub fn run_attack_on_with_load(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_paths_are_the_benchmark_apps_routes() {
+        let paths = AttackPaths::default();
+        assert_eq!(paths.slowloris, "/");
+        assert_eq!(paths.slow_body, "/echo");
+        assert_eq!(paths.slow_read_target(1 << 20), "/bytes/1048576");
+        assert_eq!(paths.idle, "/");
+        assert!(paths.validate().is_ok());
+    }
+
+    #[test]
+    fn slow_read_target_without_the_placeholder_is_kept_as_given() {
+        let paths = AttackPaths {
+            slow_read: "/big.iso".into(),
+            ..AttackPaths::default()
+        };
+        assert_eq!(paths.slow_read_target(4096), "/big.iso");
+    }
+
+    #[test]
+    fn paths_not_in_origin_form_are_refused_naming_their_flag() {
+        for bad in ["echo", "", "/a b", "/a\r\nX: y", "http://h/x", "/\u{e9}"] {
+            let paths = AttackPaths {
+                slow_body: bad.into(),
+                ..AttackPaths::default()
+            };
+            let err = paths.validate().unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{bad:?}");
+            assert!(err.to_string().contains("--slow-body-path"), "{err}");
+        }
+    }
 
     fn wave(hangs: usize, overshoots_ns: Vec<i64>) -> AttackReport {
         AttackReport {
