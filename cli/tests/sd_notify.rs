@@ -179,17 +179,39 @@ fn ready_when_serving_and_stopping_on_sigterm_through_an_abstract_socket() {
     );
 }
 
-/// The successor, reparented to this test (its subreaper) when the old
-/// process exits; killed if the test ends first.
-struct Adopted(libc::pid_t, bool);
+/// Every successor the old process started (its log names each), killed
+/// and reaped when the test ends unless the test reaped it: so a test that
+/// fails before it learns the pid from `MAINPID=` leaves no server behind.
+/// Declared before the old process, so dropped after it: by then the old
+/// process is gone and its successors are ours (the test is their
+/// subreaper).
+struct Successors<'a> {
+    log: &'a Log,
+    reaped: Vec<libc::pid_t>,
+}
 
-impl Drop for Adopted {
+impl Successors<'_> {
+    fn started(&self) -> Vec<libc::pid_t> {
+        self.log
+            .text()
+            .split("upgrading: started pid ")
+            .skip(1)
+            .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+            .collect()
+    }
+}
+
+impl Drop for Successors<'_> {
     fn drop(&mut self) {
-        if !self.1 {
-            // SAFETY: our unreaped child (we are its subreaper).
-            unsafe {
-                libc::kill(self.0, libc::SIGKILL);
-                libc::waitpid(self.0, std::ptr::null_mut(), 0);
+        for pid in self.started() {
+            if !self.reaped.contains(&pid) {
+                // SAFETY: a process the old one started and no one has
+                // reaped (the old process is gone, so it is our child):
+                // the pid still names it. waitpid fails harmlessly if not.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, std::ptr::null_mut(), 0);
+                }
             }
         }
     }
@@ -205,6 +227,10 @@ fn a_sigusr2_hand_over_names_the_successor_as_the_main_pid() {
     assert_eq!(ret, 0, "{}", std::io::Error::last_os_error());
     let systemd = FakeSystemd::at_path("notify-handover");
     let log = Log::new("notify-handover");
+    let mut successors = Successors {
+        log: &log,
+        reaped: Vec::new(),
+    };
     let mut old = serve(&systemd, &log);
     let old_pid = old.child.id() as libc::pid_t;
     assert_eq!(systemd.next(Duration::from_secs(20)), "READY=1");
@@ -220,15 +246,15 @@ fn a_sigusr2_hand_over_names_the_successor_as_the_main_pid() {
         .unwrap()
         .parse()
         .unwrap();
-    let mut successor = Adopted(successor, false);
-    assert_ne!(successor.0, old_pid);
+    assert_ne!(successor, old_pid);
+    assert_eq!(successors.started(), [successor], "{}", log.text());
     assert!(
         said[..said.len() - 1].iter().all(|m| m == "READY=1"),
         "{said:?}"
     );
     assert!(
         log.text()
-            .contains(&format!("handing over to pid {}", successor.0)),
+            .contains(&format!("handing over to pid {successor}")),
         "{}",
         log.text()
     );
@@ -241,7 +267,7 @@ fn a_sigusr2_hand_over_names_the_successor_as_the_main_pid() {
         log.text()
     );
 
-    kill(successor.0, libc::SIGTERM);
+    kill(successor, libc::SIGTERM);
     let said = systemd.until("STOPPING=1", Duration::from_secs(20));
     assert!(
         said[..said.len() - 1].iter().all(|m| m == "READY=1"),
@@ -251,9 +277,9 @@ fn a_sigusr2_hand_over_names_the_successor_as_the_main_pid() {
     let status = loop {
         let mut status = 0;
         // SAFETY: waitpid on our adopted, unreaped child.
-        let ret = unsafe { libc::waitpid(successor.0, &mut status, libc::WNOHANG) };
-        if ret == successor.0 {
-            successor.1 = true;
+        let ret = unsafe { libc::waitpid(successor, &mut status, libc::WNOHANG) };
+        if ret == successor {
+            successors.reaped.push(successor);
             break status;
         }
         assert!(ret == 0, "waitpid: {}", std::io::Error::last_os_error());
