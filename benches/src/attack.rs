@@ -18,14 +18,16 @@
 //! [`DUE_BATCH`] drips before looking at the sockets again, so a close is
 //! seen within microseconds even while thousands of drips are due.
 //!
-//! What each mode measures:
+//! What each mode measures (with the default paths, the benchmark app's
+//! routes; [`AttackPaths`] names others):
 //!
 //! - **Slowloris**: `GET / HTTP/1.1\r\nHost: x\r\n`, then one byte of
 //!   `X-a: b\r\n` (repeating) per interval, never the final CRLF. The header
 //!   deadline runs from accept; the reference is the moment before we
 //!   called `connect`.
-//! - **SlowBody**: a full head announcing `Content-Length: 1000000`, then one
-//!   body byte per interval. Reference: just before the head was written.
+//! - **SlowBody**: a full `POST /echo` head announcing `Content-Length:
+//!   1000000`, then one body byte per interval. Reference: just before the
+//!   head was written.
 //! - **SlowRead**: `GET /bytes/N` on a socket with a 4 KiB receive buffer,
 //!   reading one byte per interval. Reference: just before the request was
 //!   written (the server starts its response after reading it). The close is seen by `EPOLLRDHUP`, the
@@ -235,8 +237,87 @@ const SLOWLORIS_DRIP: &[u8] = b"X-a: b\r\n";
 const SLOW_BODY_LENGTH: usize = 1_000_000;
 const CONNS_PER_THREAD: usize = 2500;
 
-/// Runs the attack and reports how the server closed each connection.
+/// The request targets the attack connections ask for. The defaults are
+/// the routes of the benchmark app that `ringwall serve` and every peer
+/// serve; another server names its own (`ringwall-bench slowloris
+/// --slow-body-path`, ...).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttackPaths {
+    /// Slowloris: the target of the `GET` head that never ends. No route is
+    /// reached; only a server that looks at the target before the head is
+    /// complete could care.
+    pub slowloris: String,
+    /// Slow body: the target of the `POST` whose body drips. Any route that
+    /// reads the body: the deadline runs while the server waits for it.
+    pub slow_body: String,
+    /// Slow read: the target of the `GET` whose response is read one byte
+    /// per interval; [`SLOW_READ_BYTES_PLACEHOLDER`] in it becomes the
+    /// mode's `response_bytes`. Its response must be larger than the
+    /// server's send buffer and the client's [`SLOW_READ_RCVBUF`] together,
+    /// or the server's send finishes and no write deadline starts
+    /// (`whole_response_read` counts such hangs).
+    pub slow_read: String,
+    /// Idle: the target of the one keep-alive `GET` before the silence. Any
+    /// status will do, but it must keep the connection open.
+    pub idle: String,
+}
+
+/// Replaced, in [`AttackPaths::slow_read`], by the response size slow read
+/// asks for.
+pub const SLOW_READ_BYTES_PLACEHOLDER: &str = "{bytes}";
+
+impl Default for AttackPaths {
+    fn default() -> AttackPaths {
+        AttackPaths {
+            slowloris: "/".into(),
+            slow_body: "/echo".into(),
+            slow_read: format!("/bytes/{SLOW_READ_BYTES_PLACEHOLDER}"),
+            idle: "/".into(),
+        }
+    }
+}
+
+impl AttackPaths {
+    /// Refuses a target that would not make one request line: each must be
+    /// in origin form (`/` then visible ASCII, RFC 9112, section 3.2.1), or
+    /// the server answers 400 and the mode measures the wrong deadline.
+    pub fn validate(&self) -> io::Result<()> {
+        for (mode, path) in [
+            ("slowloris", &self.slowloris),
+            ("slow-body", &self.slow_body),
+            ("slow-read", &self.slow_read),
+            ("idle", &self.idle),
+        ] {
+            if !path.starts_with('/') || !path.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "the {mode} path (--{mode}-path) `{path}` is not an origin-form \
+                         target: `/` then visible ASCII, no spaces"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The slow-read target with its placeholder filled in.
+    pub fn slow_read_target(&self, response_bytes: usize) -> String {
+        self.slow_read
+            .replace(SLOW_READ_BYTES_PLACEHOLDER, &response_bytes.to_string())
+    }
+}
+
+/// Runs the attack on the default [`AttackPaths`] and reports how the server
+/// closed each connection.
 pub fn run_attack(cfg: &AttackConfig) -> io::Result<AttackReport> {
+    run_attack_on(cfg, &AttackPaths::default())
+}
+
+/// Runs the attack, each connection asking for its mode's path in `paths`,
+/// and reports how the server closed each connection.
+pub fn run_attack_on(cfg: &AttackConfig, paths: &AttackPaths) -> io::Result<AttackReport> {
+    paths.validate()?;
     if cfg.connections == 0 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -262,9 +343,12 @@ pub fn run_attack(cfg: &AttackConfig) -> io::Result<AttackReport> {
     let handles: Vec<_> = (0..threads)
         .map(|t| {
             let cfg = cfg.clone();
+            let paths = paths.clone();
             std::thread::Builder::new()
                 .name(format!("attack-{t}"))
-                .spawn(move || AttackThread::new(&cfg, t, threads, t0).and_then(|mut th| th.run()))
+                .spawn(move || {
+                    AttackThread::new(&cfg, &paths, t, threads, t0).and_then(|mut th| th.run())
+                })
         })
         .collect::<io::Result<_>>()?;
     let mut report = AttackReport {
@@ -435,6 +519,7 @@ struct AttackThread {
     /// Past this everything still open is a hang: the loop always stops.
     hard_end: u64,
     host: String,
+    paths: AttackPaths,
     scratch: Box<[u8]>,
     tally: Tally,
 }
@@ -444,7 +529,13 @@ fn ns(d: Duration) -> u64 {
 }
 
 impl AttackThread {
-    fn new(cfg: &AttackConfig, t: usize, threads: usize, t0: u64) -> io::Result<AttackThread> {
+    fn new(
+        cfg: &AttackConfig,
+        paths: &AttackPaths,
+        t: usize,
+        threads: usize,
+        t0: u64,
+    ) -> io::Result<AttackThread> {
         let mut slots = Vec::new();
         let mut heap = BinaryHeap::new();
         let spread = ns(cfg.open_over);
@@ -486,6 +577,7 @@ impl AttackThread {
             heap,
             hard_end: t0 + spread + longest + ns(cfg.slack) + ns(SETUP_TIMEOUT),
             host: cfg.target.to_string(),
+            paths: paths.clone(),
             scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
             tally: Tally::default(),
         })
@@ -609,20 +701,24 @@ impl AttackThread {
     fn connected(&mut self, i: usize) {
         self.tally.opened += 1;
         let host = &self.host;
+        let paths = &self.paths;
         let opening: Vec<u8> = match self.mode {
             AttackMode::Slowloris { .. } => {
-                format!("GET / HTTP/1.1\r\nHost: {host}\r\n").into_bytes()
+                format!("GET {} HTTP/1.1\r\nHost: {host}\r\n", paths.slowloris).into_bytes()
             }
             AttackMode::SlowBody { .. } => format!(
-                "POST /echo HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/octet-stream\r\n\
-                 Content-Length: {SLOW_BODY_LENGTH}\r\n\r\n"
+                "POST {} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/octet-stream\r\n\
+                 Content-Length: {SLOW_BODY_LENGTH}\r\n\r\n",
+                paths.slow_body
             )
             .into_bytes(),
-            AttackMode::SlowRead { response_bytes, .. } => {
-                format!("GET /bytes/{response_bytes} HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes()
-            }
+            AttackMode::SlowRead { response_bytes, .. } => format!(
+                "GET {} HTTP/1.1\r\nHost: {host}\r\n\r\n",
+                paths.slow_read_target(response_bytes)
+            )
+            .into_bytes(),
             AttackMode::Idle { .. } => {
-                format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes()
+                format!("GET {} HTTP/1.1\r\nHost: {host}\r\n\r\n", paths.idle).into_bytes()
             }
         };
         let slot = &mut self.slots[i];
@@ -1101,12 +1197,23 @@ pub fn run_attack_with_load(
     attack: &AttackConfig,
     load: &LoadConfig,
 ) -> io::Result<AttackWithLoad> {
+    run_attack_on_with_load(attack, &AttackPaths::default(), load)
+}
+
+/// [`run_attack_with_load`] with the attack asking for `paths`.
+pub fn run_attack_on_with_load(
+    attack: &AttackConfig,
+    paths: &AttackPaths,
+    load: &LoadConfig,
+) -> io::Result<AttackWithLoad> {
+    paths.validate()?;
     sys::ensure_fd_capacity(attack.connections + load.connections)?;
     let legit_baseline = run_load(load)?;
     let attack_cfg = attack.clone();
+    let paths = paths.clone();
     let attacker = std::thread::Builder::new()
         .name("attack".into())
-        .spawn(move || run_attack(&attack_cfg))?;
+        .spawn(move || run_attack_on(&attack_cfg, &paths))?;
     let legit_under_attack = run_load(load);
     let attack = attacker
         .join()
@@ -1121,6 +1228,38 @@ pub fn run_attack_with_load(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_paths_are_the_benchmark_apps_routes() {
+        let paths = AttackPaths::default();
+        assert_eq!(paths.slowloris, "/");
+        assert_eq!(paths.slow_body, "/echo");
+        assert_eq!(paths.slow_read_target(1 << 20), "/bytes/1048576");
+        assert_eq!(paths.idle, "/");
+        assert!(paths.validate().is_ok());
+    }
+
+    #[test]
+    fn slow_read_target_without_the_placeholder_is_kept_as_given() {
+        let paths = AttackPaths {
+            slow_read: "/big.iso".into(),
+            ..AttackPaths::default()
+        };
+        assert_eq!(paths.slow_read_target(4096), "/big.iso");
+    }
+
+    #[test]
+    fn paths_not_in_origin_form_are_refused_naming_their_flag() {
+        for bad in ["echo", "", "/a b", "/a\r\nX: y", "http://h/x", "/\u{e9}"] {
+            let paths = AttackPaths {
+                slow_body: bad.into(),
+                ..AttackPaths::default()
+            };
+            let err = paths.validate().unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{bad:?}");
+            assert!(err.to_string().contains("--slow-body-path"), "{err}");
+        }
+    }
 
     fn wave(hangs: usize, overshoots_ns: Vec<i64>) -> AttackReport {
         AttackReport {

@@ -10,7 +10,9 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::attack::{run_attack, run_attack_with_load, AttackConfig, AttackMode};
+use crate::attack::{
+    run_attack_on, run_attack_on_with_load, AttackConfig, AttackMode, AttackPaths,
+};
 use crate::json_report::{self, Setup};
 use crate::load::{run_load, LoadConfig, LoadMode, RequestSpec};
 use crate::peers::parse_duration;
@@ -181,9 +183,26 @@ pub struct SlowlorisArgs {
     /// kept below the idle timeout minus slack).
     #[arg(long, value_parser = parse_duration)]
     pub idle_hold: Option<Duration>,
-    /// Response size slow-read asks for (GET /bytes/N).
+    /// Response size slow-read asks for: `{bytes}` in --slow-read-path. With
+    /// a path of your own, the size of its response. It must outlast the
+    /// server's send buffer, or its send finishes and no write deadline
+    /// starts.
     #[arg(long, default_value_t = 1 << 20)]
     pub slow_read_bytes: usize,
+    /// The target of slowloris' never-finished GET head.
+    #[arg(long, default_value = "/", value_name = "PATH")]
+    pub slowloris_path: String,
+    /// The target slow-body POSTs its dripped 1,000,000-byte body to: a route
+    /// that reads the body.
+    #[arg(long, default_value = "/echo", value_name = "PATH")]
+    pub slow_body_path: String,
+    /// The target slow-read GETs and reads one byte per interval: a response
+    /// of --slow-read-bytes (`{bytes}` is replaced by that number).
+    #[arg(long, default_value = "/bytes/{bytes}", value_name = "PATH")]
+    pub slow_read_path: String,
+    /// The target of idle's one keep-alive GET before its silence.
+    #[arg(long, default_value = "/", value_name = "PATH")]
+    pub idle_path: String,
     /// Legit keep-alive connections running beside each attack (0: none).
     #[arg(long, default_value_t = 8)]
     pub legit_connections: usize,
@@ -337,6 +356,13 @@ fn idle_hold(args: &SlowlorisArgs) -> io::Result<Duration> {
 /// the warnings and every failure, and writes the CSV and JSON asked for;
 /// passes only when every mode's verdict does (see [`crate::verdict`]).
 pub fn slowloris(args: &SlowlorisArgs) -> io::Result<bool> {
+    let paths = AttackPaths {
+        slowloris: args.slowloris_path.clone(),
+        slow_body: args.slow_body_path.clone(),
+        slow_read: args.slow_read_path.clone(),
+        idle: args.idle_path.clone(),
+    };
+    paths.validate()?;
     let target = resolve(&args.target)?;
     probe(target)?;
     let limit = sys::raise_nofile_limit(u64::MAX)?;
@@ -385,10 +411,10 @@ pub fn slowloris(args: &SlowlorisArgs) -> io::Result<bool> {
                     LegitExpect::Any => RequestSpec::Get(args.legit_path.clone()),
                 },
             };
-            let both = run_attack_with_load(&attack, &load)?;
+            let both = run_attack_on_with_load(&attack, &paths, &load)?;
             (both.attack.clone(), Some(both))
         } else {
-            (run_attack(&attack)?, None)
+            (run_attack_on(&attack, &paths)?, None)
         };
         println!("done in {:.2}s", report.elapsed.as_secs_f64());
         results.push(ModeResult {
@@ -433,6 +459,7 @@ pub fn slowloris(args: &SlowlorisArgs) -> io::Result<bool> {
             body_timeout: args.expect_body_timeout,
             write_timeout: args.expect_write_timeout,
             idle_timeout: args.expect_idle_timeout,
+            paths: paths.clone(),
         };
         let json = json_report::slowloris_report(&setup, &policy, &results, &verdicts);
         json_report::write(path, &json)?;

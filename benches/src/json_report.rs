@@ -6,7 +6,9 @@
 //! `_ns` for per-connection overshoot, `_bytes` for sizes. A figure that
 //! was not measured (no timed close, no legit load, not slow read) is
 //! `null`, never 0. `format` changes only when a key changes meaning or
-//! goes away; new keys may appear within a format.
+//! goes away; new keys may appear within a format. The format is
+//! described, key by key, by `schema/slowloris.v1.schema.json` (JSON Schema
+//! 2020-12), which `tests/json_schema.rs` checks real reports against.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -15,7 +17,7 @@ use std::{fs, io};
 
 use serde_json::{json, Map, Value};
 
-use crate::attack::{AttackMode, AttackReport};
+use crate::attack::{AttackMode, AttackPaths, AttackReport};
 use crate::check::ErrorKind;
 use crate::load::LoadReport;
 use crate::slow_read::SlowReadSummary;
@@ -36,6 +38,8 @@ pub struct Setup {
     pub body_timeout: Option<Duration>,
     pub write_timeout: Option<Duration>,
     pub idle_timeout: Option<Duration>,
+    /// The request targets the attack connections asked for.
+    pub paths: AttackPaths,
 }
 
 /// The whole report. `modes` and `verdicts` are in step.
@@ -72,6 +76,12 @@ pub fn slowloris_report(
             "min_legit_kept_percent": policy.min_legit_kept,
             "max_p99_ms": policy.max_p99.map(ms),
             "require_reset_slow_read": policy.require_reset_slow_read,
+            "paths": {
+                "slowloris": setup.paths.slowloris,
+                "slow_body": setup.paths.slow_body,
+                "slow_read": setup.paths.slow_read,
+                "idle": setup.paths.idle,
+            },
         },
         "modes": modes.iter().zip(verdicts).map(|(m, v)| mode(m, v)).collect::<Vec<_>>(),
     })
@@ -224,6 +234,7 @@ mod tests {
             body_timeout: None,
             write_timeout: Some(2000 * MS),
             idle_timeout: Some(5000 * MS),
+            paths: AttackPaths::default(),
         }
     }
 
@@ -348,6 +359,8 @@ mod tests {
         assert_eq!(v["expected_timeouts_ms"]["write"], 2000.0);
         assert_eq!(v["settings"]["max_p99_ms"], 10.0);
         assert_eq!(v["settings"]["slack_ms"], 500.0);
+        assert_eq!(v["settings"]["paths"]["slow_body"], "/echo");
+        assert_eq!(v["settings"]["paths"]["slow_read"], "/bytes/{bytes}");
     }
 
     #[test]

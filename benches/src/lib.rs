@@ -20,6 +20,12 @@
 //! means beyond the counts (see `runners`, `soak`, and `verdict` for the
 //! `slowloris` command, whose report `json_report` writes for CI).
 
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "ringwall-bench runs on Linux only: its clients are built on epoll and \
+     read the kernel's TCP table (/proc/net/tcp)"
+);
+
 pub mod attack;
 pub mod check;
 pub mod client;
@@ -37,7 +43,8 @@ pub mod peers;
 pub mod runners;
 
 pub use attack::{
-    run_attack, run_attack_with_load, AttackConfig, AttackMode, AttackReport, AttackWithLoad,
+    run_attack, run_attack_on, run_attack_on_with_load, run_attack_with_load, AttackConfig,
+    AttackMode, AttackPaths, AttackReport, AttackWithLoad,
 };
 pub use check::{ErrorCounts, ErrorKind};
 pub use load::{run_load, LoadConfig, LoadMode, LoadReport, RequestSpec};

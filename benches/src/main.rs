@@ -11,7 +11,13 @@ use ringwall_bench::commands::{self, LoadArgs, SlowlorisArgs};
 use ringwall_bench::{runners, soak};
 
 #[derive(Parser, Debug)]
-#[command(name = "ringwall-bench", version, about)]
+#[command(
+    name = "ringwall-bench",
+    version,
+    about,
+    after_help = "Exit status: 0 passed, 1 ran and found a regression, 2 could not run \
+                  (bad arguments, no server at --target, a report that could not be written)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -26,6 +26,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod metrics_endpoint;
+mod sd_notify;
 mod signals;
 mod upgrade;
 
@@ -327,6 +328,7 @@ fn main() -> ExitCode {
             tracing::warn!("cannot tell parent pid {from_parent:?} we serve: {e}");
         }
     }
+    sd_notify::notify("READY=1");
     // Bound sockets get a name; passed ones keep theirs (their order in
     // `listeners` follows the bound ones).
     let served = handle.listeners();
@@ -354,10 +356,12 @@ fn main() -> ExitCode {
     let stopped = match ending {
         Ending::Stop(signal) => {
             tracing::info!(signal = signals::name(signal), "shutting down");
+            sd_notify::notify("STOPPING=1");
             stop_both(handle, metrics, ServerHandle::shutdown)
         }
         Ending::HandedOver { successor } => {
             tracing::info!("ringwall handing over to pid {successor}");
+            sd_notify::notify(&format!("MAINPID={successor}"));
             stop_both(handle, metrics, ServerHandle::hand_over)
         }
         // A worker of one failed and stopped it.

@@ -79,6 +79,14 @@
 
 // Every unsafe block says why the kernel's or libc's contract holds.
 #![deny(clippy::undocumented_unsafe_blocks)]
+// docs.rs (`--cfg docsrs`, nightly rustdoc) marks feature-gated items.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "ringwall runs on Linux only: its workers are built on io_uring, or on \
+     epoll with timerfd, over SO_REUSEPORT listeners"
+);
 
 mod activation;
 mod backend;
@@ -105,6 +113,7 @@ mod server;
 mod socket;
 mod stats;
 #[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod tower;
 mod user_data;
 mod worker;
@@ -114,6 +123,7 @@ pub use activation::{
     ListenerOrigin, NotAListener, LISTEN_FDS_FROM_PARENT, READY_FD, SD_LISTEN_FDS_START,
 };
 #[cfg(feature = "benchmark-app")]
+#[cfg_attr(docsrs, doc(cfg(feature = "benchmark-app")))]
 pub use benchmark_app::{benchmark_app, BENCHMARK_MAX_BYTES};
 pub use config::{
     Backend, Config, ConfigError, ServerBuilder, DEFAULT_BODY_TIMEOUT, DEFAULT_HANDLER_TIMEOUT,

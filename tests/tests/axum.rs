@@ -221,7 +221,7 @@ fn echo_through(addr: SocketAddr, len: usize) -> usize {
             raw.drain(..line_end + 2 + size + 2);
         }
         reads += 1;
-        if reads % 64 == 0 {
+        if reads.is_multiple_of(64) {
             peak = peak.max(resident_bytes());
         }
     }

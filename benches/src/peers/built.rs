@@ -102,7 +102,7 @@ pub(super) fn start_axum_ringwall(
     spawn_in_scratch("axum-ringwall", command)
 }
 
-/// The same router on `axum::serve` (`src/bin/axum_serve.rs`), with
+/// The same router on `axum::serve` (`src/bin/axum_serve/main.rs`), with
 /// `workers` tokio threads; it has no deadlines to pass.
 pub(super) fn start_axum_serve(
     config: &PeerConfig,

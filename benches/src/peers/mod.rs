@@ -61,7 +61,7 @@ pub enum ServerKind {
     Canned,
     /// `engine/examples/axum.rs`: an axum `Router` through `ringwall::tower`.
     AxumRingwall,
-    /// The same router on `axum::serve` (`src/bin/axum_serve.rs`).
+    /// The same router on `axum::serve` (`src/bin/axum_serve/main.rs`).
     AxumServe,
 }
 

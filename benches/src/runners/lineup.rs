@@ -60,7 +60,7 @@ pub fn lineup(servers: &[ServerKind], floor: Option<Floor>) -> Vec<ServerKind> {
 /// perhaps throttled one).
 pub fn round_order<T: Clone>(servers: &[T], round: usize) -> Vec<T> {
     let mut order = servers.to_vec();
-    if round % 2 == 0 {
+    if round.is_multiple_of(2) {
         order.reverse();
     }
     order

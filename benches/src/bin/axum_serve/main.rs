@@ -7,7 +7,8 @@
 //! and this peer adds none: it is what an axum app gets by default, which
 //! is what the comparison is about. Stops on SIGTERM (the default action).
 
-#[path = "../../../engine/examples/axum_app/router.rs"]
+// A symlink to engine/examples/axum_app/router.rs: one router for both, and
+// `cargo package` copies the file it points to into this crate.
 mod router;
 
 use std::net::SocketAddr;

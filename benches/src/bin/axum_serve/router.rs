@@ -1,0 +1,1 @@
+../../../../engine/examples/axum_app/router.rs
