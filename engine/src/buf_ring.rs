@@ -122,6 +122,25 @@ impl ProvidedBufRing {
     }
 }
 
+impl ProvidedBufRing {
+    /// Gives the buffers' pages back to the system after a storm filled
+    /// every one of them (8 MiB per worker at the defaults, resident from
+    /// then on though a quiet server uses a few); the next receive into a
+    /// buffer faults a zeroed page in again. Call only when no buffer is
+    /// lent out (each is recycled as soon as its bytes are copied) and from
+    /// the worker's thread between waits: the kernel writes into a provided
+    /// buffer only while completing a receive, which is task work run in
+    /// this thread's own context, never during this call.
+    pub fn give_back_pages(&self) {
+        // SAFETY: the range is the mapping made in `new`; MADV_DONTNEED on
+        // private anonymous memory only drops its pages, and no buffer's
+        // contents are needed (none is lent out, per the contract above).
+        unsafe {
+            libc::madvise(self.buffers.cast(), self.buffers_bytes, libc::MADV_DONTNEED);
+        }
+    }
+}
+
 impl Drop for ProvidedBufRing {
     fn drop(&mut self) {
         // SAFETY: both regions were mapped in `new` with these lengths; the

@@ -472,7 +472,7 @@ impl<H: Handler> EpollWorker<H> {
         }
         match self.next_pool_tick {
             Some(at) if at <= now => {
-                self.driver.tick_pools();
+                let _ = self.driver.tick_pools();
                 self.next_pool_tick = None;
             }
             _ => {}

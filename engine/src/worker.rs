@@ -505,7 +505,9 @@ impl<H: Handler> Worker<H> {
             }
             OpTag::PoolTimer => {
                 self.pool_timer_armed = false;
-                self.driver.tick_pools();
+                if self.driver.tick_pools() {
+                    self.recv_buffers.give_back_pages();
+                }
             }
             OpTag::Cancel if ud.slot == NO_SLOT => {}
             // A failed ring close (only failures complete): the kernel has

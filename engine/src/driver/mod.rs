@@ -390,15 +390,24 @@ impl<H: Handler> Driver<H> {
 
     /// Once a second: frees pooled buffers nobody used since the last tick,
     /// and after a storm of partial heads gives the freed heap back to the
-    /// system (see `malloc::give_back_free_heap`).
-    pub fn tick_pools(&mut self) {
+    /// system (see `malloc::give_back_free_heap`). True when it did: the
+    /// backend gives back its own storm-sized memory too (its receive
+    /// buffers).
+    pub fn tick_pools(&mut self) -> bool {
         self.pools.tick();
+        let storm_ended = self.head_storm_ended() && self.config.return_memory_to_os;
         if self.head_storm_ended() {
             if self.config.return_memory_to_os {
                 crate::malloc::give_back_free_heap();
             }
-            self.head_held_peak = self.head_held;
+            // The storm's decoders come back to the pool as its connections
+            // close, and leave it a tick later: until the pool is back to
+            // its floor, each tick gives back what it freed.
+            if !self.pools.hold_memory() {
+                self.head_held_peak = self.head_held;
+            }
         }
+        storm_ended
     }
 
     /// Partial heads held fell by [`HEAD_STORM_BYTES`] since memory was
