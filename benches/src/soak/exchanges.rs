@@ -10,9 +10,9 @@
 //!               its write timeout (an RST or FIN reaches us), plus the slack
 //!   tiny chunks POST /echo, 4,096 to 65,536 one-byte chunks: the exact body back
 //!   fast stream GET /bytes/16777216 read as fast as it comes: every byte, no reset
-//!   slow stream GET /bytes/N (twice the kernel's largest send buffer) read at a
-//!               fixed modest rate, so the server's sends stall and resume as
-//!               the window opens: every byte, no reset
+//!   slow stream GET /bytes/N (up to twice the kernel's largest send buffer)
+//!               read at --slow-stream-rate (256 KiB/s), so the server's sends
+//!               stall and resume as the window opens: every byte, no reset
 //!   scrape      GET /metrics on the metrics port: 200 within the slack
 //! ```
 //!

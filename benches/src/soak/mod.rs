@@ -122,6 +122,14 @@ pub struct SoakArgs {
     /// Print every Nth sample (0: about 60 rows whatever the duration).
     #[arg(long, default_value_t = 0)]
     pub print_every: usize,
+    /// Bytes a second a slow stream reader takes: far above any minimum
+    /// response rate (ringwall's is 240 B/s), far below what loopback
+    /// delivers, so the server's sends stall and resume as the reader's
+    /// window opens in bursts. The default is high enough that an answer
+    /// larger than the kernel's buffers is read whole within a 60 s soak;
+    /// a slower reader needs a longer soak for the same answer.
+    #[arg(long, default_value_t = 256 * 1024)]
+    pub slow_stream_rate: usize,
     /// Leave these classes out (legit load always runs), e.g. to see what
     /// fails once a known failure is taken away.
     #[arg(long, value_enum, value_delimiter = ',')]
@@ -162,12 +170,6 @@ const CHURN_CONNECTIONS: usize = 2;
 const WAVE_OPEN_OVER: Duration = Duration::from_secs(1);
 /// Given to the started server, so SIGTERM ends it well within the stop grace.
 const SHUTDOWN_TIMEOUT: &str = "2s";
-/// What a slow stream reader takes a second: far above any minimum response
-/// rate (ringwall's is 240 B/s), far below what loopback delivers, so the
-/// server's sends stall and resume as the reader's window opens in bursts.
-/// Higher than a modem-like rate so that an answer larger than the kernel's
-/// buffers is read whole within a 60 s soak.
-pub const SLOW_STREAM_RATE: usize = 256 * 1024;
 /// Silent connections per metrics wave: enough that a serial endpoint
 /// closes the later ones whole deadlines late, few enough to stay under any
 /// sane connection cap beside a scraper.
@@ -320,6 +322,12 @@ fn validate(args: &SoakArgs) -> io::Result<()> {
             "--wave needs 2 or more; --legit-rate, --churn-rate and --workers 1 or more".into(),
         );
     }
+    if args.slow_stream_rate < 1024 {
+        return bad(format!(
+            "--slow-stream-rate {} B/s: a reader below 1 KiB/s is a slow-read attacker, not a slow reader",
+            args.slow_stream_rate
+        ));
+    }
     if args.rss_factor < 1.0 {
         return bad(
             "--rss-factor below 1 would fail a server for using what it used at rest".into(),
@@ -347,9 +355,9 @@ fn slow_read_bytes() -> usize {
 
 /// What a slow stream reader asks for: the slow reader's size (more than the
 /// kernel can buffer), or less if the soak is too short to read that much
-/// at [`SLOW_STREAM_RATE`] in 60 % of it; 1 MiB at least.
+/// at `--slow-stream-rate` in 60 % of it; 1 MiB at least.
 fn slow_stream_bytes(args: &SoakArgs) -> usize {
-    let fits = (SLOW_STREAM_RATE as f64 * args.duration.as_secs_f64() * 0.6) as usize;
+    let fits = (args.slow_stream_rate as f64 * args.duration.as_secs_f64() * 0.6) as usize;
     fits.clamp(1 << 20, slow_read_bytes().max(1 << 20))
 }
 
@@ -379,7 +387,7 @@ fn describe_classes(args: &SoakArgs, metrics: Option<SocketAddr>) -> String {
         exchanges::TINY_CHUNKS_MAX,
         exchanges::FAST_STREAM_BYTES >> 20,
         slow_stream_bytes(args) as f64 / f64::from(1 << 20),
-        SLOW_STREAM_RATE / 1024,
+        args.slow_stream_rate / 1024,
         match metrics {
             Some(m) => format!(
                 "metrics {m}: waves of {METRICS_SILENT_WAVE} silent (deadline {:?}), a scrape every {:?} \
@@ -580,7 +588,7 @@ fn run_classes(
     let metrics_silent = metrics_silent.as_ref();
     let slow_stream_bytes = slow_stream_bytes(args);
     let slow_stream_takes =
-        Duration::from_secs_f64(slow_stream_bytes as f64 / SLOW_STREAM_RATE as f64);
+        Duration::from_secs_f64(slow_stream_bytes as f64 / args.slow_stream_rate as f64);
     let ms = Duration::from_millis;
     thread::scope(|s| {
         let legit = [
@@ -661,7 +669,7 @@ fn run_classes(
                         exchanges::stream_reader(
                             ctx,
                             slow_stream_bytes,
-                            ReadPace::BytesPerSecond(SLOW_STREAM_RATE),
+                            ReadPace::BytesPerSecond(args.slow_stream_rate),
                         )
                     },
                 )
@@ -938,7 +946,7 @@ mod tests {
     fn slow_stream_reader_ends_well_within_the_soak() {
         for d in ["10s", "60s", "600s"] {
             let a = parse(&["--duration", d]).unwrap();
-            let takes = slow_stream_bytes(&a) as f64 / SLOW_STREAM_RATE as f64;
+            let takes = slow_stream_bytes(&a) as f64 / a.slow_stream_rate as f64;
             let limit = (a.duration.as_secs_f64() * 0.6).max(4.0);
             assert!(takes <= limit, "{d}: {takes} s");
         }
