@@ -116,15 +116,22 @@ fn judged(name: &'static str, ended: &[Ended]) -> ClassReport {
 }
 
 #[test]
-fn silent_connections_closed_at_one_deadline_pass() {
-    let (addr, h) = fake_server(4, false, close_at_deadline);
-    let ended = storms::run_storm(&storm(addr, 4, Vec::new())).unwrap();
-    h.join().unwrap();
-    assert!(
-        ended.iter().all(|e| matches!(e, Ended::AtDeadline(_))),
-        "{ended:?}"
-    );
-    assert!(verdict_checks(&[judged("metrics silent", &ended)]).is_empty());
+fn silent_connections_and_head_storms_closed_at_one_deadline_pass() {
+    for (name, opening) in [
+        ("metrics-silent", Vec::new()),
+        ("head-storm", storms::storm_head()),
+    ] {
+        let (addr, h) = fake_server(4, false, close_at_deadline);
+        let ended = storms::run_storm(&storm(addr, 4, opening)).unwrap();
+        h.join().unwrap();
+        assert!(
+            ended.iter().all(|e| matches!(e, Ended::AtDeadline(_))),
+            "{name}: {ended:?}"
+        );
+        let r = judged(name, &ended);
+        assert_eq!(r.ok_by.to_string(), "closed_at_deadline=4");
+        assert!(verdict_checks(&[r]).is_empty());
+    }
 }
 
 /// Today's metrics endpoint: one connection at a time, each held until its
@@ -143,7 +150,7 @@ fn a_serial_endpoint_hangs_all_silent_connections_but_the_first() {
         "{ended:?}"
     );
     assert_eq!(
-        verdict_checks(&[judged("metrics silent", &ended)]),
+        verdict_checks(&[judged("metrics-silent", &ended)]),
         ["hangs"]
     );
 }

@@ -605,7 +605,7 @@ fn run_classes(
             attackers.push(s.spawn(move || storms::storm_waves("head-storm", head_storm, end)));
         }
         if let Some(silent) = metrics_silent.filter(|_| wanted(Skippable::Metrics)) {
-            attackers.push(s.spawn(move || storms::storm_waves("metrics silent", silent, end)));
+            attackers.push(s.spawn(move || storms::storm_waves("metrics-silent", silent, end)));
         }
         let mut one_connection = Vec::new();
         if wanted(Skippable::Reset) {
@@ -678,7 +678,7 @@ fn run_classes(
         if let Some(m) = metrics.filter(|_| wanted(Skippable::Metrics)) {
             one_connection.push(s.spawn(move || {
                 classes::exchanges(
-                    "metrics scrape",
+                    "metrics-scrape",
                     1,
                     SCRAPE_EVERY,
                     AfterHang::Continue,
