@@ -76,9 +76,11 @@ pub struct SoakArgs {
     #[arg(long, requires = "target")]
     pub metrics_target: Option<String>,
     /// The metrics endpoint's header deadline: a silent connection to the
-    /// metrics port must be closed by this plus the slack (ringwall's
-    /// endpoint: 2 s).
-    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    /// metrics port must be closed by this plus the slack. The default is
+    /// that of the endpoint served by a ringwall server of its own (5 s);
+    /// the blocking endpoint before it had 2 s and served one connection at
+    /// a time, which fails the metrics classes at either setting.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
     pub metrics_header_timeout: Duration,
     /// Header deadline: given to the started server, or what --target enforces.
     #[arg(long, value_parser = parse_duration, default_value = "2s")]
@@ -652,7 +654,7 @@ fn run_classes(
         }
         if wanted(Skippable::FastStream) {
             one_connection.push(s.spawn(move || {
-                classes::exchanges("fast-stream", 1, ms(250), AfterHang::Continue, end, |_| {
+                classes::exchanges("fast-stream", 1, ms(500), AfterHang::Continue, end, |_| {
                     exchanges::stream_reader(ctx, exchanges::FAST_STREAM_BYTES, ReadPace::Full)
                 })
             }));
