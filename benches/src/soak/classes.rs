@@ -2,10 +2,12 @@
 //! exchanges it started, how many ended as they should, and why the others
 //! did not.
 //!
-//! Three kinds of run feed a [`ClassReport`]:
+//! Four kinds of run feed a [`ClassReport`]:
 //!
 //! - paced legit load ([`run_load`]), over the whole soak;
 //! - waves of slow attackers ([`run_attack`]), one wave after another;
+//! - waves of connections that send one opening and stall
+//!   ([`super::storms`]: head storms, silent metrics connections);
 //! - one-connection exchanges ([`super::exchanges`]), a few workers each
 //!   running one exchange after another.
 //!
