@@ -41,6 +41,11 @@ impl Tally {
         self.0.values().sum()
     }
 
+    /// Each reason seen and its count, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        self.0.iter().map(|(why, n)| (*why, *n))
+    }
+
     pub fn merge(&mut self, other: &Tally) {
         for (why, n) in &other.0 {
             self.add(why, *n);

@@ -19,6 +19,7 @@
 pub mod classes;
 pub mod counters;
 pub mod exchanges;
+pub mod json;
 pub mod sampler;
 pub mod storms;
 pub mod verdict;
@@ -132,6 +133,9 @@ pub struct SoakArgs {
     /// a slower reader needs a longer soak for the same answer.
     #[arg(long, default_value_t = 256 * 1024)]
     pub slow_stream_rate: usize,
+    /// Also write the classes, resources and verdict as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
     /// Leave these classes out (legit load always runs), e.g. to see what
     /// fails once a known failure is taken away.
     #[arg(long, value_enum, value_delimiter = ',')]
@@ -282,6 +286,17 @@ pub fn run(args: &SoakArgs) -> io::Result<bool> {
         &limits,
     );
     print_verdict(&failures);
+    if let Some(path) = &args.json {
+        let run = json::Run {
+            target: addr,
+            metrics,
+            duration: args.duration,
+        };
+        let report = json::soak_report(
+            &run, &classes, baseline, &peaks, settled, &counters, &failures,
+        );
+        crate::json_report::write(path, &report)?;
+    }
     Ok(failures.is_empty())
 }
 
