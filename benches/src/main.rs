@@ -45,7 +45,9 @@ enum Command {
     Memory(runners::memory::MemoryArgs),
     /// Every client at once against one server for --duration: checked legit
     /// load, slow attackers, resets, half-closes, malformed requests, deep
-    /// HEAD pipelines, non-readers, idle keep-alive. Fails on a wrong answer,
+    /// HEAD pipelines, non-readers, idle keep-alive, tiny chunks, fast and
+    /// slow stream readers, head storms, silent metrics connections and
+    /// scrapes. Fails on a wrong answer,
     /// a hang, a false kill, counters that do not add up, or descriptors or
     /// RSS not given back.
     Soak(soak::SoakArgs),

@@ -25,7 +25,8 @@ use crate::error::DecodeError;
 use crate::limits::Limits;
 use crate::token::{is_field_value_byte, is_tchar};
 
-/// More hex digits than this cannot fit in a u64.
+/// More hex digits than this cannot fit in a u64. Leading zeros count too,
+/// so a size line stays bounded.
 const MAX_SIZE_DIGITS: u32 = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,24 +157,28 @@ impl ChunkedDecoder {
         Ok(match self.state {
             State::Size { size, digits } => match b {
                 b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
+                    // RFC 9112 7.1: a numeral too long for a u64 is a
+                    // malformed size (400), not a large one, so the digit
+                    // count is checked before the limit, which waits for the
+                    // size to end.
                     if digits == MAX_SIZE_DIGITS {
                         return Err(ChunkSizeOverflow);
                     }
-                    let size = size << 4 | u64::from(hex_value(b));
-                    // RFC 9110 15.5.14: refuse as soon as the announced size
-                    // passes the limit, before any of its data is read.
-                    if size > self.max_body_bytes - self.decoded {
-                        return Err(BodyTooLarge);
-                    }
                     State::Size {
-                        size,
+                        size: size << 4 | u64::from(hex_value(b)),
                         digits: digits + 1,
                     }
                 }
                 _ if digits == 0 => return Err(InvalidChunkSize),
-                b';' => self.extension_byte(State::Extension { size })?,
-                b' ' | b'\t' => self.extension_byte(State::SizeSpace { size })?,
-                b'\r' => State::SizeLf { size },
+                b';' => self.extension_byte(State::Extension {
+                    size: self.within_limit(size)?,
+                })?,
+                b' ' | b'\t' => self.extension_byte(State::SizeSpace {
+                    size: self.within_limit(size)?,
+                })?,
+                b'\r' => State::SizeLf {
+                    size: self.within_limit(size)?,
+                },
                 _ => return Err(InvalidChunkSize),
             },
             State::SizeSpace { size } => match b {
@@ -229,6 +234,16 @@ impl ChunkedDecoder {
             },
             State::Done => State::Done,
         })
+    }
+
+    /// The size of a chunk whose digits have ended, if the body stays within
+    /// the limit. RFC 9110 15.5.14: refused as soon as the size is known,
+    /// before any of its data is read.
+    fn within_limit(&self, size: u64) -> Result<u64, DecodeError> {
+        if size > self.max_body_bytes - self.decoded {
+            return Err(DecodeError::BodyTooLarge);
+        }
+        Ok(size)
     }
 
     /// Counts one byte of chunk extensions (and the whitespace before them).
@@ -294,6 +309,30 @@ mod tests {
         assert!(d.is_done());
         assert_eq!(body, b"hello0123456789");
         assert_eq!(d.decoded_bytes(), 15);
+    }
+
+    #[test]
+    fn overflowing_size_is_malformed_even_past_the_limit() {
+        // The first digits of both already pass the default limit; the
+        // numeral's length decides (RFC 9112 7.1).
+        for size in [&b"10000000000000000\r\n"[..], b"ffffffffffffffffff1\r\n"] {
+            let err = decode_all(size).unwrap_err();
+            assert_eq!((err, err.status()), (DecodeError::ChunkSizeOverflow, 400));
+        }
+    }
+
+    #[test]
+    fn representable_size_over_the_limit_is_413_when_its_digits_end() {
+        let mut d = ChunkedDecoder::new(&Limits::default());
+        let mut body = Vec::new();
+        // Still reading digits: nothing is refused yet.
+        assert!(d.decode(b"ffffffffffffffff", &mut body).is_ok());
+        let err = d.decode(b"\r\n", &mut body).unwrap_err();
+        assert_eq!((err, err.status()), (DecodeError::BodyTooLarge, 413));
+        for end in [&b";ext\r\n"[..], b" ;ext\r\n"] {
+            let input = [&b"100001"[..], end].concat();
+            assert_eq!(decode_all(&input), Err(DecodeError::BodyTooLarge));
+        }
     }
 
     #[test]

@@ -81,7 +81,9 @@ pub enum DecodeError {
     // ---- chunked body (RFC 9112 7.1) ----
     /// A chunk-size line that is not `1*HEXDIG [ chunk-ext ] CRLF`.
     InvalidChunkSize,
-    /// A chunk-size with more significant hex digits than fit in u64.
+    /// A chunk-size with more hex digits than fit in u64 (leading zeros
+    /// count). RFC 9112 7.1 asks recipients to guard against overflow; a size
+    /// that cannot be represented is malformed, so 400, not 413.
     ChunkSizeOverflow,
     /// A chunk extension with a control byte.
     InvalidChunkExtension,

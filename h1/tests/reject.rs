@@ -133,6 +133,12 @@ reject! {
     chunk_extension_with_control_byte_is_400: post_chunked("5;a=\x01\r\nhello\r\n0\r\n\r\n") => InvalidChunkExtension, 400;
     chunk_extension_with_bare_lf_is_400: post_chunked("5;a\nhello\r\n0\r\n\r\n") => InvalidChunkExtension, 400;
     chunk_size_over_max_body_is_413_before_its_data: post_chunked("100001\r\n") => BodyTooLarge, 413;
+    sixteen_digit_chunk_size_over_max_body_is_413: post_chunked("ffffffffffffffff\r\n") => BodyTooLarge, 413;
+    /// RFC 9112 7.1: a size too long for a u64 is malformed, even though its
+    /// first digits already pass the limit.
+    chunk_size_of_two_to_the_64_is_400_not_413: post_chunked("10000000000000000\r\n") => ChunkSizeOverflow, 400;
+    nineteen_digit_chunk_size_is_400_not_413: post_chunked("ffffffffffffffffff1\r\n") => ChunkSizeOverflow, 400;
+    chunk_size_over_max_body_with_extension_is_413: post_chunked("100001;a=b\r\n") => BodyTooLarge, 413;
     chunks_adding_up_to_more_than_max_body_is_413:
         {
             let chunk = format!("80000\r\n{}\r\n", "a".repeat(0x80000));

@@ -216,6 +216,23 @@ fn chunk_size_overflow_is_400() {
     );
 }
 
+/// Under the ordinary limit too: the first digits of these pass 1 KiB, but
+/// the size cannot be represented, so it is malformed (RFC 9112 7.1), not
+/// too large; a representable size over the limit is still 413.
+#[test]
+fn chunk_size_overflow_is_400_under_a_finite_limit() {
+    for (size, status) in [
+        ("10000000000000000", 400),
+        ("ffffffffffffffffff1", 400),
+        ("ffffffffffffffff", 413),
+    ] {
+        let request = format!(
+            "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n{size}\r\nhello\r\n0\r\n\r\n"
+        );
+        assert_rejected(request.as_bytes(), &[status]);
+    }
+}
+
 /// The limits themselves are inclusive: a request exactly at each one passes.
 #[test]
 fn requests_at_the_limits_are_served() {

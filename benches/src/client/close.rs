@@ -122,7 +122,13 @@ pub struct Watched {
     pub closed: Option<(Instant, CloseKind)>,
     /// Bytes received (and consumed) while watching.
     pub bytes: usize,
+    /// The first [`WATCHED_PREFIX`] of them: enough for a status line's
+    /// `HTTP/1.1 503`.
+    pub first: Vec<u8>,
 }
+
+/// How many of a watched connection's first bytes are kept.
+pub const WATCHED_PREFIX: usize = 16;
 
 /// Watches `streams` for `window` on one `poll` loop and reports which the
 /// server closed, how and when, and how many bytes each received. The
@@ -166,7 +172,12 @@ pub fn watch_for_closes(streams: &[TcpStream], window: Duration) -> io::Result<V
                         watched[i].closed = Some((at, CloseKind::Fin));
                         break;
                     }
-                    Ok(n) => watched[i].bytes += n,
+                    Ok(n) => {
+                        let w = &mut watched[i];
+                        let keep = n.min(WATCHED_PREFIX.saturating_sub(w.first.len()));
+                        w.first.extend_from_slice(&buf[..keep]);
+                        w.bytes += n;
+                    }
                     Err(e) if is_reset(&e) => {
                         watched[i].closed = Some((at, CloseKind::Reset));
                         break;

@@ -2,10 +2,12 @@
 //! exchanges it started, how many ended as they should, and why the others
 //! did not.
 //!
-//! Three kinds of run feed a [`ClassReport`]:
+//! Four kinds of run feed a [`ClassReport`]:
 //!
 //! - paced legit load ([`run_load`]), over the whole soak;
 //! - waves of slow attackers ([`run_attack`]), one wave after another;
+//! - waves of connections that send one opening and stall
+//!   ([`super::storms`]: head storms, silent metrics connections);
 //! - one-connection exchanges ([`super::exchanges`]), a few workers each
 //!   running one exchange after another.
 //!
@@ -37,6 +39,11 @@ impl Tally {
 
     pub fn total(&self) -> u64 {
         self.0.values().sum()
+    }
+
+    /// Each reason seen and its count, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        self.0.iter().map(|(why, n)| (*why, *n))
     }
 
     pub fn merge(&mut self, other: &Tally) {
@@ -75,9 +82,13 @@ pub struct ClassReport {
     /// Connections still open past the deadline they had to meet plus the
     /// slack. Each is a failure.
     pub hangs: Tally,
-    /// Idle keep-alive connections the server closed before their hold
-    /// ended. Each is a failure.
-    pub false_kills: u64,
+    /// Clients that kept to the rules and were closed anyway: idle
+    /// keep-alive connections closed before their hold ended, stream readers
+    /// reset or cut before the whole answer. Each is a failure.
+    pub false_kills: Tally,
+    /// How the `ok` ones ended, where a class tells its kinds apart (a head
+    /// storm's deadline closes and refusals). Reported only.
+    pub ok_by: Tally,
     /// Ended without a verdict either way: a failed connect, a pipeline cut
     /// by the end of the soak, an attacker closed early. Reported only.
     pub untested: Tally,
@@ -95,7 +106,8 @@ impl ClassReport {
             ok: 0,
             wrong: Tally::default(),
             hangs: Tally::default(),
-            false_kills: 0,
+            false_kills: Tally::default(),
+            ok_by: Tally::default(),
             untested: Tally::default(),
             slowest: None,
             latest_close: None,
@@ -112,6 +124,7 @@ impl ClassReport {
             Outcome::Wrong(why) => self.wrong.add(why, 1),
             Outcome::Hang(why) => self.hangs.add(why, 1),
             Outcome::Untested(why) => self.untested.add(why, 1),
+            Outcome::FalseKill(why) => self.false_kills.add(why, 1),
         }
     }
 
@@ -120,7 +133,8 @@ impl ClassReport {
         self.ok += other.ok;
         self.wrong.merge(&other.wrong);
         self.hangs.merge(&other.hangs);
-        self.false_kills += other.false_kills;
+        self.false_kills.merge(&other.false_kills);
+        self.ok_by.merge(&other.ok_by);
         self.untested.merge(&other.untested);
         self.slowest = self.slowest.max(other.slowest);
         self.latest_close = self.latest_close.max(other.latest_close);
@@ -158,7 +172,8 @@ impl ClassReport {
             c.ok = a
                 .opened
                 .saturating_sub(a.closed + a.idle_unusable + a.hangs) as u64;
-            c.false_kills = a.false_kills as u64;
+            c.false_kills
+                .add("closed_before_hold_ended", a.false_kills as u64);
             c.wrong.add("no_keep_alive_answer", a.idle_unusable as u64);
         } else {
             c.ok = (a.closed - a.early_closes) as u64;
@@ -242,6 +257,54 @@ pub fn exchanges<F>(
 where
     F: Fn(u64) -> Outcome + Sync,
 {
+    run_exchanges(
+        name,
+        workers,
+        pause,
+        after_hang,
+        Duration::ZERO,
+        end,
+        exchange,
+    )
+}
+
+/// Like [`exchanges`] for exchanges that last about `takes` each (a paced
+/// reader): after its first, a worker starts another only if it would end
+/// by `end`, so the soak's tail does not grow by one.
+pub fn exchanges_that_fit<F>(
+    name: &'static str,
+    workers: usize,
+    pause: Duration,
+    takes: Duration,
+    end: Instant,
+    exchange: F,
+) -> ClassReport
+where
+    F: Fn(u64) -> Outcome + Sync,
+{
+    run_exchanges(
+        name,
+        workers,
+        pause,
+        AfterHang::Continue,
+        takes,
+        end,
+        exchange,
+    )
+}
+
+fn run_exchanges<F>(
+    name: &'static str,
+    workers: usize,
+    pause: Duration,
+    after_hang: AfterHang,
+    takes: Duration,
+    end: Instant,
+    exchange: F,
+) -> ClassReport
+where
+    F: Fn(u64) -> Outcome + Sync,
+{
     let exchange = &exchange;
     let left = end.saturating_duration_since(Instant::now());
     // Each exchange takes at least `pause`: this bounds the loop's count.
@@ -253,7 +316,7 @@ where
                 s.spawn(move || {
                     let mut r = ClassReport::new(name);
                     for k in 0..max_each {
-                        if k > 0 && Instant::now() >= end {
+                        if k > 0 && Instant::now() + takes >= end {
                             break;
                         }
                         let outcome = exchange(k * workers as u64 + w as u64);
@@ -300,7 +363,9 @@ pub fn table(classes: &[ClassReport]) -> String {
         for (label, tally) in [
             ("wrong", &c.wrong),
             ("hang", &c.hangs),
+            ("false kill", &c.false_kills),
             ("untested", &c.untested),
+            ("ok", &c.ok_by),
         ] {
             if tally.total() > 0 {
                 why.push(format!("{label}: {tally}"));
@@ -312,7 +377,7 @@ pub fn table(classes: &[ClassReport]) -> String {
             c.ok.to_string(),
             c.wrong.total().to_string(),
             c.hangs.total().to_string(),
-            c.false_kills.to_string(),
+            c.false_kills.total().to_string(),
             c.untested.total().to_string(),
             seconds(c.slowest),
             c.latest_close
@@ -395,7 +460,7 @@ mod tests {
         };
         let c = ClassReport::from_attack("idle", &a);
         assert_eq!(c.ok, 8);
-        assert_eq!(c.false_kills, 2);
+        assert_eq!(c.false_kills.to_string(), "closed_before_hold_ended=2");
         assert_eq!(c.hangs.total(), 0);
     }
 
@@ -435,7 +500,9 @@ mod tests {
         c.record(Outcome::Wrong("timeout"));
         c.record(Outcome::Hang("never_closed"));
         c.record(Outcome::Untested("connect_failed"));
-        assert_eq!((c.started, c.ok), (5, 2));
+        c.record(Outcome::FalseKill("reset_mid_response"));
+        assert_eq!((c.started, c.ok), (6, 2));
+        assert_eq!(c.false_kills.to_string(), "reset_mid_response=1");
         assert_eq!(c.slowest, Some(Duration::from_millis(9)));
         assert_eq!(c.wrong.to_string(), "timeout=1");
         assert_eq!(c.hangs.to_string(), "never_closed=1");

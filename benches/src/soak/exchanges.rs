@@ -8,7 +8,17 @@
 //!   pipeline    400 x HEAD /bytes/67108864 in one write: 400 checked heads
 //!   non-reader  GET /bytes/67108864, never read: the server must close it by
 //!               its write timeout (an RST or FIN reaches us), plus the slack
+//!   tiny chunks POST /echo, 4,096 to 65,536 one-byte chunks: the exact body back
+//!   fast stream GET /bytes/16777216 read as fast as it comes: every byte, no reset
+//!   slow stream GET /bytes/N (up to twice the kernel's largest send buffer)
+//!               read at --slow-stream-rate (256 KiB/s), so the server's sends
+//!               stall and resume as the window opens: every byte, no reset
+//!   scrape      GET /metrics on the metrics port: 200 within the slack
 //! ```
+//!
+//! A stream reader closed before its whole answer is a false kill: it read
+//! at hundreds of KiB/s, far above any minimum response rate, and never
+//! stalled its side.
 //!
 //! A missing or wrong answer is [`Outcome::Wrong`]; a connection still open
 //! past the deadline it had to meet is [`Outcome::Hang`]. Every wait has a
@@ -19,7 +29,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use crate::check::{BodyCheck, ErrorKind, Expect, Progress, ResponseParser};
+use crate::check::{echo_byte, BodyCheck, ErrorKind, Expect, Progress, ResponseParser};
 use crate::client::close::{self, CloseKind};
 use crate::load::REQUEST_TIMEOUT;
 use crate::peers::tcp_table;
@@ -37,6 +47,8 @@ pub enum Outcome {
     Hang(&'static str),
     /// No verdict either way (the connect failed; the soak ended first).
     Untested(&'static str),
+    /// Closed by the server although the client kept to the rules.
+    FalseKill(&'static str),
 }
 
 /// What every exchange needs to know.
@@ -61,6 +73,14 @@ pub const HALF_CLOSE_BYTES: usize = 64 * 1024;
 pub const PIPELINE_DEPTH: usize = 400;
 /// The largest answer `GET /bytes/N` gives (ringwall's `BENCHMARK_MAX_BYTES`).
 pub const LARGE_BYTES: usize = 64 << 20;
+/// What a fast stream reader asks for: well past the kernel's buffers, so
+/// the answer is written in many sends, yet cheap to send every few hundred
+/// milliseconds on shared cores.
+pub const FAST_STREAM_BYTES: usize = 16 << 20;
+/// The fewest and most one-byte chunks in a tiny-chunks body (the count
+/// doubles from one exchange to the next, then starts over).
+pub const TINY_CHUNKS_MIN: usize = 4096;
+pub const TINY_CHUNKS_MAX: usize = 65_536;
 const CONNECT_WAIT: Duration = Duration::from_secs(2);
 const STATUS_200: &[u8] = b"HTTP/1.1 200 ";
 
@@ -263,6 +283,120 @@ pub fn non_reader(ctx: &Ctx) -> Outcome {
     })
 }
 
+/// The number of one-byte chunks of tiny-chunks exchange `n`: 4,096, 8,192,
+/// ... 65,536, then 4,096 again.
+pub fn tiny_chunk_count(n: u64) -> usize {
+    let steps = (TINY_CHUNKS_MAX / TINY_CHUNKS_MIN).ilog2() + 1;
+    TINY_CHUNKS_MIN << (n % u64::from(steps))
+}
+
+/// `POST /echo` whose body is `chunks` chunks of one byte each
+/// (`1\r\na\r\n`): six wire bytes per body byte, each chunk a full trip
+/// through the decoder's states. The echo must be the exact body, in time.
+pub fn tiny_chunks(ctx: &Ctx, chunks: usize) -> Outcome {
+    let mut s = match connect(ctx) {
+        Ok(s) => s,
+        Err(o) => return o,
+    };
+    let start = Instant::now();
+    let mut request =
+        b"POST /echo HTTP/1.1\r\nHost: soak\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    request.reserve(chunks * 6 + 5);
+    for i in 0..chunks {
+        request.extend_from_slice(&[b'1', b'\r', b'\n', echo_byte(i), b'\r', b'\n']);
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    if let Err(o) = send(&mut s, &request) {
+        return o;
+    }
+    let mut r = Responses::new(
+        s,
+        Expect {
+            status: Some(200),
+            body: BodyCheck::Echo(chunks),
+        },
+    );
+    match r.next(Instant::now() + RESPONSE_WAIT) {
+        Ok(_) => Outcome::Ok(start.elapsed()),
+        Err(miss) => Outcome::Wrong(miss.why()),
+    }
+}
+
+/// How fast a stream reader takes its answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadPace {
+    /// Whatever arrives, at once.
+    Full,
+    /// At most this many bytes a second, taken in tenths of a second.
+    BytesPerSecond(usize),
+}
+
+/// `GET /bytes/{bytes}`, read at `pace`. Every byte must arrive, framed
+/// and counted; a reset or a close before the end is a false kill (the
+/// reader never stalled and reads far above any minimum rate). The answer
+/// must start within the answer wait and no gap between bytes may exceed
+/// it; the whole answer must come within the time its pace needs plus that
+/// wait.
+pub fn stream_reader(ctx: &Ctx, bytes: usize, pace: ReadPace) -> Outcome {
+    let mut s = match connect(ctx) {
+        Ok(s) => s,
+        Err(o) => return o,
+    };
+    let start = Instant::now();
+    let request = format!("GET /bytes/{bytes} HTTP/1.1\r\nHost: soak\r\n\r\n");
+    if let Err(o) = send(&mut s, request.as_bytes()) {
+        return o;
+    }
+    let mut r = Responses::new(
+        s,
+        Expect {
+            status: Some(200),
+            body: BodyCheck::Length(bytes),
+        },
+    );
+    r.pace = pace;
+    let need = match pace {
+        ReadPace::Full => Duration::ZERO,
+        ReadPace::BytesPerSecond(rate) => Duration::from_secs_f64(bytes as f64 / rate as f64),
+    };
+    match r.next(start + need + RESPONSE_WAIT) {
+        Ok(_) => Outcome::Ok(start.elapsed()),
+        Err(Miss::Reset) => Outcome::FalseKill("reset_mid_response"),
+        Err(Miss::Eof { mid_response: true }) => Outcome::FalseKill("eof_mid_response"),
+        Err(Miss::Eof {
+            mid_response: false,
+        }) => Outcome::FalseKill("eof_before_response"),
+        Err(miss) => Outcome::Wrong(miss.why()),
+    }
+}
+
+/// One scrape of `GET /metrics` at `metrics`, on a connection of its own
+/// as a scraper makes it: a 200, framed, within `within` of the connect.
+/// The soak gives it the slack: silent connections beside it must not
+/// delay it, and a scrape queued behind them on a serial endpoint is late.
+pub fn scrape(metrics: SocketAddr, within: Duration) -> Outcome {
+    let start = Instant::now();
+    let Ok(mut s) = TcpStream::connect_timeout(&metrics, CONNECT_WAIT) else {
+        // A metrics port that refuses a scraper has failed it: it is ours,
+        // on loopback, and listening.
+        return Outcome::Wrong("connect_failed");
+    };
+    if let Err(o) = send(&mut s, b"GET /metrics HTTP/1.1\r\nHost: soak\r\n\r\n") {
+        return o;
+    }
+    let mut r = Responses::new(
+        s,
+        Expect {
+            status: Some(200),
+            body: BodyCheck::Any,
+        },
+    );
+    match r.next(start + within) {
+        Ok(_) => Outcome::Ok(start.elapsed()),
+        Err(miss) => Outcome::Wrong(miss.why()),
+    }
+}
+
 fn connect(ctx: &Ctx) -> Result<TcpStream, Outcome> {
     let s = TcpStream::connect_timeout(&ctx.target, CONNECT_WAIT)
         .map_err(|_| Outcome::Untested("connect_failed"))?;
@@ -329,6 +463,10 @@ struct Responses {
     buf: Box<[u8]>,
     start: usize,
     end: usize,
+    pace: ReadPace,
+    /// Bytes read and when the first read began, for the pace.
+    read: usize,
+    since: Option<Instant>,
 }
 
 impl Responses {
@@ -339,7 +477,35 @@ impl Responses {
             buf: vec![0u8; 64 * 1024].into_boxed_slice(),
             start: 0,
             end: 0,
+            pace: ReadPace::Full,
+            read: 0,
+            since: None,
         }
+    }
+
+    /// How much the next read may take: all the room there is, or, paced,
+    /// a tenth of a second's worth once the bytes read so far are due.
+    fn read_room(&mut self, deadline: Instant) -> Result<usize, Miss> {
+        let room = self.buf.len() - self.end;
+        let ReadPace::BytesPerSecond(rate) = self.pace else {
+            return Ok(room);
+        };
+        let since = *self.since.get_or_insert_with(Instant::now);
+        let rate = rate.max(1) as f64;
+        let tick = (rate / 10.0).max(1.0) as usize;
+        // The first turn sleeps until what was read is due; the next returns.
+        for _ in 0..4 {
+            let now = Instant::now();
+            let due = self.read as f64 / rate - now.duration_since(since).as_secs_f64();
+            if due <= 0.0 {
+                return Ok(tick.min(room));
+            }
+            if now >= deadline {
+                return Err(Miss::Timeout);
+            }
+            std::thread::sleep(Duration::from_secs_f64(due).min(deadline - now));
+        }
+        Err(Miss::Timeout)
     }
 
     /// The status of the next complete, checked response, by `deadline`.
@@ -372,13 +538,27 @@ impl Responses {
                 self.end -= self.start;
                 self.start = 0;
             }
-            match read_by(&mut self.stream, &mut self.buf[self.end..], deadline)? {
+            let room = self.read_room(deadline)?;
+            // Paced, a gap longer than the answer wait is a stall, whatever
+            // the whole answer's deadline.
+            let by = match self.pace {
+                ReadPace::Full => deadline,
+                ReadPace::BytesPerSecond(_) => deadline.min(Instant::now() + RESPONSE_WAIT),
+            };
+            match read_by(
+                &mut self.stream,
+                &mut self.buf[self.end..self.end + room],
+                by,
+            )? {
                 0 => {
                     return Err(Miss::Eof {
                         mid_response: self.parser.in_response() || self.start < self.end,
                     })
                 }
-                n => self.end += n,
+                n => {
+                    self.end += n;
+                    self.read += n;
+                }
             }
         }
     }

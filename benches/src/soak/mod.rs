@@ -3,10 +3,11 @@
 //!
 //! ```text
 //!                              ┌ legit keep-alive and churn, paced, every answer checked
-//!   start ringwall ─► warm-up, ├ slowloris, slow-body, slow-read, idle keep-alive: waves
+//!   start ringwall ─► warm-up, ├ slowloris, slow-body, slow-read, idle keep-alive, head storm: waves
 //!   (or --target      baseline ┤ resets mid-response, half-closes, malformed requests,     ─► settle ─► SIGTERM
-//!    --pid)           fds, RSS └ deep HEAD pipelines, large-response non-readers   for D      fds, RSS   counters
-//!                                                                                            back?      add up?
+//!    --pid)           fds, RSS │ deep HEAD pipelines, large-response non-readers,  for D      fds, RSS   counters
+//!                              │ tiny chunks, fast and slow stream readers                 back?      add up?
+//!                              └ metrics port: silent connections in waves, scrapes
 //!   sampler, every second: fds, RSS, and on the server's port open and closing sockets and Send-Q
 //! ```
 //!
@@ -18,7 +19,9 @@
 pub mod classes;
 pub mod counters;
 pub mod exchanges;
+pub mod json;
 pub mod sampler;
+pub mod storms;
 pub mod verdict;
 
 use std::io;
@@ -40,8 +43,9 @@ use crate::sys;
 
 use classes::{AfterHang, ClassReport};
 use counters::find_counters;
-use exchanges::Ctx;
+use exchanges::{Ctx, ReadPace};
 use sampler::{mib, Phase, Sampler};
+use storms::Storm;
 use verdict::{CounterCheck, Limits, Observed, Resources};
 
 /// Arguments of `ringwall-bench soak`.
@@ -68,6 +72,17 @@ pub struct SoakArgs {
     /// The PID of the --target server, for /proc.
     #[arg(long, requires = "target")]
     pub pid: Option<i32>,
+    /// The --target server's metrics port, HOST:PORT, for the metrics
+    /// classes (a started server gets a `--metrics-addr` of its own).
+    #[arg(long, requires = "target")]
+    pub metrics_target: Option<String>,
+    /// The metrics endpoint's header deadline: a silent connection to the
+    /// metrics port must be closed by this plus the slack. The default is
+    /// that of the endpoint served by a ringwall server of its own (5 s);
+    /// the blocking endpoint before it had 2 s and served one connection at
+    /// a time, which fails the metrics classes at either setting.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub metrics_header_timeout: Duration,
     /// Header deadline: given to the started server, or what --target enforces.
     #[arg(long, value_parser = parse_duration, default_value = "2s")]
     pub header_timeout: Duration,
@@ -110,6 +125,17 @@ pub struct SoakArgs {
     /// Print every Nth sample (0: about 60 rows whatever the duration).
     #[arg(long, default_value_t = 0)]
     pub print_every: usize,
+    /// Bytes a second a slow stream reader takes: far above any minimum
+    /// response rate (ringwall's is 240 B/s), far below what loopback
+    /// delivers, so the server's sends stall and resume as the reader's
+    /// window opens in bursts. The default is high enough that an answer
+    /// larger than the kernel's buffers is read whole within a 60 s soak;
+    /// a slower reader needs a longer soak for the same answer.
+    #[arg(long, default_value_t = 256 * 1024)]
+    pub slow_stream_rate: usize,
+    /// Also write the classes, resources and verdict as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
     /// Leave these classes out (legit load always runs), e.g. to see what
     /// fails once a known failure is taken away.
     #[arg(long, value_enum, value_delimiter = ',')]
@@ -128,6 +154,12 @@ pub enum Skippable {
     Malformed,
     Pipeline,
     NonReader,
+    TinyChunks,
+    FastStream,
+    SlowStream,
+    HeadStorm,
+    /// Silent metrics connections and the scrapes beside them.
+    Metrics,
 }
 
 /// Legit load alone before the baseline: the allocator's arenas and the
@@ -144,6 +176,12 @@ const CHURN_CONNECTIONS: usize = 2;
 const WAVE_OPEN_OVER: Duration = Duration::from_secs(1);
 /// Given to the started server, so SIGTERM ends it well within the stop grace.
 const SHUTDOWN_TIMEOUT: &str = "2s";
+/// Silent connections per metrics wave: enough that a serial endpoint
+/// closes the later ones whole deadlines late, few enough to stay under any
+/// sane connection cap beside a scraper.
+pub const METRICS_SILENT_WAVE: usize = 8;
+/// A scrape this often, all soak long.
+const SCRAPE_EVERY: Duration = Duration::from_millis(500);
 
 /// `soak`: runs everything, prints the samples, the classes, the server's
 /// figures and the verdict; passes only if every check does.
@@ -162,14 +200,14 @@ pub fn run(args: &SoakArgs) -> io::Result<bool> {
         rss_factor: args.rss_factor,
     };
     let server = Server::start(args, deadlines)?;
-    let (addr, pid) = (server.addr(), server.pid());
+    let (addr, pid, metrics) = (server.addr(), server.pid(), server.metrics());
     println!(
         "soak: {} against {addr} (pid {pid}, {}); deadlines {deadlines}; slack {:?}; RLIMIT_NOFILE {nofile}",
         peers::format_duration(args.duration),
         server.describe(),
         args.slack,
     );
-    println!("{}", describe_classes(args));
+    println!("{}", describe_classes(args, metrics));
     let expected = WARMUP + args.duration + args.idle_timeout + args.settle;
     let print_every = match args.print_every {
         0 => (expected.as_secs() / 60).max(1) as usize,
@@ -188,7 +226,7 @@ pub fn run(args: &SoakArgs) -> io::Result<bool> {
 
     let end = Instant::now() + args.duration;
     sampler.set_phase(Phase::Soak, Some(end));
-    classes.extend(run_classes(args, addr, deadlines, end)?);
+    classes.extend(run_classes(args, addr, metrics, deadlines, end)?);
     let tail = Instant::now().saturating_duration_since(end);
 
     sampler.set_phase(Phase::Settle, None);
@@ -248,6 +286,17 @@ pub fn run(args: &SoakArgs) -> io::Result<bool> {
         &limits,
     );
     print_verdict(&failures);
+    if let Some(path) = &args.json {
+        let run = json::Run {
+            target: addr,
+            metrics,
+            duration: args.duration,
+        };
+        let report = json::soak_report(
+            &run, &classes, baseline, &peaks, settled, &counters, &failures,
+        );
+        crate::json_report::write(path, &report)?;
+    }
     Ok(failures.is_empty())
 }
 
@@ -290,6 +339,12 @@ fn validate(args: &SoakArgs) -> io::Result<()> {
             "--wave needs 2 or more; --legit-rate, --churn-rate and --workers 1 or more".into(),
         );
     }
+    if args.slow_stream_rate < 1024 {
+        return bad(format!(
+            "--slow-stream-rate {} B/s: a reader below 1 KiB/s is a slow-read attacker, not a slow reader",
+            args.slow_stream_rate
+        ));
+    }
     if args.rss_factor < 1.0 {
         return bad(
             "--rss-factor below 1 would fail a server for using what it used at rest".into(),
@@ -315,20 +370,49 @@ fn slow_read_bytes() -> usize {
     (2 * wmem_max).clamp(1 << 20, exchanges::LARGE_BYTES)
 }
 
-fn describe_classes(args: &SoakArgs) -> String {
+/// What a slow stream reader asks for: the slow reader's size (more than the
+/// kernel can buffer), or less if the soak is too short to read that much
+/// at `--slow-stream-rate` in 60 % of it; 1 MiB at least.
+fn slow_stream_bytes(args: &SoakArgs) -> usize {
+    let fits = (args.slow_stream_rate as f64 * args.duration.as_secs_f64() * 0.6) as usize;
+    fits.clamp(1 << 20, slow_read_bytes().max(1 << 20))
+}
+
+/// Connections per head-storm wave.
+fn head_storm_wave(args: &SoakArgs) -> usize {
+    args.wave * 2
+}
+
+fn describe_classes(args: &SoakArgs, metrics: Option<SocketAddr>) -> String {
     format!(
         "classes: legit keep-alive {KEEPALIVE_CONNECTIONS} conns at {} req/s and churn at {} conn/s \
          (answers checked); waves of {w} slowloris, {w} slow-body, {} slow-read ({} MiB), {w} idle \
-         (hold {:?}); reset x2, half-close x2, malformed x2, pipeline x1 ({} HEAD /bytes/{}; none after a stall), \
-         non-reader x4 (GET /bytes/{}){}",
+         (hold {:?}), {} head-storm (15 KiB heads); reset x2, half-close x2, malformed x2, \
+         pipeline x1 ({} HEAD /bytes/{}; none after a stall), non-reader x4 (GET /bytes/{}), \
+         tiny-chunks x2 ({}-{} one-byte chunks), fast-stream x1 ({} MiB), slow-stream x2 \
+         ({:.1} MiB at {} KiB/s); {}{}",
         args.legit_rate,
         args.churn_rate,
         args.wave / 2,
         slow_read_bytes() >> 20,
         idle_hold(args),
+        head_storm_wave(args),
         exchanges::PIPELINE_DEPTH,
         exchanges::LARGE_BYTES,
         exchanges::LARGE_BYTES,
+        exchanges::TINY_CHUNKS_MIN,
+        exchanges::TINY_CHUNKS_MAX,
+        exchanges::FAST_STREAM_BYTES >> 20,
+        slow_stream_bytes(args) as f64 / f64::from(1 << 20),
+        args.slow_stream_rate / 1024,
+        match metrics {
+            Some(m) => format!(
+                "metrics {m}: waves of {METRICS_SILENT_WAVE} silent (deadline {:?}), a scrape every {:?} \
+                 (answered within {:?})",
+                args.metrics_header_timeout, SCRAPE_EVERY, args.slack
+            ),
+            None => "no metrics port: metrics classes not run".to_string(),
+        },
         if args.skip.is_empty() {
             String::new()
         } else {
@@ -409,6 +493,7 @@ fn joined<T>(h: thread::ScopedJoinHandle<'_, T>) -> io::Result<T> {
 fn run_classes(
     args: &SoakArgs,
     addr: SocketAddr,
+    metrics: Option<SocketAddr>,
     deadlines: Deadlines,
     end: Instant,
 ) -> io::Result<Vec<ClassReport>> {
@@ -500,19 +585,46 @@ fn run_classes(
     let ctx = &ctx;
     let bad_requests = exchanges::malformed_requests();
     let bad_requests = &bad_requests;
+    let head_storm = Storm {
+        target: addr,
+        connections: head_storm_wave(args),
+        opening: storms::storm_head(),
+        deadline: deadlines.header,
+        slack: args.slack,
+        open_over: WAVE_OPEN_OVER.min(deadlines.header / 2),
+    };
+    let head_storm = &head_storm;
+    let metrics_silent = metrics.map(|m| Storm {
+        target: m,
+        connections: METRICS_SILENT_WAVE,
+        opening: Vec::new(),
+        deadline: args.metrics_header_timeout,
+        slack: args.slack,
+        open_over: Duration::from_millis(200).min(args.metrics_header_timeout / 2),
+    });
+    let metrics_silent = metrics_silent.as_ref();
+    let slow_stream_bytes = slow_stream_bytes(args);
+    let slow_stream_takes =
+        Duration::from_secs_f64(slow_stream_bytes as f64 / args.slow_stream_rate as f64);
     let ms = Duration::from_millis;
     thread::scope(|s| {
         let legit = [
             s.spawn(|| classes::legit("legit keep-alive", &keepalive)),
             s.spawn(|| classes::legit("legit churn", &churn)),
         ];
-        let attackers: Vec<_> = waves
+        let wanted = |class| !args.skip.contains(&class);
+        let mut attackers: Vec<_> = waves
             .iter()
-            .filter(|(class, ..)| !args.skip.contains(class))
+            .filter(|(class, ..)| wanted(*class))
             .map(|(_, name, cfg, len)| s.spawn(move || classes::attack_waves(name, cfg, *len, end)))
             .collect();
+        if wanted(Skippable::HeadStorm) {
+            attackers.push(s.spawn(move || storms::storm_waves("head-storm", head_storm, end)));
+        }
+        if let Some(silent) = metrics_silent.filter(|_| wanted(Skippable::Metrics)) {
+            attackers.push(s.spawn(move || storms::storm_waves("metrics-silent", silent, end)));
+        }
         let mut one_connection = Vec::new();
-        let wanted = |class| !args.skip.contains(&class);
         if wanted(Skippable::Reset) {
             one_connection.push(s.spawn(move || {
                 classes::exchanges("reset", 2, ms(50), AfterHang::Continue, end, |_| {
@@ -546,6 +658,50 @@ fn run_classes(
                 classes::exchanges("non-reader", 4, ms(100), AfterHang::Continue, end, |_| {
                     exchanges::non_reader(ctx)
                 })
+            }));
+        }
+        if wanted(Skippable::TinyChunks) {
+            one_connection.push(s.spawn(move || {
+                classes::exchanges("tiny-chunks", 2, ms(50), AfterHang::Continue, end, |n| {
+                    exchanges::tiny_chunks(ctx, exchanges::tiny_chunk_count(n))
+                })
+            }));
+        }
+        if wanted(Skippable::FastStream) {
+            one_connection.push(s.spawn(move || {
+                classes::exchanges("fast-stream", 1, ms(500), AfterHang::Continue, end, |_| {
+                    exchanges::stream_reader(ctx, exchanges::FAST_STREAM_BYTES, ReadPace::Full)
+                })
+            }));
+        }
+        if wanted(Skippable::SlowStream) {
+            one_connection.push(s.spawn(move || {
+                classes::exchanges_that_fit(
+                    "slow-stream",
+                    2,
+                    ms(100),
+                    slow_stream_takes,
+                    end,
+                    |_| {
+                        exchanges::stream_reader(
+                            ctx,
+                            slow_stream_bytes,
+                            ReadPace::BytesPerSecond(args.slow_stream_rate),
+                        )
+                    },
+                )
+            }));
+        }
+        if let Some(m) = metrics.filter(|_| wanted(Skippable::Metrics)) {
+            one_connection.push(s.spawn(move || {
+                classes::exchanges(
+                    "metrics-scrape",
+                    1,
+                    SCRAPE_EVERY,
+                    AfterHang::Continue,
+                    end,
+                    |_| exchanges::scrape(m, args.slack),
+                )
             }));
         }
         let mut out = Vec::new();
@@ -618,11 +774,13 @@ enum Server {
         process: ServerProcess,
         scratch: Scratch,
         addr: SocketAddr,
+        metrics: SocketAddr,
         binary: PathBuf,
     },
     External {
         addr: SocketAddr,
         pid: i32,
+        metrics: Option<SocketAddr>,
     },
 }
 
@@ -634,7 +792,8 @@ impl Server {
             procfs::fd_count(pid).map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot read /proc/{pid}/fd (--pid): {e}"))
             })?;
-            return Ok(Server::External { addr, pid });
+            let metrics = args.metrics_target.as_deref().map(resolve).transpose()?;
+            return Ok(Server::External { addr, pid, metrics });
         }
         let binary = match &args.server_bin {
             Some(path) if peers::is_executable(path) => path.clone(),
@@ -651,6 +810,7 @@ impl Server {
             })?,
         };
         let addr = peers::free_loopback_addr()?;
+        let metrics = peers::free_loopback_addr()?;
         let config = PeerConfig {
             workers: args.workers,
             deadlines,
@@ -680,16 +840,19 @@ impl Server {
                 .arg("--max-queued-output-bytes")
                 .arg((4u64 << 30).to_string());
         }
+        command.arg("--metrics-addr").arg(metrics.to_string());
         command.args(&args.server_arg);
         let scratch = Scratch::new("soak")?;
         let mut process = ServerProcess::spawn(command, &scratch.path().join("server.log"))?;
         process
             .wait_ready(addr, START_TIMEOUT)
             .map_err(|e| io::Error::other(format!("{} {e}", binary.display())))?;
+        metrics_ready(metrics)?;
         Ok(Server::Started {
             process,
             scratch,
             addr,
+            metrics,
             binary,
         })
     }
@@ -704,6 +867,13 @@ impl Server {
         match self {
             Server::Started { process, .. } => process.pid(),
             Server::External { pid, .. } => *pid,
+        }
+    }
+
+    fn metrics(&self) -> Option<SocketAddr> {
+        match self {
+            Server::Started { metrics, .. } => Some(*metrics),
+            Server::External { metrics, .. } => *metrics,
         }
     }
 
@@ -744,6 +914,22 @@ impl Server {
     }
 }
 
+/// Waits for the metrics endpoint's first 200, 5 s at most: it may start a
+/// little after the server.
+fn metrics_ready(metrics: SocketAddr) -> io::Result<()> {
+    let mut last = exchanges::Outcome::Untested("not tried");
+    for _ in 0..50 {
+        last = exchanges::scrape(metrics, exchanges::RESPONSE_WAIT);
+        if matches!(last, exchanges::Outcome::Ok(_)) {
+            return Ok(());
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    Err(io::Error::other(format!(
+        "the metrics endpoint on {metrics} did not answer GET /metrics with 200 ({last:?})"
+    )))
+}
+
 /// The last lines of a server's output, on one line.
 fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
@@ -771,6 +957,30 @@ mod tests {
         assert_eq!(a.duration, Duration::from_secs(60));
         assert!(validate(&a).is_ok());
         assert_eq!(idle_hold(&a), Duration::from_secs(8));
+    }
+
+    #[test]
+    fn slow_stream_reader_ends_well_within_the_soak() {
+        for d in ["10s", "60s", "600s"] {
+            let a = parse(&["--duration", d]).unwrap();
+            let takes = slow_stream_bytes(&a) as f64 / a.slow_stream_rate as f64;
+            let limit = (a.duration.as_secs_f64() * 0.6).max(4.0);
+            assert!(takes <= limit, "{d}: {takes} s");
+        }
+    }
+
+    #[test]
+    fn metrics_target_needs_target() {
+        assert!(parse(&["--metrics-target", "127.0.0.1:1"]).is_err());
+        assert!(parse(&[
+            "--target",
+            "127.0.0.1:1",
+            "--pid",
+            "1",
+            "--metrics-target",
+            "127.0.0.1:2"
+        ])
+        .is_ok());
     }
 
     #[test]

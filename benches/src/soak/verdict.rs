@@ -7,8 +7,9 @@
 //!   deadline it had to meet plus the slack; a server that closed behind
 //!   data the client had not read counts (FIN-WAIT-1: the FIN cannot leave,
 //!   and the server's kernel keeps the unsent bytes pinned);
-//! - `false-kills`: any idle keep-alive client closed before its hold ended
-//!   (the hold ends before the idle timeout);
+//! - `false-kills`: any client that kept to the rules closed anyway: an idle
+//!   keep-alive client before its hold ended (the hold ends before the idle
+//!   timeout), a stream reader reset or cut before the whole answer;
 //! - `counters`: the server's own counters do not add up (accepted is not
 //!   the sum of closes, or connections are still open at exit);
 //! - `fds`: descriptors not back to the baseline, within a tolerance, once
@@ -118,12 +119,15 @@ pub fn judge(o: &Observed<'_>, limits: &Limits) -> Vec<Failure> {
                 ),
             );
         }
-        if c.false_kills > 0 {
+        if c.false_kills.total() > 0 {
             fail(
                 "false-kills",
                 format!(
-                    "{}: {} of {} idle keep-alive connections closed before their hold ended",
-                    c.name, c.false_kills, c.started
+                    "{}: {} of {} closed by the server while keeping to the rules ({})",
+                    c.name,
+                    c.false_kills.total(),
+                    c.started,
+                    c.false_kills
                 ),
             );
         }
@@ -254,10 +258,29 @@ mod tests {
         let mut non_reader = clean_class("non-reader");
         non_reader.record(Outcome::Hang("closed_behind_unsent_data"));
         let mut idle = clean_class("idle");
-        idle.false_kills = 1;
+        idle.false_kills.add("closed_before_hold_ended", 1);
         assert_eq!(
             checks(&[non_reader, idle], Some(BASE), &CounterCheck::NotChecked),
             ["hangs", "false-kills"]
+        );
+    }
+
+    #[test]
+    fn a_stream_reader_cut_short_is_a_false_kill_with_its_why() {
+        let mut slow = clean_class("slow-stream");
+        slow.record(Outcome::FalseKill("reset_mid_response"));
+        let o = Observed {
+            classes: &[slow],
+            baseline: BASE,
+            settled: Some(BASE),
+            counters: &CounterCheck::NotChecked,
+        };
+        let f = judge(&o, &LIMITS);
+        assert_eq!(f.len(), 1);
+        assert_eq!(
+            f[0].to_string(),
+            "[false-kills] slow-stream: 1 of 2 closed by the server while keeping to the rules \
+             (reset_mid_response=1)"
         );
     }
 
