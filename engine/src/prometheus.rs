@@ -352,15 +352,16 @@ mod tests {
             "ringwall_closes_total{reason=\"handler_timeout\"} 18",
             "ringwall_closes_total{reason=\"handler_timeout_reset\"} 19",
             "ringwall_closes_total{reason=\"protocol_error\"} 22",
-            "ringwall_closes_total{reason=\"completed\"} 34",
-            "ringwall_closes_total{reason=\"proxy_protocol_error\"} 35",
+            "ringwall_closes_total{reason=\"head_budget\"} 32",
+            "ringwall_closes_total{reason=\"completed\"} 35",
+            "ringwall_closes_total{reason=\"proxy_protocol_error\"} 36",
             "# TYPE ringwall_protocol_errors_total counter",
             "ringwall_protocol_errors_total{status=\"400\"} 23",
             "ringwall_protocol_errors_total{status=\"505\"} 28",
-            "ringwall_timer_submits_total 37",
-            "ringwall_timer_updates_total 38",
-            "ringwall_timer_fires_total 39",
-            "ringwall_ring_enters_total 44",
+            "ringwall_timer_submits_total 38",
+            "ringwall_timer_updates_total 39",
+            "ringwall_timer_fires_total 40",
+            "ringwall_ring_enters_total 45",
         ] {
             assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
         }
