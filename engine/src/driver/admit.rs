@@ -69,27 +69,17 @@ impl<H: Handler> Driver<H> {
     pub(super) fn encode_refusal(&mut self, reason: CloseReason) {
         self.counters().count_close(reason, false);
         self.refusal.clear();
-        let ctx = EncodeContext {
-            date: &self.date,
-            version: ringwall_h1::Version::Http11,
-            keep_alive: false,
-            head_request: false,
+        let canned = match reason {
+            CloseReason::PerIpCap => Canned::PerIpCap,
+            _ => Canned::ConnectionCap,
         };
-        let body: &[u8] = match reason {
-            CloseReason::PerIpCap => {
-                b"Service Unavailable: too many connections from this address\n"
-            }
-            _ => b"Service Unavailable: connection limit reached\n",
-        };
-        if encode_response(
+        if encode_canned(
             &mut self.refusal,
-            503,
-            &[("Content-Type", b"text/plain"), ("Retry-After", b"1")],
-            body,
-            &ctx,
-        )
-        .is_ok()
-        {
+            canned,
+            &self.date,
+            ringwall_h1::Version::Http11,
+            false,
+        ) {
             // Counted first: a client that reads the 503 sees the counter.
             self.counters().cap_responses.incr();
         } else {

@@ -43,18 +43,12 @@ impl<H: Handler> Driver<H> {
         // Nothing more of this request is read: its header deadline ends
         // here; the close that follows has its own.
         conn.timers.on_head_complete(self.now, false);
-        let ctx = EncodeContext {
-            date: &self.date,
-            version: ringwall_h1::Version::Http11,
-            keep_alive: false,
-            head_request: false,
-        };
-        let _ = encode_response(
+        encode_canned(
             &mut conn.send.pending,
-            503,
-            &[("Content-Type", b"text/plain"), ("Retry-After", b"1")],
-            b"Service Unavailable: request head budget exhausted\n",
-            &ctx,
+            Canned::HeadBudget,
+            &self.date,
+            ringwall_h1::Version::Http11,
+            false,
         );
         self.close_after_flush(key, CloseReason::HeadBudget);
     }
@@ -80,18 +74,12 @@ impl<H: Handler> Driver<H> {
         conn.timers.on_head_complete(self.now, false);
         conn.timers.on_body_complete();
         let head = conn.decoder.as_ref().and_then(|d| d.head());
-        let ctx = EncodeContext {
-            date: &self.date,
-            version: head.map_or(ringwall_h1::Version::Http11, |h| h.version()),
-            keep_alive: false,
-            head_request: head.is_some_and(|h| h.is_head()),
-        };
-        let _ = encode_response(
+        encode_canned(
             &mut conn.send.pending,
-            503,
-            &[("Content-Type", b"text/plain"), ("Retry-After", b"1")],
-            b"Service Unavailable: request body budget exhausted\n",
-            &ctx,
+            Canned::BodyBudget,
+            &self.date,
+            head.map_or(ringwall_h1::Version::Http11, |h| h.version()),
+            head.is_some_and(|h| h.is_head()),
         );
         self.close_after_flush(key, CloseReason::BodyBudget);
         false

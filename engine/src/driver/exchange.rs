@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use ringwall_h1::{
     encode_chunked_head, encode_response, encode_sized_head, encode_stream_data, encode_stream_end,
-    sized_body_expected, BodyKind, EncodeContext, HttpDate, Version,
+    sized_body_expected, EncodeContext, HttpDate, Version,
 };
 
+use super::canned::{encode_canned, Canned};
 use super::connection::Phase;
-use super::{encode_internal_error, Driver};
+use super::Driver;
 use crate::deferred::{Completion, ExchangeEvent, ExchangeState};
 use crate::handler::Handler;
-use crate::request_body::{BodyChannel, RequestBody};
 use crate::stats::CloseReason;
 
 /// A deferred answer in progress.
@@ -24,7 +24,7 @@ pub(crate) struct Exchange {
     keep_alive: bool,
     head_request: bool,
     /// The head was written: a failure now can only reset.
-    head_sent: bool,
+    pub(super) head_sent: bool,
     /// A sized body's bytes still owed; `None`: chunked.
     remaining: Option<u64>,
     /// The body goes on the wire (not for HEAD, 1xx, 204, 304).
@@ -214,7 +214,13 @@ impl<H: Handler> Driver<H> {
         let (version, head_request) = (exchange.version, exchange.head_request);
         let conn = &mut self.conns[key];
         conn.timers.on_handler_answered();
-        encode_internal_error(&mut conn.send.pending, &self.date, version, head_request);
+        encode_canned(
+            &mut conn.send.pending,
+            Canned::InternalError,
+            &self.date,
+            version,
+            head_request,
+        );
         self.end_exchange(key, false);
     }
 
@@ -230,18 +236,15 @@ impl<H: Handler> Driver<H> {
             return;
         }
         exchange.state.set_gone();
-        let ctx = EncodeContext {
-            keep_alive: false,
-            ..encode_context(&self.date, exchange)
-        };
+        let (version, head_request) = (exchange.version, exchange.head_request);
         let conn = &mut self.conns[key];
         conn.timers.on_handler_answered();
-        let _ = encode_response(
+        encode_canned(
             &mut conn.send.pending,
-            503,
-            &[("Content-Type", b"text/plain"), ("Retry-After", b"1")],
-            b"Service Unavailable: the handler did not answer in time\n",
-            &ctx,
+            Canned::HandlerTimeout,
+            &self.date,
+            version,
+            head_request,
         );
         self.record_reason(key, CloseReason::HandlerTimeout, Some(false));
         self.end_exchange(key, false);
@@ -295,106 +298,6 @@ impl<H: Handler> Driver<H> {
             exchange.state.set_gone();
         }
         self.conns[key].in_exchange = false;
-    }
-}
-
-impl<H: Handler> Driver<H> {
-    /// A head announcing a body parsed and the handler streams bodies:
-    /// it gets the request now, and the body through a channel.
-    pub(super) fn dispatch_streaming(&mut self, key: usize) {
-        let conn = &mut self.conns[key];
-        let head = conn.decoder().head().expect("head is set at HeadComplete");
-        let length = match head.body_kind() {
-            BodyKind::Length(n) => Some(n),
-            BodyKind::None | BodyKind::Chunked => None,
-        };
-        let channel = Arc::new(BodyChannel::default());
-        conn.body_to_handler = true;
-        let body = RequestBody::new(
-            Arc::clone(&channel),
-            Arc::clone(&self.shared.mailbox),
-            key as u32,
-            conn.generation,
-            length,
-        );
-        self.body_channels.insert(key, channel);
-        if !self.answer(key, Some(body)) {
-            self.close_after_flush(key, CloseReason::Completed);
-        }
-    }
-
-    /// Body bytes arrived for the handler: into its channel (or dropped,
-    /// if it let go of the stream); reading stops while it is behind.
-    pub(super) fn stream_body(&mut self, key: usize) {
-        let conn = &mut self.conns[key];
-        let channel = &self.body_channels[&key];
-        let decoder = conn
-            .decoder
-            .as_mut()
-            .expect("a body in progress has its decoder");
-        if !channel.is_abandoned() && channel.push(decoder.body()) && !conn.body_paused {
-            conn.body_paused = true;
-            // The server's consumer is behind, not the client.
-            conn.timers.on_reading_paused();
-            self.actions.push_back(super::Action::StopReading(key));
-        }
-        decoder.discard_body();
-    }
-
-    /// The streamed body is complete: the consumer sees its end, and a
-    /// pending answer is now the handler's to give, under its deadline.
-    pub(super) fn end_streamed_body(&mut self, key: usize) {
-        if let Some(channel) = self.body_channels.remove(&key) {
-            channel.end();
-        }
-        let conn = &mut self.conns[key];
-        conn.body_to_handler = false;
-        conn.body_paused = false;
-        let waiting = self.exchanges.get(&key).is_some_and(|e| !e.head_sent);
-        if waiting {
-            self.conns[key].timers.on_handler_started(self.now);
-        }
-    }
-
-    /// The connection closes with a body still streaming: its consumer
-    /// sees an error.
-    pub(super) fn streamed_body_gone(&mut self, key: usize) {
-        if let Some(channel) = self.body_channels.remove(&key) {
-            channel.fail();
-        }
-        let conn = &mut self.conns[key];
-        conn.body_to_handler = false;
-        conn.body_paused = false;
-    }
-
-    /// The body's consumer caught up (or let go): read again.
-    fn resume_body(&mut self, key: usize, generation: u32) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        if conn.generation != generation || !conn.body_paused || conn.phase != Phase::Open {
-            return;
-        }
-        let Some(channel) = self.body_channels.get(&key) else {
-            return;
-        };
-        if !channel.may_resume() {
-            return;
-        }
-        channel.resumed();
-        conn.body_paused = false;
-        // Bytes that arrived while the body was paused may have stopped
-        // reading as well (past the input high-water mark); they are parsed
-        // just below, so that pause ends here too, or reading never resumes
-        // and the body stalls until its rate deadline.
-        if !conn.yielded && !conn.budget_wait {
-            conn.input_paused = false;
-        }
-        conn.timers.on_reading_resumed(self.now);
-        if self.wants_input(key) {
-            self.actions.push_back(super::Action::Read(key));
-        }
-        self.process_input(key);
     }
 }
 

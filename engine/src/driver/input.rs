@@ -284,7 +284,13 @@ impl<H: Handler> Driver<H> {
             // A handler that panicked or wrote nothing: answer 500 and close,
             // discarding anything half-written.
             conn.send.pending.truncate(mark);
-            encode_internal_error(&mut conn.send.pending, &self.date, version, head_request);
+            encode_canned(
+                &mut conn.send.pending,
+                Canned::InternalError,
+                &self.date,
+                version,
+                head_request,
+            );
         }
         self.counters().requests.incr();
         keep_alive && sent

@@ -20,6 +20,7 @@
 
 mod admit;
 mod budgets;
+mod canned;
 mod close;
 mod connection;
 mod deadlines;
@@ -29,6 +30,7 @@ mod pools;
 mod proxy;
 mod send;
 pub(crate) mod send_queue;
+mod streamed_body;
 #[cfg(test)]
 mod tests;
 mod turns;
@@ -42,8 +44,7 @@ use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
 use ringwall_h1::{
-    encode_continue, encode_error, encode_response, BodyKind, EncodeContext, Event, HeadCache,
-    HttpDate,
+    encode_continue, encode_error, BodyKind, EncodeContext, Event, HeadCache, HttpDate,
 };
 use ringwall_timers::{
     ConnTimers, DeadlineKind, FireOutcome, MinRates, MonoTime, Timeouts, TimerAction,
@@ -58,6 +59,7 @@ use crate::log::CloseLogBudget;
 use crate::per_ip::PerIpCap;
 use crate::request_body::{BodyChannel, RequestBody};
 use crate::stats::{CloseReason, WorkerCounters};
+use canned::{encode_canned, Canned};
 use connection::{Connection, Phase, NO_IP_BUCKET};
 use exchange::Exchange;
 use pools::BufferPools;
@@ -455,27 +457,4 @@ fn bytes_taken(
     } + accepted as u64;
     conn.send.kernel_owed = u32::try_from(unacked).unwrap_or(u32::MAX);
     owed.saturating_sub(unacked as u64)
-}
-
-/// The 500 of a handler that panicked, wrote nothing, or gave up: the
-/// connection closes after it.
-fn encode_internal_error(
-    out: &mut Vec<u8>,
-    date: &HttpDate,
-    version: ringwall_h1::Version,
-    head_request: bool,
-) {
-    let ctx = EncodeContext {
-        date,
-        version,
-        keep_alive: false,
-        head_request,
-    };
-    let _ = encode_response(
-        out,
-        500,
-        &[("Content-Type", b"text/plain")],
-        b"Internal Server Error\n",
-        &ctx,
-    );
 }
