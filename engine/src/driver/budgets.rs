@@ -121,8 +121,7 @@ impl<H: Handler> Driver<H> {
                 break;
             };
             if let Some(conn) = self.conns.get_mut(waiter) {
-                if conn.generation == generation && conn.budget_wait {
-                    conn.budget_wait = false;
+                if conn.generation == generation && conn.holds.remove(Hold::OutputBudget) {
                     self.requeue(waiter);
                 }
             }
@@ -134,7 +133,7 @@ impl<H: Handler> Driver<H> {
     pub(super) fn wait_for_output_budget(&mut self, key: usize) {
         self.counters().output_budget_waits.incr();
         let conn = &mut self.conns[key];
-        conn.budget_wait = true;
+        conn.holds.add(Hold::OutputBudget);
         conn.timers.on_reading_paused();
         self.budget_waiters.push_back((key, conn.generation));
         self.actions.push_back(Action::StopReading(key));

@@ -73,7 +73,7 @@ impl<H: Handler> Driver<H> {
         conn.timers.clear_all();
         conn.timers.arm(DeadlineKind::Write, self.now);
         if !conn.peer_eof {
-            conn.paused = false;
+            conn.holds.remove(Hold::OutputBackedUp);
             self.actions.push_back(Action::Read(key));
         }
         self.sync_timer(key);

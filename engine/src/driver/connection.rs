@@ -26,6 +26,68 @@ pub(crate) enum Phase {
     Closed,
 }
 
+/// A reason a connection is held: its socket is not read, or its input
+/// not processed, until the reason is cleared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Hold {
+    /// More output is queued than `OUTPUT_HIGH_WATER`: reading stops until
+    /// the queue drains.
+    OutputBackedUp = 1 << 0,
+    /// The connection used its turn and waits in the driver's ready queue:
+    /// its buffered requests resume next turn, behind timers and other
+    /// connections. Reading goes on (up to `InputFull`).
+    Yielded = 1 << 1,
+    /// While held otherwise, more input arrived than `INPUT_HIGH_WATER`:
+    /// reading stops until its turn comes.
+    InputFull = 1 << 2,
+    /// Waiting for the worker's output budget to drain before dispatching
+    /// another request; reading stops.
+    OutputBudget = 1 << 3,
+    /// The streamed body's consumer is behind: reading stops until it
+    /// catches up.
+    BodyConsumer = 1 << 4,
+}
+
+/// The set of [`Hold`]s on a connection: one byte, where five flags were.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Holds(u8);
+
+impl Holds {
+    /// Every hold but `Yielded` stops reading.
+    const STOP_READING: u8 = Hold::OutputBackedUp as u8
+        | Hold::InputFull as u8
+        | Hold::OutputBudget as u8
+        | Hold::BodyConsumer as u8;
+
+    pub fn has(self, hold: Hold) -> bool {
+        self.0 & hold as u8 != 0
+    }
+
+    /// Adds `hold`; false if it was there already.
+    pub fn add(&mut self, hold: Hold) -> bool {
+        let added = !self.has(hold);
+        self.0 |= hold as u8;
+        added
+    }
+
+    /// Removes `hold`; false if it was not there.
+    pub fn remove(&mut self, hold: Hold) -> bool {
+        let had = self.has(hold);
+        self.0 &= !(hold as u8);
+        had
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Some hold stops the socket being read.
+    pub fn stop_reading(self) -> bool {
+        self.0 & Self::STOP_READING != 0
+    }
+}
+
 /// `Connection::ip_bucket` of a connection not counted per address.
 pub(crate) const NO_IP_BUCKET: u16 = u16::MAX;
 
@@ -44,19 +106,9 @@ pub(crate) struct Connection {
     pub decoder: Option<Box<Decoder>>,
     pub timers: ConnTimers,
     pub send: SendQueue,
-    /// Input processing stopped because too much output is queued; reading
-    /// stopped and resumes when the queue drains.
-    pub paused: bool,
-    /// The connection used up its budget for this loop turn and waits in
-    /// the driver's ready queue; its buffered requests resume next turn,
-    /// behind timers and other connections.
-    pub yielded: bool,
-    /// While yielded, more input arrived than `INPUT_HIGH_WATER`: reading
-    /// stopped and resumes when the connection's turn comes.
-    pub input_paused: bool,
-    /// Waiting for the worker's output budget to drain before dispatching
-    /// another request; reading stopped.
-    pub budget_wait: bool,
+    /// Why reading or processing is stopped, if it is: reading resumes
+    /// only when no reason that stops it holds.
+    pub holds: Holds,
     /// The decoder holds a complete request the handler has not seen yet
     /// (its turn or the output budget held it back).
     pub answer_pending: bool,
@@ -67,8 +119,6 @@ pub(crate) struct Connection {
     /// The current request's body goes to the handler as it arrives (or is
     /// discarded, once the handler has dropped its stream).
     pub body_to_handler: bool,
-    /// Reading stopped because the body's consumer is behind.
-    pub body_paused: bool,
     /// A send has completed: only then can the kernel hold unacknowledged
     /// bytes of ours, so only then is a deadline close worth the SIOCOUTQ
     /// check that decides between FIN and RST.
@@ -110,12 +160,17 @@ impl Connection {
     /// Whether the socket should be read: not paused for any reason, not
     /// at EOF, not closed.
     pub fn wants_input(&self) -> bool {
-        self.phase != Phase::Closed
-            && !self.paused
-            && !self.input_paused
-            && !self.budget_wait
-            && !self.body_paused
-            && !self.peer_eof
+        self.phase != Phase::Closed && !self.holds.stop_reading() && !self.peer_eof
+    }
+
+    /// Whether its buffered input may be processed now: open, not
+    /// closing, and neither waiting on a deferred answer nor held for any
+    /// reason. The one place that says so.
+    pub fn may_process(&self) -> bool {
+        self.phase == Phase::Open
+            && !self.close_after_flush
+            && (!self.in_exchange || self.body_to_handler)
+            && self.holds.is_empty()
     }
 
     /// Nothing is being read, answered or sent: the connection waits for
@@ -153,14 +208,10 @@ impl Connection {
             decoder: None,
             timers,
             send: SendQueue::default(),
-            paused: false,
-            yielded: false,
-            input_paused: false,
-            budget_wait: false,
+            holds: Holds::default(),
             answer_pending: false,
             in_exchange: false,
             body_to_handler: false,
-            body_paused: false,
             sent_any: false,
             decoded_since_rest: 0,
             body_reserved: 0,

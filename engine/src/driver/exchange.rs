@@ -11,7 +11,7 @@ use ringwall_h1::{
 };
 
 use super::canned::{encode_canned, Canned};
-use super::connection::Phase;
+use super::connection::{Hold, Phase};
 use super::Driver;
 use crate::deferred::{Completion, ExchangeEvent, ExchangeState};
 use crate::handler::Handler;
@@ -256,7 +256,7 @@ impl<H: Handler> Driver<H> {
         self.exchanges.remove(&key);
         let conn = &mut self.conns[key];
         conn.in_exchange = false;
-        conn.input_paused = false;
+        conn.holds.remove(Hold::InputFull);
         self.release_body(key);
         if !keep_alive {
             self.close_after_flush(key, CloseReason::Completed);

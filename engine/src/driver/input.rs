@@ -39,15 +39,10 @@ impl<H: Handler> Driver<H> {
                 .get_or_insert_with(|| self.pools.decoder(limits))
                 .feed(input);
         }
-        if conn.yielded
-            || conn.budget_wait
-            || conn.body_paused
-            || (conn.in_exchange && !conn.body_to_handler)
-        {
+        if !conn.may_process() {
             // Its turn comes later (or after the pending answer); bound
             // what it may pile up meanwhile.
-            if conn.buffered() > INPUT_HIGH_WATER && !conn.input_paused {
-                conn.input_paused = true;
+            if conn.buffered() > INPUT_HIGH_WATER && conn.holds.add(Hold::InputFull) {
                 self.actions.push_back(Action::StopReading(key));
             }
             self.account_head(key);
@@ -93,11 +88,7 @@ impl<H: Handler> Driver<H> {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
-            if conn.phase != Phase::Open
-                || conn.close_after_flush
-                || (conn.in_exchange && !conn.body_to_handler)
-                || conn.body_paused
-            {
+            if !conn.may_process() {
                 break;
             }
             let queued = conn.send.queued();
@@ -215,14 +206,7 @@ impl<H: Handler> Driver<H> {
     /// which calls back here through `process_input`.
     pub(super) fn finish_after_peer_eof(&mut self, key: usize) {
         let conn = &self.conns[key];
-        if conn.phase != Phase::Open
-            || conn.paused
-            || conn.yielded
-            || conn.budget_wait
-            || conn.answer_pending
-            || conn.in_exchange
-            || conn.close_after_flush
-        {
+        if !conn.may_process() || conn.answer_pending || conn.in_exchange {
             return;
         }
         self.close_after_flush(key, CloseReason::PeerEof);
@@ -298,7 +282,7 @@ impl<H: Handler> Driver<H> {
 
     pub(super) fn pause(&mut self, key: usize) {
         let conn = &mut self.conns[key];
-        conn.paused = true;
+        conn.holds.add(Hold::OutputBackedUp);
         // The server is behind, not the client: no body rate meanwhile.
         conn.timers.on_reading_paused();
         self.actions.push_back(Action::StopReading(key));

@@ -60,7 +60,7 @@ use crate::per_ip::PerIpCap;
 use crate::request_body::{BodyChannel, RequestBody};
 use crate::stats::{CloseReason, WorkerCounters};
 use canned::{encode_canned, Canned};
-use connection::{Connection, Phase, NO_IP_BUCKET};
+use connection::{Connection, Hold, Phase, NO_IP_BUCKET};
 use exchange::Exchange;
 use pools::BufferPools;
 

@@ -94,10 +94,9 @@ impl<H: Handler> Driver<H> {
         // reader at full speed was reset at the idle timeout mid-stream).
         let idle = conn.decoder_is_idle() && !conn.answer_pending && !conn.in_exchange;
         conn.timers.on_send_drained(self.now, idle);
-        if conn.paused {
-            conn.paused = false;
+        if conn.holds.remove(Hold::OutputBackedUp) {
             conn.timers.on_reading_resumed(self.now);
-            if !conn.yielded && !conn.budget_wait {
+            if conn.may_process() {
                 self.process_input(key);
             }
             // process_input may have paused again (one more large answer):

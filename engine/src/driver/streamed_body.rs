@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use ringwall_h1::BodyKind;
 
-use super::connection::Phase;
+use super::connection::{Hold, Phase};
 use super::Driver;
 use crate::handler::Handler;
 use crate::request_body::{BodyChannel, RequestBody};
@@ -47,8 +47,10 @@ impl<H: Handler> Driver<H> {
             .decoder
             .as_mut()
             .expect("a body in progress has its decoder");
-        if !channel.is_abandoned() && channel.push(decoder.body()) && !conn.body_paused {
-            conn.body_paused = true;
+        if !channel.is_abandoned()
+            && channel.push(decoder.body())
+            && conn.holds.add(Hold::BodyConsumer)
+        {
             // The server's consumer is behind, not the client.
             conn.timers.on_reading_paused();
             self.actions.push_back(super::Action::StopReading(key));
@@ -64,7 +66,7 @@ impl<H: Handler> Driver<H> {
         }
         let conn = &mut self.conns[key];
         conn.body_to_handler = false;
-        conn.body_paused = false;
+        conn.holds.remove(Hold::BodyConsumer);
         let waiting = self.exchanges.get(&key).is_some_and(|e| !e.head_sent);
         if waiting {
             self.conns[key].timers.on_handler_started(self.now);
@@ -79,7 +81,7 @@ impl<H: Handler> Driver<H> {
         }
         let conn = &mut self.conns[key];
         conn.body_to_handler = false;
-        conn.body_paused = false;
+        conn.holds.remove(Hold::BodyConsumer);
     }
 
     /// The body's consumer caught up (or let go): read again.
@@ -87,7 +89,10 @@ impl<H: Handler> Driver<H> {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if conn.generation != generation || !conn.body_paused || conn.phase != Phase::Open {
+        if conn.generation != generation
+            || !conn.holds.has(Hold::BodyConsumer)
+            || conn.phase != Phase::Open
+        {
             return;
         }
         let Some(channel) = self.body_channels.get(&key) else {
@@ -97,13 +102,13 @@ impl<H: Handler> Driver<H> {
             return;
         }
         channel.resumed();
-        conn.body_paused = false;
+        conn.holds.remove(Hold::BodyConsumer);
         // Bytes that arrived while the body was paused may have stopped
         // reading as well (past the input high-water mark); they are parsed
         // just below, so that pause ends here too, or reading never resumes
         // and the body stalls until its rate deadline.
-        if !conn.yielded && !conn.budget_wait {
-            conn.input_paused = false;
+        if !conn.holds.has(Hold::Yielded) && !conn.holds.has(Hold::OutputBudget) {
+            conn.holds.remove(Hold::InputFull);
         }
         conn.timers.on_reading_resumed(self.now);
         if self.wants_input(key) {

@@ -13,10 +13,9 @@ impl<H: Handler> Driver<H> {
 
     pub(super) fn requeue(&mut self, key: usize) {
         let conn = &mut self.conns[key];
-        if conn.yielded {
+        if !conn.holds.add(Hold::Yielded) {
             return;
         }
-        conn.yielded = true;
         // Its next go starts with a whole budget.
         conn.decoded_since_rest = 0;
         // The server is behind, not the client: no body rate meanwhile.
@@ -33,11 +32,10 @@ impl<H: Handler> Driver<H> {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
-            if conn.generation != generation || !conn.yielded {
+            if conn.generation != generation || !conn.holds.remove(Hold::Yielded) {
                 continue;
             }
-            conn.yielded = false;
-            conn.input_paused = false;
+            conn.holds.remove(Hold::InputFull);
             conn.timers.on_reading_resumed(self.now);
             if conn.phase == Phase::Open {
                 self.process_input(key);
