@@ -30,6 +30,8 @@ mod pools;
 mod proxy;
 mod send;
 pub(crate) mod send_queue;
+#[cfg(test)]
+mod sequences;
 mod streamed_body;
 #[cfg(test)]
 mod tests;
