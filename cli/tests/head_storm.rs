@@ -55,12 +55,17 @@ fn memory_held_by_a_storm_of_partial_heads_is_given_back_after_it_on_epoll() {
     storm_then_rss("epoll");
 }
 
+/// One storm at a time: two at once on two cores would each connect
+/// slower than their deadlines and never build up.
+static ONE_STORM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn storm_then_rss(backend: &str) {
+    let _one = ONE_STORM.lock().unwrap_or_else(|e| e.into_inner());
     ringwall_tests::raise_nofile_limit(u64::MAX).expect("raise RLIMIT_NOFILE");
     let mut child = Command::new(env!("CARGO_BIN_EXE_ringwall"))
         .args(["serve", "--addr", "127.0.0.1:0", "--workers", "2"])
         .args(["--backend", backend])
-        .args(["--header-timeout", "2s"])
+        .args(["--header-timeout", "5s"])
         .stdout(Stdio::piped())
         .spawn()
         .expect("the binary starts");
@@ -105,16 +110,18 @@ fn storm_then_rss(backend: &str) {
     // The server holds them once it has read them all.
     let mut peak = rss_kib(pid);
     let started = Instant::now();
-    while peak <= baseline * 2 + 10_000 && started.elapsed() < Duration::from_millis(1500) {
+    while peak <= baseline * 2 + 20_000 && started.elapsed() < Duration::from_secs(3) {
         std::thread::sleep(Duration::from_millis(50));
         peak = peak.max(rss_kib(pid));
     }
+    // 30 MB of heads, 15 MB a worker: past the 8 MiB fall that counts as
+    // a storm's end.
     assert!(
-        peak > baseline * 2 + 10_000,
+        peak > baseline * 2 + 20_000,
         "the storm did not show: {baseline} KiB before, {peak} KiB during"
     );
 
-    // Every one is closed at its header deadline (2 s after connecting).
+    // Every one is closed at its header deadline (5 s after connecting).
     for s in &mut storm {
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut buf = [0u8; 512];
