@@ -13,22 +13,9 @@ use std::fmt;
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
-use crate::handover::{self, ReadyNotifier};
-use crate::socket;
-
-/// `SD_LISTEN_FDS_START`: the first passed fd (after stdin, stdout, stderr).
-pub const SD_LISTEN_FDS_START: RawFd = 3;
-
-/// Names the parent that handed its listening sockets down
-/// ([`crate::spawn_with_listeners`]), in place of `LISTEN_PID`: the parent
-/// cannot know its child's pid before the fork, and setting a variable
-/// between fork and exec is not async-signal-safe. The child takes the
-/// sockets when this is its parent's pid.
-pub const LISTEN_FDS_FROM_PARENT: &str = "RINGWALL_LISTEN_FDS_FROM_PARENT";
-
-/// The fd, passed by a parent after its listeners, to which the child
-/// writes one byte once it serves ([`ReadyNotifier`]).
-pub const READY_FD: &str = "RINGWALL_READY_FD";
+use crate::fd_passing::{self, ReadyNotifier};
+pub use crate::fd_passing::{LISTEN_FDS_FROM_PARENT, READY_FD, SD_LISTEN_FDS_START};
+use crate::socket::{self, NotAListener};
 
 /// Who passed the listening sockets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,37 +94,6 @@ impl fmt::Display for ActivationError {
 }
 
 impl std::error::Error for ActivationError {}
-
-/// Why an fd is not a listening TCP socket the engine can accept on.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum NotAListener {
-    /// Not open (EBADF) or not a socket (ENOTSOCK), or the query failed.
-    NotASocket(io::Error),
-    /// A socket of another type (datagram, seqpacket).
-    NotStream { so_type: i32 },
-    /// Neither IPv4 nor IPv6 (e.g. a Unix socket).
-    NotInet { domain: i32 },
-    /// A stream socket on which `listen()` was never called.
-    NotListening,
-}
-
-impl fmt::Display for NotAListener {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NotAListener::NotASocket(e) => write!(f, "not a socket: {e}"),
-            NotAListener::NotStream { so_type } => {
-                write!(f, "not a stream socket (SO_TYPE {so_type})")
-            }
-            NotAListener::NotInet { domain } => {
-                write!(f, "not an IPv4 or IPv6 socket (SO_DOMAIN {domain})")
-            }
-            NotAListener::NotListening => write!(f, "not listening (no listen() call)"),
-        }
-    }
-}
-
-impl std::error::Error for NotAListener {}
 
 /// The variables as found, for [`parse_listen_env`].
 #[derive(Clone, Copy, Debug, Default)]
@@ -303,7 +259,7 @@ pub fn activation_from_env() -> Result<Activation, ActivationError> {
         })?;
     }
     if let Some(fd) = passed.ready_fd {
-        handover::check_pipe(fd)
+        fd_passing::check_pipe(fd)
             .and_then(|()| socket::set_cloexec(fd))
             .map_err(|problem| ActivationError::ReadyFd { fd, problem })?;
     }

@@ -5,7 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 
-use crate::activation::NotAListener;
+use crate::socket::NotAListener;
 use crate::stats::Stats;
 
 /// Why io_uring cannot be used on this machine.

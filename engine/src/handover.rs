@@ -17,12 +17,13 @@
 //! replaces `LISTEN_PID` (see there why).
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
 
-use crate::activation::{LISTEN_FDS_FROM_PARENT, READY_FD, SD_LISTEN_FDS_START};
+pub use crate::fd_passing::ReadyNotifier;
+use crate::fd_passing::{LISTEN_FDS_FROM_PARENT, READY_FD, SD_LISTEN_FDS_START};
 
 /// A started successor and the pipe on which it says it serves.
 #[derive(Debug)]
@@ -165,40 +166,6 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     }
     // SAFETY: pipe2 succeeded: both fds are new and ours alone.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
-/// Checks that a passed fd number is an open pipe, before it is owned.
-pub(crate) fn check_pipe(fd: RawFd) -> io::Result<()> {
-    // SAFETY: zeroed stat is a valid out-buffer for fstat.
-    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: fstat on an fd number writes only into `stat`.
-    if unsafe { libc::fstat(fd, &mut stat) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if stat.st_mode & libc::S_IFMT != libc::S_IFIFO {
-        return Err(io::Error::other("not a pipe"));
-    }
-    Ok(())
-}
-
-/// The successor's end of the readiness pipe.
-#[derive(Debug)]
-pub struct ReadyNotifier {
-    pipe: File,
-}
-
-impl ReadyNotifier {
-    pub(crate) fn new(fd: OwnedFd) -> ReadyNotifier {
-        ReadyNotifier {
-            pipe: File::from(fd),
-        }
-    }
-
-    /// Tells the parent this process serves (call it once `serve` has
-    /// returned: every worker accepts); the parent then hands over.
-    pub fn notify(mut self) -> io::Result<()> {
-        self.pipe.write_all(b"R")
-    }
 }
 
 #[cfg(test)]

@@ -100,6 +100,7 @@ mod deferred;
 mod driver;
 mod epoll_worker;
 mod error;
+mod fd_passing;
 mod fixed_slab;
 mod handler;
 mod handover;
@@ -120,7 +121,7 @@ mod worker;
 
 pub use activation::{
     activation_from_env, listen_fds_from_env, Activation, ActivationError, InheritedListener,
-    ListenerOrigin, NotAListener, LISTEN_FDS_FROM_PARENT, READY_FD, SD_LISTEN_FDS_START,
+    ListenerOrigin, LISTEN_FDS_FROM_PARENT, READY_FD, SD_LISTEN_FDS_START,
 };
 #[cfg(feature = "benchmark-app")]
 #[cfg_attr(docsrs, doc(cfg(feature = "benchmark-app")))]
@@ -138,6 +139,7 @@ pub use handler::{BodyWriter, Handler, Request, Response, ResponseError};
 pub use handover::{spawn_with_listeners, Readiness, ReadyNotifier, Successor};
 pub use prometheus::PROMETHEUS_CONTENT_TYPE;
 pub use request_body::{BodyError, RequestBody, BODY_HIGH_WATER, BODY_LOW_WATER};
+pub use socket::NotAListener;
 // Named, not `pub use ringwall_h1 as h1`: the h1 types that appear in this
 // crate's own API, so that ringwall's semver follows what it exposes rather
 // than all of ringwall-h1.

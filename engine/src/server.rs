@@ -110,7 +110,7 @@ impl Server {
         for inherited in &self.inherited {
             let fd = inherited.as_raw_fd();
             let checked = socket::check_listener(fd).and_then(|()| {
-                socket::local_addr(fd).map_err(crate::activation::NotAListener::NotASocket)
+                socket::local_addr(fd).map_err(crate::socket::NotAListener::NotASocket)
             });
             match checked {
                 Ok(addr) => local_addrs.push(addr),

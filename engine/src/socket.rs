@@ -6,7 +6,38 @@ use std::mem;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use crate::activation::NotAListener;
+use std::fmt;
+
+/// Why an fd is not a listening TCP socket the engine can accept on.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum NotAListener {
+    /// Not open (EBADF) or not a socket (ENOTSOCK), or the query failed.
+    NotASocket(io::Error),
+    /// A socket of another type (datagram, seqpacket).
+    NotStream { so_type: i32 },
+    /// Neither IPv4 nor IPv6 (e.g. a Unix socket).
+    NotInet { domain: i32 },
+    /// A stream socket on which `listen()` was never called.
+    NotListening,
+}
+
+impl fmt::Display for NotAListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotAListener::NotASocket(e) => write!(f, "not a socket: {e}"),
+            NotAListener::NotStream { so_type } => {
+                write!(f, "not a stream socket (SO_TYPE {so_type})")
+            }
+            NotAListener::NotInet { domain } => {
+                write!(f, "not an IPv4 or IPv6 socket (SO_DOMAIN {domain})")
+            }
+            NotAListener::NotListening => write!(f, "not listening (no listen() call)"),
+        }
+    }
+}
+
+impl std::error::Error for NotAListener {}
 
 const LISTEN_BACKLOG: libc::c_int = 4096;
 /// TCP_NOTSENT_LOWAT of every connection (see `reuseport_listener`).

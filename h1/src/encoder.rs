@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::date::HttpDate;
 use crate::error::{DecodeError, EncodeError};
-use crate::head::Version;
 use crate::status::status_reason;
 use crate::token::{is_field_value, is_token};
+use crate::version::Version;
 
 /// What the encoder needs to know about the request being answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

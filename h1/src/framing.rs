@@ -6,9 +6,9 @@
 //! second request. So anything ambiguous is rejected, never guessed.
 
 use crate::error::DecodeError;
-use crate::head::Version;
 use crate::limits::Limits;
 use crate::token::{list_elements, trim_ows};
+use crate::version::Version;
 
 /// How the request body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

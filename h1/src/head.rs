@@ -7,13 +7,7 @@ use crate::error::DecodeError;
 use crate::framing::{body_kind, BodyKind};
 use crate::limits::Limits;
 use crate::token::list_elements;
-
-/// The protocol version of a request. Anything else is rejected (505).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Version {
-    Http10,
-    Http11,
-}
+use crate::version::Version;
 
 /// The longest head whose parts a [`Span`] can locate: the head reader never
 /// looks further, whatever `max_head_bytes` says (4 GiB, far past any

@@ -20,10 +20,11 @@ use std::mem::MaybeUninit;
 use httparse::{Header, Status, EMPTY_HEADER};
 
 use crate::error::DecodeError;
-use crate::head::{FieldSpan, HeadLayout, Span, Version, MAX_SPANNED_HEAD};
+use crate::head::{FieldSpan, HeadLayout, Span, MAX_SPANNED_HEAD};
 use crate::limits::Limits;
 use crate::request_line::{LineScan, RequestLineScanner};
 use crate::token::{is_field_value_byte, is_token};
+use crate::version::Version;
 
 /// Progress through one head. All offsets are relative to the head's first
 /// byte, so the decoder may move the head within its buffer.

@@ -52,6 +52,7 @@ mod proxy;
 mod request_line;
 mod status;
 mod token;
+mod version;
 
 /// The chunked body decoder alone, for fuzz/fuzz_targets/chunked.rs; the
 /// [`Decoder`] drives it for everyone else.
@@ -67,9 +68,10 @@ pub use encoder::{
 };
 pub use error::{DecodeError, EncodeError};
 pub use framing::BodyKind;
-pub use head::{RequestHead, Version};
+pub use head::RequestHead;
 pub use limits::{Limits, LimitsError};
 pub use proxy::{
     parse_proxy_header, ProxyHeaderError, ProxyStatus, MAX_V1_HEADER_BYTES, MAX_V2_HEADER_BYTES,
 };
 pub use status::status_reason;
+pub use version::Version;
