@@ -1,5 +1,6 @@
 //! The client-side commands of the `ringwall-bench` binary: `slowloris`, the
-//! regression harness usable against any HTTP/1.1 server, and `load`.
+//! regression harness ([`crate::slowloris`] with a command line) for any
+//! server that answers keep-alive requests as HTTP/1.1, and `load`.
 //!
 //! Each command returns `Ok(true)` when it passed, `Ok(false)` when it ran and
 //! found a regression (exit status 1), and `Err` when it could not run (exit
@@ -10,15 +11,16 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::attack::{
-    run_attack_on, run_attack_on_with_load, AttackConfig, AttackMode, AttackPaths,
-};
-use crate::json_report::{self, Setup};
+use crate::attack::AttackPaths;
+use crate::json_report;
 use crate::load::{run_load, LoadConfig, LoadMode, RequestSpec};
 use crate::peers::parse_duration;
-use crate::report::{self, ModeRow};
-use crate::sys;
-use crate::verdict::{judge, ModeResult, Policy, Verdict};
+use crate::report;
+use crate::slowloris::{self, Expectations, Mode, Progress};
+use crate::verdict::ModeResult;
+
+// The soak paces its drips as the harness does.
+pub use crate::slowloris::default_interval;
 
 /// Resolves `HOST:PORT`, preferring IPv4.
 pub fn resolve(target: &str) -> io::Result<SocketAddr> {
@@ -130,14 +132,6 @@ pub fn load(args: &LoadArgs) -> io::Result<bool> {
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AttackModeArg {
-    Slowloris,
-    SlowBody,
-    SlowRead,
-    Idle,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LegitExpect {
     /// 200 and exactly `Hello, World!` (ringwall and its peers).
     Hello,
@@ -169,7 +163,7 @@ pub struct SlowlorisArgs {
     /// Modes to run (default: slowloris, idle, and slow-body / slow-read when
     /// their timeouts are given).
     #[arg(long, value_enum, value_delimiter = ',')]
-    pub modes: Option<Vec<AttackModeArg>>,
+    pub modes: Option<Vec<Mode>>,
     /// A close later than deadline + slack is a hang.
     #[arg(long, value_parser = parse_duration, default_value = "500ms")]
     pub slack: Duration,
@@ -237,246 +231,92 @@ pub struct SlowlorisArgs {
     pub require_reset_slow_read: bool,
 }
 
-struct ModeRun {
-    name: &'static str,
-    mode: AttackMode,
-    expected: Duration,
-    window: Duration,
-}
-
-/// Ten drips per deadline: enough to catch a server whose deadline moves
-/// with each byte, few enough that thousands of connections stay cheap.
-pub fn default_interval(deadline: Duration) -> Duration {
-    (deadline / 10).clamp(Duration::from_millis(10), Duration::from_secs(1))
-}
-
-fn plan_modes(args: &SlowlorisArgs) -> io::Result<Vec<ModeRun>> {
-    let chosen = args.modes.clone().unwrap_or_else(|| {
-        let mut m = vec![AttackModeArg::Slowloris];
-        if args.expect_body_timeout.is_some() {
-            m.push(AttackModeArg::SlowBody);
-        }
-        if args.expect_write_timeout.is_some() {
-            m.push(AttackModeArg::SlowRead);
-        }
-        m.push(AttackModeArg::Idle);
-        m
-    });
-    let missing = |mode: &str, flag: &str| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("mode {mode} needs {flag}: the server's deadline to measure against"),
-        )
-    };
-    let header = args.expect_header_timeout;
-    let mut runs = Vec::new();
-    for m in chosen {
-        let run = match m {
-            AttackModeArg::Slowloris => ModeRun {
-                name: "slowloris",
-                mode: AttackMode::Slowloris {
-                    interval: args.interval.unwrap_or(default_interval(header)),
-                },
-                expected: header,
-                window: header,
-            },
-            AttackModeArg::SlowBody => {
-                let t = args
-                    .expect_body_timeout
-                    .ok_or_else(|| missing("slow-body", "--expect-body-timeout"))?;
-                ModeRun {
-                    name: "slow-body",
-                    mode: AttackMode::SlowBody {
-                        interval: args.interval.unwrap_or(default_interval(t)),
-                    },
-                    expected: t,
-                    window: t,
-                }
-            }
-            AttackModeArg::SlowRead => {
-                let t = args
-                    .expect_write_timeout
-                    .ok_or_else(|| missing("slow-read", "--expect-write-timeout"))?;
-                ModeRun {
-                    name: "slow-read",
-                    mode: AttackMode::SlowRead {
-                        response_bytes: args.slow_read_bytes,
-                        interval: args.interval.unwrap_or(default_interval(t)),
-                    },
-                    expected: t,
-                    window: t,
-                }
-            }
-            AttackModeArg::Idle => {
-                let hold = idle_hold(args)?;
-                ModeRun {
-                    name: "idle",
-                    mode: AttackMode::Idle { hold },
-                    expected: args.expect_idle_timeout.unwrap_or(hold),
-                    window: hold,
-                }
-            }
+impl SlowlorisArgs {
+    /// The library's view of these flags.
+    pub fn expectations(&self) -> Expectations {
+        let mut e = Expectations::new(self.expect_header_timeout);
+        e.body_timeout = self.expect_body_timeout;
+        e.write_timeout = self.expect_write_timeout;
+        e.idle_timeout = self.expect_idle_timeout;
+        e.modes = self.modes.clone();
+        e.connections = self.connections;
+        e.slack = self.slack;
+        e.interval = self.interval;
+        e.open_over = self.open_over;
+        e.idle_hold = self.idle_hold;
+        e.slow_read_bytes = self.slow_read_bytes;
+        e.paths = AttackPaths {
+            slowloris: self.slowloris_path.clone(),
+            slow_body: self.slow_body_path.clone(),
+            slow_read: self.slow_read_path.clone(),
+            idle: self.idle_path.clone(),
         };
-        runs.push(run);
+        e.legit_connections = self.legit_connections;
+        e.legit_threads = self.legit_threads;
+        e.legit_request = match self.legit_expect {
+            LegitExpect::Hello => RequestSpec::Hello,
+            LegitExpect::Any => RequestSpec::Get(self.legit_path.clone()),
+        };
+        e.min_legit_kept = self.min_legit_kept;
+        e.max_p99 = self.max_p99;
+        e.require_reset_slow_read = self.require_reset_slow_read;
+        e
     }
-    Ok(runs)
 }
 
-/// Long enough to outlast the header deadline (a server that arms it on idle
-/// keep-alive connections kills them), short enough to stay below
-/// the idle timeout.
-fn idle_hold(args: &SlowlorisArgs) -> io::Result<Duration> {
-    if let Some(hold) = args.idle_hold {
-        return Ok(hold);
-    }
-    let mut hold = args.expect_header_timeout + args.slack * 2;
-    if let Some(idle) = args.expect_idle_timeout {
-        let ceiling = idle.saturating_sub(args.slack);
-        if ceiling.is_zero() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "--expect-idle-timeout must exceed --slack",
-            ));
-        }
-        if hold > ceiling {
-            hold = ceiling;
-            if hold <= args.expect_header_timeout + args.slack {
-                eprintln!(
-                    "note: the idle hold ({:?}) cannot outlast the header deadline plus slack; \
-                     idle mode then only checks that idle connections are not closed early",
-                    hold
-                );
-            }
-        }
-    }
-    Ok(hold)
-}
-
-/// `slowloris`: runs each mode with legit load beside it, prints the table,
-/// the warnings and every failure, and writes the CSV and JSON asked for;
-/// passes only when every mode's verdict does (see [`crate::verdict`]).
+/// `slowloris`: runs [`slowloris::run`] with a line per mode as it goes,
+/// then prints the table, the warnings and every failure, and writes the
+/// CSV and JSON asked for; passes only when every mode's verdict does (see
+/// [`crate::verdict`]).
 pub fn slowloris(args: &SlowlorisArgs) -> io::Result<bool> {
-    let paths = AttackPaths {
-        slowloris: args.slowloris_path.clone(),
-        slow_body: args.slow_body_path.clone(),
-        slow_read: args.slow_read_path.clone(),
-        idle: args.idle_path.clone(),
-    };
-    paths.validate()?;
+    let expect = args.expectations();
     let target = resolve(&args.target)?;
-    probe(target)?;
-    let limit = sys::raise_nofile_limit(u64::MAX)?;
-    let runs = plan_modes(args)?;
-    let policy = Policy {
-        slack: args.slack,
-        min_legit_kept: args.min_legit_kept,
-        max_p99: args.max_p99,
-        require_reset_slow_read: args.require_reset_slow_read,
-    };
-    println!(
-        "slowloris harness against {target}: {} connections per mode opened over {:?}, slack {:?}; \
-         legit keep-alive c={} ({}); RLIMIT_NOFILE {limit}",
-        args.connections,
-        args.open_over,
-        args.slack,
-        args.legit_connections,
-        match args.legit_expect {
-            LegitExpect::Hello => "expects Hello, World!".to_string(),
-            LegitExpect::Any => format!("GET {}, any framed 200", args.legit_path),
+    let report = slowloris::run_with_progress(target, &expect, |p| match p {
+        Progress::Ready { nofile_limit } => println!(
+            "slowloris harness against {target}: {} connections per mode opened over {:?}, \
+             slack {:?}; legit keep-alive c={} ({}); RLIMIT_NOFILE {nofile_limit}",
+            args.connections,
+            args.open_over,
+            args.slack,
+            args.legit_connections,
+            match args.legit_expect {
+                LegitExpect::Hello => "expects Hello, World!".to_string(),
+                LegitExpect::Any => format!("GET {}, any framed 200", args.legit_path),
+            }
+        ),
+        Progress::Starting(m) => {
+            print!("{:<10} deadline {:?} ... ", m.mode.name(), m.deadline);
+            let _ = io::stdout().flush();
         }
-    );
-    let mut results: Vec<ModeResult> = Vec::new();
-    for run in &runs {
-        let attack = AttackConfig {
-            target,
-            mode: run.mode,
-            connections: args.connections,
-            open_over: args.open_over,
-            expected_timeout: run.expected,
-            slack: args.slack,
-        };
-        print!("{:<10} deadline {:?} ... ", run.name, run.expected);
-        let _ = io::stdout().flush();
-        let (report, legit) = if args.legit_connections > 0 {
-            let load = LoadConfig {
-                target,
-                mode: LoadMode::KeepAlive,
-                connections: args.legit_connections,
-                threads: args.legit_threads,
-                duration: args.open_over + run.window + args.slack,
-                max_requests: None,
-                pace: None,
-                request: match args.legit_expect {
-                    LegitExpect::Hello => RequestSpec::Hello,
-                    LegitExpect::Any => RequestSpec::Get(args.legit_path.clone()),
-                },
-            };
-            let both = run_attack_on_with_load(&attack, &paths, &load)?;
-            (both.attack.clone(), Some(both))
-        } else {
-            (run_attack_on(&attack, &paths)?, None)
-        };
-        println!("done in {:.2}s", report.elapsed.as_secs_f64());
-        results.push(ModeResult {
-            mode: run.mode,
-            deadline: run.expected,
-            window: run.window,
-            attack: report,
-            legit,
-        });
-    }
-    let verdicts: Vec<Verdict> = results.iter().map(|m| judge(m, &policy)).collect();
-    let rows: Vec<ModeRow<'_>> = results
-        .iter()
-        .map(|m| ModeRow {
-            mode: m.name(),
-            attack: &m.attack,
-            legit: m.legit.as_ref(),
-        })
-        .collect();
+        Progress::Finished(r) => println!("done in {:.2}s", r.elapsed.as_secs_f64()),
+    })?;
     println!();
-    print!("{}", report::attack_table(&rows));
+    print!("{}", report.table());
     println!(
         "(overshoot = close seen - deadline; early = more than 5ms before it; hang = open at \
          deadline + slack; after deadline = slow-read response bytes that arrived after it)"
     );
-    for (m, v) in results.iter().zip(&verdicts) {
-        for w in &v.warnings {
-            println!("{}: {w}", m.name());
-        }
+    for w in report.warnings() {
+        println!("{w}");
     }
     if let Some(path) = &args.csv {
-        write_csv(path, &results)?;
+        write_csv(path, &report.modes)?;
         println!("overshoots written to {}", path.display());
     }
     if let Some(path) = &args.json {
-        let setup = Setup {
-            target,
-            connections: args.connections,
-            open_over: args.open_over,
-            legit_connections: args.legit_connections,
-            header_timeout: args.expect_header_timeout,
-            body_timeout: args.expect_body_timeout,
-            write_timeout: args.expect_write_timeout,
-            idle_timeout: args.expect_idle_timeout,
-            paths: paths.clone(),
-        };
-        let json = json_report::slowloris_report(&setup, &policy, &results, &verdicts);
-        json_report::write(path, &json)?;
+        json_report::write(path, &report.to_json())?;
         println!("report written to {}", path.display());
     }
     println!();
-    let passed = verdicts.iter().all(Verdict::passed);
+    let passed = report.passed();
     if passed {
         let p99 = args.max_p99.map_or(String::new(), |max| {
             format!(", overshoot p99 within {max:?}")
         });
         println!("PASS: no hang, early close, false kill or legit error{p99}");
     } else {
-        for (m, v) in results.iter().zip(&verdicts) {
-            for f in &v.failures {
-                println!("FAIL {}: {f}", m.name());
-            }
+        for f in report.failures() {
+            println!("FAIL {f}");
         }
     }
     Ok(passed)
@@ -516,16 +356,5 @@ mod tests {
             .unwrap();
         let err = probe(addr).unwrap_err();
         assert!(err.to_string().contains("is the server running?"), "{err}");
-    }
-
-    #[test]
-    fn default_interval_is_a_tenth_within_bounds() {
-        let ms = Duration::from_millis;
-        assert_eq!(default_interval(Duration::from_secs(2)), ms(200));
-        assert_eq!(default_interval(ms(50)), ms(10));
-        assert_eq!(
-            default_interval(Duration::from_secs(60)),
-            Duration::from_secs(1)
-        );
     }
 }

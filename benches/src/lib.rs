@@ -8,6 +8,7 @@
 //!                                                                     close is seen, on
 //!                                                                     CLOCK_MONOTONIC
 //!   run_attack_with_load: baseline load, then the same load beside the attack
+//!   slowloris::run: every mode that way, judged ─► Report, report.assert_defended()
 //!   soak    ── all of it at once, plus resets, half-closes, malformed requests,
 //!              deep pipelines and non-readers, for minutes ─► did the server
 //!              answer right, close on time, and give back its fds and memory?
@@ -19,6 +20,11 @@
 //! given. They do not start servers (see `peers`) or decide what a result
 //! means beyond the counts (see `runners`, `soak`, and `verdict` for the
 //! `slowloris` command, whose report `json_report` writes for CI).
+//!
+//! [`slowloris`] is the regression harness for a test of your own server:
+//! `slowloris::run(target, &Expectations::new(header_timeout))` returns a
+//! [`slowloris::Report`], and `assert_defended()` panics naming each
+//! failure.
 
 #[cfg(not(target_os = "linux"))]
 compile_error!(
@@ -34,6 +40,7 @@ pub mod json_report;
 pub mod load;
 pub mod report;
 pub mod slow_read;
+pub mod slowloris;
 pub mod soak;
 pub mod stats;
 pub mod sys;

@@ -26,7 +26,7 @@ struct Cli {
 /// Each command returns `io::Result<bool>`: whether it passed.
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Slowloris regression harness against any HTTP/1.1 server: slowloris,
+    /// Slowloris regression harness against an HTTP/1.1 server: slowloris,
     /// slow body, slow read and idle keep-alive, with legit load beside them.
     /// Fails on any hang, early close, false kill or legit error; on an
     /// overshoot p99 above --max-p99; with --require-reset-slow-read, on a

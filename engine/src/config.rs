@@ -70,9 +70,12 @@ pub const DEFAULT_RING_ENTRIES: u32 = 4096;
 /// Default provided receive buffers per worker, and their size. Buffers go
 /// back to the kernel right after each completion is copied out, so a few
 /// hundred serve any number of connections; the kernel walks the whole ring,
-/// so every buffer's first page ends up resident. 256 x 16 KiB measured
-/// 0.86 KiB of RSS per idle keep-alive connection at 10,000 connections,
-/// 1024 x 16 KiB measured 1.47 KiB (`ringwall-bench memory`).
+/// so every buffer's first page ends up resident: 256 x 16 KiB keep about
+/// 1 MiB per worker resident whatever the connection count, and each extra
+/// buffer costs a page. Spread over 10,000 idle keep-alive connections on 2
+/// workers that is about 210 of the 453 bytes of RSS per connection that
+/// `ringwall-bench memory` measured on 2026-12-01 (BENCHMARKS.md, "Memory
+/// per connection").
 pub const DEFAULT_RECV_BUFFERS: u16 = 256;
 pub const DEFAULT_RECV_BUFFER_SIZE: u32 = 16 * 1024;
 
@@ -251,6 +254,16 @@ impl ServerBuilder {
         self.config.workers = n;
         self
     }
+    /// The whole request head must arrive within this (default
+    /// [`DEFAULT_HEADER_TIMEOUT`], 10 s; why that figure is on the
+    /// constant). It starts at accept, at the first byte of the next request
+    /// after a keep-alive wait, and for a partial pipelined head left in the
+    /// buffer; with [`ServerBuilder::proxy_protocol`] the PROXY header
+    /// shares it. It is armed once and never moved: bytes that arrive while
+    /// it runs do not extend it, so a slowloris client dripping one byte at a
+    /// time is closed at it, however busy it keeps the connection. It does
+    /// not run while a keep-alive connection waits for its next request;
+    /// [`ServerBuilder::idle_timeout`] judges that wait.
     pub fn header_timeout(mut self, d: Duration) -> Self {
         self.config.header_timeout = d;
         self
@@ -263,6 +276,13 @@ impl ServerBuilder {
         self.config.body_timeout = d;
         self
     }
+    /// How long a keep-alive connection may wait for its next request
+    /// (default [`DEFAULT_IDLE_TIMEOUT`], 60 s): from the moment its last
+    /// response has been sent whole to the next request's first byte; then
+    /// it is closed, counted as `idle_timeout` and not logged (it is how most
+    /// keep-alive connections end). The header deadline is not armed
+    /// meanwhile: one armed on an idle connection would close well-behaved
+    /// keep-alive clients at the header timeout.
     pub fn idle_timeout(mut self, d: Duration) -> Self {
         self.config.idle_timeout = d;
         self
@@ -290,6 +310,15 @@ impl ServerBuilder {
         self.config.shutdown_timeout = d;
         self
     }
+    /// Connections the whole server holds at once, all workers together
+    /// (default [`DEFAULT_MAX_CONNECTIONS`], 100,000). A connection is
+    /// admitted by one compare-and-swap on a shared count, so an accept
+    /// storm cannot overrun it; the one over it gets a best-effort 503 and
+    /// a close (counted in `cap_responses`). Each worker's connection table
+    /// is reserved for this many up front (untouched pages cost nothing),
+    /// and `serve` raises the soft `RLIMIT_NOFILE` to the hard limit and
+    /// grows the descriptor table for this many, within that limit, before
+    /// the first accept. See also [`ServerBuilder::max_connections_per_ip`].
     pub fn max_connections(mut self, n: usize) -> Self {
         self.config.max_connections = n;
         self

@@ -27,8 +27,9 @@
 //! timed-out slow reader pins no kernel memory.
 //!
 //! Against hostile clients: a connection yields its worker after 16
-//! requests or 256 KiB of output per turn; request bodies and queued output
-//! have server-wide budgets (503, or reading pauses); the connection cap
+//! requests, 256 KiB of output or 32 KiB of parsed heads and chunk framing
+//! per turn; partial request heads, request bodies and queued output have
+//! server-wide budgets (503, or reading pauses); the connection cap
 //! and an optional per-address cap answer 503; every part of the request
 //! line, the head and the body have their own limits.
 //!

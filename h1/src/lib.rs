@@ -31,8 +31,13 @@
 //! What it does not do: network I/O, timers and clocks (the caller passes
 //! the time in as an [`HttpDate`]), routing, content codings (gzip),
 //! upgrades and CONNECT tunnels, HTTP/2, or responses with trailers.
-//! It reads the whole request body into memory, up to
-//! [`Limits::max_body_bytes`].
+//!
+//! A request body is collected in [`Decoder::body`] as it is decoded, so by
+//! default the whole body is held in memory. A caller that takes each piece
+//! as it arrives ([`Event::BodyData`], then [`Decoder::discard_body`], as
+//! ringwall does for a handler that streams bodies) holds at most one
+//! read's worth, whatever the body's length. Either way
+//! [`Limits::max_body_bytes`] bounds the body (413 above it).
 //!
 //! [httparse]: https://docs.rs/httparse
 

@@ -4,7 +4,7 @@
 //! (`expand_fdtable` calls `synchronize_rcu()`), and the accepting worker
 //! waited for it several times per burst (5,000 connections opened at once:
 //! close overshoot p99 about 90 ms against about 40 with the table grown
-//! first; BENCHMARKS.md, "At the floor").
+//! first; BENCHMARKS-history.md, "At the floor").
 //!
 //! This binary holds this one test: the table's size is per process, and
 //! any other test opening descriptors would grow it too.
