@@ -82,116 +82,11 @@ impl<H: Handler> Driver<H> {
         let Some(conn) = self.conns.get(key) else {
             return;
         };
-        let output_at_start = conn.send.queued();
-        let mut answered = 0;
-        loop {
-            let Some(conn) = self.conns.get_mut(key) else {
-                return;
-            };
-            if !conn.may_process() {
-                break;
-            }
-            let queued = conn.send.queued();
-            if queued > OUTPUT_HIGH_WATER {
-                self.pause(key);
-                break;
-            }
-            if (conn.answer_pending || conn.buffered() > 0)
-                && (answered >= TURN_BUDGET_REQUESTS
-                    || conn.decoded_since_rest >= TURN_BUDGET_INPUT_BYTES
-                    || queued.saturating_sub(output_at_start) >= TURN_BUDGET_OUTPUT_BYTES)
-            {
-                self.yield_turn(key);
-                break;
-            }
-            if conn.answer_pending {
-                // The worker's output total as it will be once this
-                // connection's new output is counted. Over budget, the
-                // complete request waits: parsing went on to here, so its
-                // deadlines ended normally, and only the handler waits.
-                let worker_output =
-                    (self.output_queued + queued).saturating_sub(conn.output_accounted);
-                if worker_output > self.output_budget {
-                    self.wait_for_output_budget(key);
-                    break;
-                }
-                conn.answer_pending = false;
-                answered += 1;
-                let keep_alive = self.answer(key, None);
-                self.release_body(key);
-                if !keep_alive {
-                    self.close_after_flush(key, CloseReason::Completed);
-                }
-                continue;
-            }
-            let Some(decoder) = conn.decoder.as_mut() else {
-                break;
-            };
-            let buffered = decoder.buffered();
-            let event = decoder.poll();
-            // Heads and chunk framing are parsed a byte at a time; body
-            // data is only copied, its cost the bandwidth's, which the
-            // body budget bounds.
-            let copied = match event {
-                Ok(Some(Event::BodyData(n))) => n,
-                _ => 0,
-            };
-            let parsed = buffered
-                .saturating_sub(decoder.buffered())
-                .saturating_sub(copied);
-            conn.decoded_since_rest = conn
-                .decoded_since_rest
-                .saturating_add(u16::try_from(parsed).unwrap_or(u16::MAX));
-            match event {
-                Ok(None) => break,
-                Ok(Some(Event::HeadStarted)) => conn.timers.on_head_started(self.now),
-                Ok(Some(Event::HeadComplete)) => {
-                    let head = conn.decoder().head().expect("head is set at HeadComplete");
-                    let body_pending = match head.body_kind() {
-                        BodyKind::None => false,
-                        BodyKind::Length(n) => n > 0,
-                        BodyKind::Chunked => true,
-                    };
-                    // RFC 9110 10.1.1: send 100 before reading the body.
-                    if body_pending && head.expect_continue() {
-                        encode_continue(&mut conn.send.pending);
-                    }
-                    conn.timers.on_head_complete(self.now, body_pending);
-                    if body_pending && self.stream_bodies {
-                        // Handed over now; the body follows as it arrives.
-                        answered += 1;
-                        self.dispatch_streaming(key);
-                    }
-                }
-                Ok(Some(Event::BodyData(n))) if conn.body_to_handler => {
-                    conn.timers.on_body_progress(self.now, n as u64);
-                    self.stream_body(key);
-                }
-                Ok(Some(Event::BodyData(n))) => {
-                    conn.timers.on_body_progress(self.now, n as u64);
-                    // Bytes as they arrive, not the announced length: an
-                    // attacker announcing megabytes and sending one byte must
-                    // not lock everyone else's uploads out.
-                    if !self.reserve_body(key, n) {
-                        continue;
-                    }
-                }
-                Ok(Some(Event::RequestComplete)) if conn.body_to_handler => {
-                    conn.timers.on_body_complete();
-                    self.end_streamed_body(key);
-                }
-                Ok(Some(Event::RequestComplete)) => {
-                    conn.timers.on_body_complete();
-                    // Answered at the top of the loop, once the output
-                    // budget allows.
-                    conn.answer_pending = true;
-                }
-                Err(err) => {
-                    encode_error(&mut conn.send.pending, &err, &self.date);
-                    self.close_after_flush(key, CloseReason::ProtocolError(err.status()));
-                }
-            }
-        }
+        let mut go = Go {
+            output_at_start: conn.send.queued(),
+            answered: 0,
+        };
+        while self.process_step(key, &mut go) {}
         if self.conns.get(key).is_some_and(|c| c.peer_eof) {
             self.finish_after_peer_eof(key);
         }
@@ -199,6 +94,136 @@ impl<H: Handler> Driver<H> {
         self.account_output(key);
         self.flush_send(key);
         self.sync_timer(key);
+    }
+
+    /// One step of a connection's go: its pending request answered, or one
+    /// decoder event acted on. False when the go ends: held, out of
+    /// budget, or out of input.
+    fn process_step(&mut self, key: usize, go: &mut Go) -> bool {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return false;
+        };
+        if !conn.may_process() {
+            return false;
+        }
+        let queued = conn.send.queued();
+        if queued > OUTPUT_HIGH_WATER {
+            self.pause(key);
+            return false;
+        }
+        if (conn.answer_pending || conn.buffered() > 0) && go.is_spent(conn, queued) {
+            self.yield_turn(key);
+            return false;
+        }
+        if conn.answer_pending {
+            return self.answer_pending(key, queued, go);
+        }
+        match self.decode_next(key) {
+            Ok(None) => false,
+            Ok(Some(event)) => {
+                self.on_event(key, event, go);
+                true
+            }
+            Err(err) => {
+                let conn = &mut self.conns[key];
+                encode_error(&mut conn.send.pending, &err, &self.date);
+                self.close_after_flush(key, CloseReason::ProtocolError(err.status()));
+                true
+            }
+        }
+    }
+
+    /// Answers the complete request the decoder holds, unless the worker's
+    /// output is over budget: then it waits, and the go ends. Parsing went
+    /// on to here, so its deadlines ended normally; only the handler waits.
+    fn answer_pending(&mut self, key: usize, queued: usize, go: &mut Go) -> bool {
+        let conn = &mut self.conns[key];
+        // The worker's output total as it will be once this connection's
+        // new output is counted.
+        let worker_output = (self.output_queued + queued).saturating_sub(conn.output_accounted);
+        if worker_output > self.output_budget {
+            self.wait_for_output_budget(key);
+            return false;
+        }
+        conn.answer_pending = false;
+        go.answered += 1;
+        let keep_alive = self.answer(key, None);
+        self.release_body(key);
+        if !keep_alive {
+            self.close_after_flush(key, CloseReason::Completed);
+        }
+        true
+    }
+
+    /// The decoder's next event, with the input it parsed for it counted
+    /// against the connection's budget. Heads and chunk framing are parsed
+    /// a byte at a time; body data is only copied, its cost the
+    /// bandwidth's, which the body budget bounds.
+    fn decode_next(&mut self, key: usize) -> Result<Option<Event>, ringwall_h1::DecodeError> {
+        let conn = &mut self.conns[key];
+        let Some(decoder) = conn.decoder.as_mut() else {
+            return Ok(None);
+        };
+        let buffered = decoder.buffered();
+        let event = decoder.poll();
+        let copied = match event {
+            Ok(Some(Event::BodyData(n))) => n,
+            _ => 0,
+        };
+        let parsed = buffered
+            .saturating_sub(decoder.buffered())
+            .saturating_sub(copied);
+        conn.decoded_since_rest = conn
+            .decoded_since_rest
+            .saturating_add(u16::try_from(parsed).unwrap_or(u16::MAX));
+        event
+    }
+
+    /// What a decoder event means for the deadlines, the budgets and the
+    /// handler.
+    fn on_event(&mut self, key: usize, event: Event, go: &mut Go) {
+        let conn = &mut self.conns[key];
+        match event {
+            Event::HeadStarted => conn.timers.on_head_started(self.now),
+            Event::HeadComplete => {
+                let head = conn.decoder().head().expect("head is set at HeadComplete");
+                let body_pending = match head.body_kind() {
+                    BodyKind::None => false,
+                    BodyKind::Length(n) => n > 0,
+                    BodyKind::Chunked => true,
+                };
+                // RFC 9110 10.1.1: send 100 before reading the body.
+                if body_pending && head.expect_continue() {
+                    encode_continue(&mut conn.send.pending);
+                }
+                conn.timers.on_head_complete(self.now, body_pending);
+                if body_pending && self.stream_bodies {
+                    // Handed over now; the body follows as it arrives.
+                    go.answered += 1;
+                    self.dispatch_streaming(key);
+                }
+            }
+            Event::BodyData(n) if conn.body_to_handler => {
+                conn.timers.on_body_progress(self.now, n as u64);
+                self.stream_body(key);
+            }
+            Event::BodyData(n) => {
+                conn.timers.on_body_progress(self.now, n as u64);
+                // Bytes as they arrive, not the announced length: an
+                // attacker announcing megabytes and sending one byte must
+                // not lock everyone else's uploads out.
+                self.reserve_body(key, n);
+            }
+            Event::RequestComplete if conn.body_to_handler => {
+                conn.timers.on_body_complete();
+                self.end_streamed_body(key);
+            }
+            Event::RequestComplete => {
+                conn.timers.on_body_complete();
+                // Answered at the next step, once the output budget allows.
+                conn.answer_pending = true;
+            }
+        }
     }
 
     /// The peer sent EOF: answer every complete request already buffered,
@@ -286,5 +311,22 @@ impl<H: Handler> Driver<H> {
         // The server is behind, not the client: no body rate meanwhile.
         conn.timers.on_reading_paused();
         self.actions.push_back(Action::StopReading(key));
+    }
+}
+
+/// What one go of a connection has used of its turn's budget.
+struct Go {
+    /// The connection's queued output when the go began.
+    output_at_start: usize,
+    /// Requests handed to the handler in this go.
+    answered: usize,
+}
+
+impl Go {
+    /// The go used its turn: the connection yields its worker.
+    fn is_spent(&self, conn: &Connection, queued: usize) -> bool {
+        self.answered >= TURN_BUDGET_REQUESTS
+            || conn.decoded_since_rest >= TURN_BUDGET_INPUT_BYTES
+            || queued.saturating_sub(self.output_at_start) >= TURN_BUDGET_OUTPUT_BYTES
     }
 }
