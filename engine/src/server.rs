@@ -60,6 +60,61 @@ impl Server {
         // more: nothing accepts yet, and an inherited socket's dup must
         // never be shut down.
         let mut listeners: Vec<Vec<Listener>> = (0..workers).map(|_| Vec::new()).collect();
+        let mut local_addrs = self.bind(&mut listeners)?;
+        local_addrs.extend(self.share_inherited(&mut listeners)?);
+        let listening = self.handle_copies(&listeners)?;
+        let cap = Arc::new(ConnCap::new(self.config.max_connections));
+        let per_ip = (self.config.max_connections_per_ip > 0).then(|| {
+            Arc::new(PerIpCap::new(
+                self.config.max_connections_per_ip,
+                socket::random_u64(),
+            ))
+        });
+        let stop = Arc::new(Stop::default());
+        let hand_over = Arc::new(AtomicBool::new(false));
+        let shared = |counters| WorkerShared {
+            counters,
+            cap: Arc::clone(&cap),
+            per_ip: per_ip.clone(),
+            shutdown: Arc::clone(&stop.requested),
+            hand_over: Arc::clone(&hand_over),
+        };
+        let (threads, counters, first_error) =
+            self.spawn_workers(backend, listeners, Arc::new(handler), shared, &stop);
+        let mut handle = ServerHandle {
+            backend,
+            fallback,
+            local_addrs,
+            stats: StatsReader {
+                workers: counters.into(),
+            },
+            cap,
+            stop,
+            hand_over,
+            listening,
+            threads,
+            announce_stop: false,
+            title: Title(self.config.name.clone()),
+        };
+        if let Some(e) = first_error {
+            handle.stop_workers();
+            return Err(e);
+        }
+        handle.announce_stop = true;
+        log_start(
+            &self.config,
+            &handle.title,
+            &handle.local_addrs,
+            handle.backend,
+            handle.fallback.as_ref(),
+        );
+        Ok(handle)
+    }
+
+    /// Binds every configured address once per worker (`SO_REUSEPORT`),
+    /// after checking that no other process serves it; returns the bound
+    /// addresses (port 0 resolved).
+    fn bind(&self, listeners: &mut [Vec<Listener>]) -> Result<Vec<SocketAddr>, StartError> {
         let mut local_addrs = Vec::new();
         for addr in &self.config.addrs {
             // Port 0 is a port nobody serves yet, picked by the kernel.
@@ -79,34 +134,34 @@ impl Server {
             }
             let mut bound = *addr;
             for worker_listeners in listeners.iter_mut() {
-                match socket::reuseport_listener(&bound) {
-                    Ok(fd) => {
-                        if bound.port() == 0 {
-                            match socket::local_addr(fd.as_raw_fd()) {
-                                Ok(actual) => bound = actual,
-                                Err(source) => {
-                                    return Err(StartError::Bind {
-                                        addr: *addr,
-                                        source,
-                                    });
-                                }
-                            }
-                        }
-                        worker_listeners.push(Listener {
-                            fd,
-                            inherited: false,
-                        });
-                    }
-                    Err(source) => {
-                        return Err(StartError::Bind {
-                            addr: bound,
+                let fd = socket::reuseport_listener(&bound).map_err(|source| StartError::Bind {
+                    addr: bound,
+                    source,
+                })?;
+                if bound.port() == 0 {
+                    bound =
+                        socket::local_addr(fd.as_raw_fd()).map_err(|source| StartError::Bind {
+                            addr: *addr,
                             source,
-                        });
-                    }
+                        })?;
                 }
+                worker_listeners.push(Listener {
+                    fd,
+                    inherited: false,
+                });
             }
             local_addrs.push(bound);
         }
+        Ok(local_addrs)
+    }
+
+    /// Checks each inherited socket and gives every worker its own dup;
+    /// returns their addresses.
+    fn share_inherited(
+        &self,
+        listeners: &mut [Vec<Listener>],
+    ) -> Result<Vec<SocketAddr>, StartError> {
+        let mut local_addrs = Vec::new();
         for inherited in &self.inherited {
             let fd = inherited.as_raw_fd();
             let checked = socket::check_listener(fd).and_then(|()| {
@@ -119,59 +174,56 @@ impl Server {
                 }
             }
             for worker_listeners in listeners.iter_mut() {
-                match socket::dup_cloexec(fd) {
-                    Ok(dup) => worker_listeners.push(Listener {
-                        fd: dup,
-                        inherited: true,
-                    }),
-                    Err(e) => {
-                        return Err(StartError::Worker(e));
-                    }
-                }
+                let dup = socket::dup_cloexec(fd).map_err(StartError::Worker)?;
+                worker_listeners.push(Listener {
+                    fd: dup,
+                    inherited: true,
+                });
             }
         }
+        Ok(local_addrs)
+    }
 
-        // The handle's own copy of every distinct socket, for `listeners`:
-        // a worker closes its fds when it exits, and a borrowed fd must not
-        // outlive the number it names.
+    /// The handle's own copy of every distinct socket, for `listeners`: a
+    /// worker closes its fds when it exits, and a borrowed fd must not
+    /// outlive the number it names.
+    fn handle_copies(&self, listeners: &[Vec<Listener>]) -> Result<Vec<OwnedFd>, StartError> {
         let mut listening = Vec::new();
         for listener in listeners.iter().flatten().filter(|l| !l.inherited) {
-            match socket::dup_cloexec(listener.fd.as_raw_fd()) {
-                Ok(dup) => listening.push(dup),
-                Err(e) => return Err(StartError::Worker(e)),
-            }
+            listening
+                .push(socket::dup_cloexec(listener.fd.as_raw_fd()).map_err(StartError::Worker)?);
         }
         for inherited in &self.inherited {
-            match inherited.try_clone() {
-                Ok(dup) => listening.push(dup),
-                Err(e) => return Err(StartError::Worker(e)),
-            }
+            listening.push(inherited.try_clone().map_err(StartError::Worker)?);
         }
+        Ok(listening)
+    }
 
-        let cap = Arc::new(ConnCap::new(self.config.max_connections));
-        let per_ip = (self.config.max_connections_per_ip > 0).then(|| {
-            Arc::new(PerIpCap::new(
-                self.config.max_connections_per_ip,
-                socket::random_u64(),
-            ))
-        });
-        let stop = Arc::new(Stop::default());
-        let hand_over = Arc::new(AtomicBool::new(false));
-        let handler = Arc::new(handler);
+    /// Starts one worker thread per listener set and waits until each
+    /// accepts or has failed; returns the threads, their counters and the
+    /// first failure.
+    #[allow(clippy::type_complexity)]
+    fn spawn_workers<H: Handler>(
+        &self,
+        backend: Backend,
+        listeners: Vec<Vec<Listener>>,
+        handler: Arc<H>,
+        shared: impl Fn(Arc<CachePadded<WorkerCounters>>) -> WorkerShared,
+        stop: &Arc<Stop>,
+    ) -> (
+        Vec<JoinHandle<()>>,
+        Vec<Arc<CachePadded<WorkerCounters>>>,
+        Option<StartError>,
+    ) {
+        let workers = listeners.len();
         let mut counters = Vec::with_capacity(workers);
         let mut threads = Vec::with_capacity(workers);
         let (ready_tx, ready_rx) = mpsc::channel::<Result<Arc<OwnedFd>, StartError>>();
         for (index, worker_listeners) in listeners.into_iter().enumerate() {
             let worker_counters = Arc::new(CachePadded::new(WorkerCounters::default()));
             counters.push(Arc::clone(&worker_counters));
-            let shared = WorkerShared {
-                counters: worker_counters,
-                cap: Arc::clone(&cap),
-                per_ip: per_ip.clone(),
-                shutdown: Arc::clone(&stop.requested),
-                hand_over: Arc::clone(&hand_over),
-            };
-            let stop = Arc::clone(&stop);
+            let shared = shared(worker_counters);
+            let stop = Arc::clone(stop);
             let config = self.config.clone();
             let handler = Arc::clone(&handler);
             let ready = ready_tx.clone();
@@ -209,34 +261,7 @@ impl Server {
                 Err(_) => break,
             }
         }
-        let mut handle = ServerHandle {
-            backend,
-            fallback,
-            local_addrs,
-            stats: StatsReader {
-                workers: counters.into(),
-            },
-            cap,
-            stop,
-            hand_over,
-            listening,
-            threads,
-            announce_stop: false,
-            title: Title(self.config.name.clone()),
-        };
-        if let Some(e) = first_error {
-            handle.stop_workers();
-            return Err(e);
-        }
-        handle.announce_stop = true;
-        log_start(
-            &self.config,
-            &handle.title,
-            &handle.local_addrs,
-            handle.backend,
-            handle.fallback.as_ref(),
-        );
-        Ok(handle)
+        (threads, counters, first_error)
     }
 }
 
