@@ -216,56 +216,10 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => args,
         None => cli.serve,
     };
-    let mut builder = Server::builder();
     let inherited_names: Vec<String> = inherited.iter().map(|l| l.name.clone()).collect();
-    match (args.addr, inherited.is_empty(), from_parent) {
-        (Some(addr), true, _) => builder = builder.bind(addr),
-        (None, true, _) => builder = builder.bind(DEFAULT_ADDR.into()),
-        // After a restart `--addr` is the address the parent bound: its
-        // sockets, passed down, are what to serve.
-        (None, false, _) | (Some(_), false, Some(_)) => {
-            for listener in inherited {
-                builder = builder.listen_fd(listener.fd);
-            }
-        }
-        (Some(addr), false, None) => {
-            eprintln!(
-                "ringwall: --addr {addr} given, but systemd passed {} socket(s) (LISTEN_FDS); \
-                 drop --addr to serve the passed sockets",
-                inherited.len()
-            );
-            return ExitCode::from(2);
-        }
-    }
-    let mut builder = builder
-        .header_timeout(args.header_timeout)
-        .body_timeout(args.body_timeout)
-        .idle_timeout(args.idle_timeout)
-        .write_timeout(args.write_timeout)
-        .handler_timeout(args.handler_timeout)
-        .shutdown_timeout(args.shutdown_timeout)
-        .max_connections(args.max_connections)
-        .ring_entries(args.ring_entries)
-        .recv_buffers(args.recv_buffers, args.recv_buffer_size)
-        .min_request_body_rate(min_rate(args.min_request_body_rate, args.min_rate_grace))
-        .min_response_rate(min_rate(args.min_response_rate, args.min_rate_grace))
-        .max_connections_per_ip(args.max_connections_per_ip)
-        .max_buffered_body_bytes(args.max_buffered_body_bytes)
-        .max_buffered_head_bytes(args.max_buffered_head_bytes)
-        .max_queued_output_bytes(args.max_queued_output_bytes)
-        .return_memory_to_os(!args.keep_freed_memory)
-        .proxy_protocol(args.proxy_protocol)
-        .reuse_port(args.reuse_port)
-        .backend(args.backend);
-    if let Some(workers) = args.workers {
-        builder = builder.workers(workers);
-    }
-    let server = match builder.build() {
+    let server = match configure(&args, inherited, from_parent) {
         Ok(server) => server,
-        Err(e) => {
-            eprintln!("ringwall: invalid configuration: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     // After a restart the parent's socket, which it bound: the address is
     // still served (by the parent, until it hands over), so not bound again.
@@ -329,6 +283,79 @@ fn main() -> ExitCode {
         }
     }
     sd_notify::notify("READY=1");
+    if serve_until_ended(handle, metrics, &signals, &inherited_names) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The server `args` describe, serving `inherited` sockets instead of
+/// binding when a parent or systemd passed some; the exit code when the
+/// settings cannot make one (the error already printed).
+fn configure(
+    args: &ServeArgs,
+    inherited: Vec<ringwall::InheritedListener>,
+    from_parent: Option<u32>,
+) -> Result<ringwall::Server, ExitCode> {
+    let mut builder = Server::builder();
+    match (args.addr, inherited.is_empty(), from_parent) {
+        (Some(addr), true, _) => builder = builder.bind(addr),
+        (None, true, _) => builder = builder.bind(DEFAULT_ADDR.into()),
+        // After a restart `--addr` is the address the parent bound: its
+        // sockets, passed down, are what to serve.
+        (None, false, _) | (Some(_), false, Some(_)) => {
+            for listener in inherited {
+                builder = builder.listen_fd(listener.fd);
+            }
+        }
+        (Some(addr), false, None) => {
+            eprintln!(
+                "ringwall: --addr {addr} given, but systemd passed {} socket(s) (LISTEN_FDS); \
+                 drop --addr to serve the passed sockets",
+                inherited.len()
+            );
+            return Err(ExitCode::from(2));
+        }
+    }
+    let mut builder = builder
+        .header_timeout(args.header_timeout)
+        .body_timeout(args.body_timeout)
+        .idle_timeout(args.idle_timeout)
+        .write_timeout(args.write_timeout)
+        .handler_timeout(args.handler_timeout)
+        .shutdown_timeout(args.shutdown_timeout)
+        .max_connections(args.max_connections)
+        .ring_entries(args.ring_entries)
+        .recv_buffers(args.recv_buffers, args.recv_buffer_size)
+        .min_request_body_rate(min_rate(args.min_request_body_rate, args.min_rate_grace))
+        .min_response_rate(min_rate(args.min_response_rate, args.min_rate_grace))
+        .max_connections_per_ip(args.max_connections_per_ip)
+        .max_buffered_body_bytes(args.max_buffered_body_bytes)
+        .max_buffered_head_bytes(args.max_buffered_head_bytes)
+        .max_queued_output_bytes(args.max_queued_output_bytes)
+        .return_memory_to_os(!args.keep_freed_memory)
+        .proxy_protocol(args.proxy_protocol)
+        .reuse_port(args.reuse_port)
+        .backend(args.backend);
+    if let Some(workers) = args.workers {
+        builder = builder.workers(workers);
+    }
+    builder.build().map_err(|e| {
+        eprintln!("ringwall: invalid configuration: {e}");
+        ExitCode::from(2)
+    })
+}
+
+/// Serves until a signal stops the server, a successor takes over
+/// (SIGUSR2), or a worker fails, then stops both servers; true if neither
+/// failed.
+fn serve_until_ended(
+    handle: ServerHandle,
+    metrics: Option<ServerHandle>,
+    signals: &Signals,
+    inherited_names: &[String],
+) -> bool {
     // Bound sockets get a name; passed ones keep theirs (their order in
     // `listeners` follows the bound ones).
     let served = handle.listeners();
@@ -347,13 +374,13 @@ fn main() -> ExitCode {
     }
     let finished =
         || handle.is_finished() || metrics.as_ref().is_some_and(ServerHandle::is_finished);
-    let ending = upgrade::serve_until_ended(&signals, &pass_down, finished);
+    let ending = upgrade::serve_until_ended(signals, &pass_down, finished);
     drop(pass_down);
     drop(served);
     drop(metrics_served);
     // The engine logs `ringwall stopped: <counters>` (and `ringwall metrics
     // stopped: ...`) in every case.
-    let stopped = match ending {
+    match ending {
         Ending::Stop(signal) => {
             tracing::info!(signal = signals::name(signal), "shutting down");
             sd_notify::notify("STOPPING=1");
@@ -366,11 +393,6 @@ fn main() -> ExitCode {
         }
         // A worker of one failed and stopped it.
         Ending::Finished => stop_both(handle, metrics, ServerHandle::shutdown),
-    };
-    if stopped {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
     }
 }
 
