@@ -2,8 +2,9 @@
 //! per request, ringwall against its peers in the same run.
 //!
 //! All servers run at once; each round drives every load mode against every
-//! server in turn (A B C D, A B C D, ...) with the same client settings, so
-//! drift on a shared machine spreads over all of them. The table shows the
+//! server in turn (A B C D, D C B A, ...: reversed every other round) with
+//! the same client settings, so drift on a shared machine spreads over all
+//! of them. The table shows the
 //! median of the rounds. Every response is checked by the load client
 //! (status, framing, body): errors must be zero and are shown loudly when not.
 //!
@@ -68,6 +69,14 @@ pub struct ThroughputArgs {
     /// Requests per pipelined batch.
     #[arg(long, default_value_t = 16)]
     pub depth: usize,
+    /// Which loads to run, in order (an A/B that is about one of them need
+    /// not wait for the others).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "keep-alive,pipelined,churn"
+    )]
+    pub loads: Vec<LoadKind>,
     /// Load generator threads.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
@@ -87,13 +96,24 @@ pub struct ThroughputArgs {
     pub out: PathBuf,
 }
 
+/// A load `--loads` can name.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoadKind {
+    KeepAlive,
+    Pipelined,
+    Churn,
+}
+
 /// The loads of a run, in the order they alternate.
-fn modes(depth: usize) -> [LoadMode; 3] {
-    [
-        LoadMode::KeepAlive,
-        LoadMode::Pipelined { depth },
-        LoadMode::Churn,
-    ]
+fn modes(loads: &[LoadKind], depth: usize) -> Vec<LoadMode> {
+    loads
+        .iter()
+        .map(|load| match load {
+            LoadKind::KeepAlive => LoadMode::KeepAlive,
+            LoadKind::Pipelined => LoadMode::Pipelined { depth },
+            LoadKind::Churn => LoadMode::Churn,
+        })
+        .collect()
 }
 
 fn mode_name(mode: LoadMode) -> String {
@@ -524,9 +544,12 @@ pub fn run(args: &ThroughputArgs) -> io::Result<()> {
     }
     let mut cells = Vec::new();
     let mut wrk_cells = Vec::new();
+    let indices: Vec<usize> = (0..peers.len()).collect();
     for round in 1..=args.rounds {
-        for mode in modes(args.depth) {
-            for peer in &peers {
+        // Reversed every other round: no server always runs first or last.
+        let order = lineup::round_order(&indices, round);
+        for mode in modes(&args.loads, args.depth) {
+            for peer in order.iter().map(|&i| &peers[i]) {
                 if mode == LoadMode::Churn && peer.kind() == Some(ServerKind::Canned) {
                     continue;
                 }
@@ -548,7 +571,7 @@ pub fn run(args: &ThroughputArgs) -> io::Result<()> {
             }
         }
         if use_wrk {
-            for peer in &peers {
+            for peer in order.iter().map(|&i| &peers[i]) {
                 let sample = measure_cell(
                     peer,
                     || run_wrk(peer, args, args.duration),
@@ -723,6 +746,18 @@ Transfer/sec:     10.00MB
             .split_whitespace()
             .collect();
         assert_eq!(row[7..13], ["-", "-", "-", "-", "-", "-"]);
+    }
+
+    #[test]
+    fn loads_run_in_the_order_given() {
+        assert_eq!(
+            modes(&[LoadKind::Churn, LoadKind::KeepAlive], 8),
+            [LoadMode::Churn, LoadMode::KeepAlive]
+        );
+        assert_eq!(
+            modes(&[LoadKind::Pipelined], 8),
+            [LoadMode::Pipelined { depth: 8 }]
+        );
     }
 
     #[test]
