@@ -45,6 +45,8 @@ fn throughput_measures_an_external_target_with_its_cpu() {
         &target,
         "--duration",
         "300ms",
+        "--syscall-duration",
+        "300ms",
         "--rounds",
         "1",
         "--connections",
@@ -70,6 +72,21 @@ fn throughput_measures_an_external_target_with_its_cpu() {
     assert_eq!(keep_alive[6], "0", "errors: {keep_alive:?}");
     let cpu: f64 = keep_alive[7].parse().expect("CPU us/req is a number");
     assert!(cpu >= 0.0, "{keep_alive:?}");
+    // ..., user, sys, syscalls/req, vol cs/req, invol cs/req: a server that
+    // answers requests enters the kernel to do it, and its threads block
+    // between bursts.
+    let per_request = |i: usize| -> f64 {
+        keep_alive[i]
+            .parse()
+            .unwrap_or_else(|_| panic!("column {i} is a number: {keep_alive:?}"))
+    };
+    if stdout.contains("syscalls/req: skipped") {
+        assert_eq!(keep_alive[10], "-", "{keep_alive:?}");
+    } else {
+        assert!(per_request(10) > 0.0, "{keep_alive:?}");
+    }
+    assert!(per_request(11) > 0.0, "{keep_alive:?}");
+    assert!(per_request(12) >= 0.0, "{keep_alive:?}");
     // The runner started canned beside it, and churn runs against mine too.
     row(&stdout, "keep-alive", "canned");
     row(&stdout, "churn", "mine");
@@ -95,6 +112,8 @@ fn a_target_without_a_pid_has_no_cpu_figures() {
         &target,
         "--duration",
         "200ms",
+        "--syscall-duration",
+        "200ms",
         "--rounds",
         "1",
         "--connections",
@@ -111,7 +130,12 @@ fn a_target_without_a_pid_has_no_cpu_figures() {
         keep_alive[2].parse::<f64>().unwrap() > 0.0,
         "{keep_alive:?}"
     );
-    assert_eq!(keep_alive[7], "-", "{keep_alive:?}");
+    // No CPU, syscall or context-switch figures without a PID.
+    assert_eq!(
+        keep_alive[7..13],
+        ["-", "-", "-", "-", "-", "-"],
+        "{keep_alive:?}"
+    );
     std::fs::remove_dir_all(&out_dir).unwrap();
 }
 

@@ -27,6 +27,7 @@ pub mod nginx;
 mod process;
 pub mod procfs;
 mod scratch;
+pub mod syscalls;
 pub mod tcp_table;
 
 use std::fmt;

@@ -5,6 +5,14 @@
 //! time is `utime + stime` (proc(5) fields 14 and 15, in clock ticks); memory
 //! is `VmRSS` from `/proc/PID/status`. Both are summed over the tree, or read
 //! for one process; descriptors are the entries of `/proc/PID/fd`.
+//!
+//! Context switches are per thread in Linux (`voluntary_ctxt_switches` and
+//! `nonvoluntary_ctxt_switches` of `/proc/PID/task/TID/status`; the
+//! process's own `status` shows its main thread's only), so they are summed
+//! over every thread of every process of the tree. A thread that exits
+//! between two readings takes its count with it: the servers measured here
+//! keep their threads (io_uring's io-wq helpers are the exception, and come
+//! and go only when work is punted to them).
 
 use std::fs;
 use std::io;
@@ -48,6 +56,86 @@ pub fn parse_vm_rss(status: &str) -> Option<u64> {
     match words.next() {
         Some("kB") => Some(value * 1024),
         _ => None,
+    }
+}
+
+/// Context switches of one thread, or of a sum of threads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtxSwitches {
+    /// The thread gave up the CPU: it blocked (a wait with nothing ready).
+    pub voluntary: u64,
+    /// The scheduler took the CPU away (its slice ran out, or a woken
+    /// thread preempted it).
+    pub involuntary: u64,
+}
+
+impl CtxSwitches {
+    /// What happened between `before` and `self`.
+    pub fn since(self, before: CtxSwitches) -> CtxSwitches {
+        CtxSwitches {
+            voluntary: self.voluntary.saturating_sub(before.voluntary),
+            involuntary: self.involuntary.saturating_sub(before.involuntary),
+        }
+    }
+}
+
+/// The two context-switch counts of a `/proc/PID/task/TID/status` document.
+pub fn parse_ctxt_switches(status: &str) -> Option<CtxSwitches> {
+    let count = |key: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(key))?;
+        line[key.len()..].trim().parse().ok()
+    };
+    Some(CtxSwitches {
+        voluntary: count("voluntary_ctxt_switches:")?,
+        involuntary: count("nonvoluntary_ctxt_switches:")?,
+    })
+}
+
+/// Every thread of `pid` alive now (the entries of `/proc/PID/task`).
+pub fn threads(pid: i32) -> Vec<i32> {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| t.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// Every thread of `pid` and of its live descendants.
+pub fn tree_threads(pid: i32) -> Vec<(i32, i32)> {
+    process_tree(pid)
+        .into_iter()
+        .flat_map(|p| threads(p).into_iter().map(move |t| (p, t)))
+        .collect()
+}
+
+/// Context switches so far of every live thread of `pid`'s process tree.
+pub fn tree_ctxt_switches(pid: i32) -> io::Result<CtxSwitches> {
+    let mut total = CtxSwitches::default();
+    let mut read_any = false;
+    for (p, t) in tree_threads(pid) {
+        // A thread that exited between listing and reading counts nothing.
+        let Ok(status) = fs::read_to_string(format!("/proc/{p}/task/{t}/status")) else {
+            continue;
+        };
+        let c = parse_ctxt_switches(&status).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("no ctxt_switches in /proc/{p}/task/{t}/status"),
+            )
+        })?;
+        total.voluntary += c.voluntary;
+        total.involuntary += c.involuntary;
+        read_any = true;
+    }
+    if read_any {
+        Ok(total)
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no thread of {pid} readable in /proc"),
+        ))
     }
 }
 
@@ -210,6 +298,88 @@ mod tests {
         let status = "Name:\tnginx\nVmPeak:\t  10000 kB\nVmRSS:\t    5120 kB\nThreads:\t1\n";
         assert_eq!(parse_vm_rss(status), Some(5120 * 1024));
         assert_eq!(parse_vm_rss("Name:\tkthreadd\n"), None);
+    }
+
+    // From a ringwall worker thread; the keys end in the same suffix, so a
+    // prefix match on the shorter one would read the wrong line.
+    const TASK_STATUS: &str = "Name:\tringwall-w0\nState:\tS (sleeping)\nTgid:\t4300\n\
+        Pid:\t4302\nThreads:\t4\nCpus_allowed_list:\t0-1\n\
+        voluntary_ctxt_switches:\t812345\nnonvoluntary_ctxt_switches:\t2710\n";
+
+    #[test]
+    fn both_context_switch_counts_are_read_from_a_task_status() {
+        assert_eq!(
+            parse_ctxt_switches(TASK_STATUS),
+            Some(CtxSwitches {
+                voluntary: 812_345,
+                involuntary: 2710,
+            })
+        );
+    }
+
+    #[test]
+    fn task_status_without_both_counts_is_rejected() {
+        assert_eq!(
+            parse_ctxt_switches("Name:\tx\nvoluntary_ctxt_switches:\t3\n"),
+            None
+        );
+        assert_eq!(
+            parse_ctxt_switches("Name:\tx\nnonvoluntary_ctxt_switches:\t3\n"),
+            None
+        );
+        assert_eq!(
+            parse_ctxt_switches("voluntary_ctxt_switches:\tmany\nnonvoluntary_ctxt_switches:\t3\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn context_switches_since_never_go_negative() {
+        let before = CtxSwitches {
+            voluntary: 10,
+            involuntary: 5,
+        };
+        let after = CtxSwitches {
+            voluntary: 25,
+            involuntary: 4,
+        };
+        assert_eq!(
+            after.since(before),
+            CtxSwitches {
+                voluntary: 15,
+                involuntary: 0,
+            }
+        );
+    }
+
+    #[test]
+    fn own_threads_are_summed_and_a_sleep_is_a_voluntary_switch() {
+        let me = std::process::id() as i32;
+        let before = tree_ctxt_switches(me).expect("own task status");
+        // A thread of the tree that lives through both readings and blocks
+        // in between: its sleeps are voluntary switches.
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+        let sleeper = std::thread::spawn(move || {
+            ready_tx.send(()).unwrap();
+            rx.recv().unwrap();
+            for _ in 0..3 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            ready_tx.send(()).unwrap();
+            rx.recv().unwrap();
+        });
+        ready_rx.recv().unwrap();
+        let mid = tree_ctxt_switches(me).expect("own task status");
+        tx.send(()).unwrap();
+        ready_rx.recv().unwrap();
+        let after = tree_ctxt_switches(me).expect("own task status");
+        tx.send(()).unwrap();
+        sleeper.join().unwrap();
+        assert!(mid.voluntary >= before.voluntary);
+        assert!(after.since(mid).voluntary >= 3, "{mid:?} then {after:?}");
+        assert!(tree_threads(me).iter().all(|&(p, _)| p == me));
+        assert!(tree_ctxt_switches(-1).is_err());
     }
 
     #[test]

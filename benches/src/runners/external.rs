@@ -117,6 +117,14 @@ impl Server {
         }
     }
 
+    /// The PID of its process tree's root, if known.
+    pub fn pid(&self) -> Option<i32> {
+        match self {
+            Server::Started(peer) => Some(peer.pid()),
+            Server::External(target) => target.pid,
+        }
+    }
+
     /// CPU time and RSS, or `None` for a target given without a PID.
     pub fn usage(&self) -> io::Result<Option<Usage>> {
         match self {

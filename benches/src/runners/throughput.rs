@@ -2,8 +2,9 @@
 //! per request, ringwall against its peers in the same run.
 //!
 //! All servers run at once; each round drives every load mode against every
-//! server in turn (A B C D, A B C D, ...) with the same client settings, so
-//! drift on a shared machine spreads over all of them. The table shows the
+//! server in turn (A B C D, D C B A, ...: reversed every other round) with
+//! the same client settings, so drift on a shared machine spreads over all
+//! of them. The table shows the
 //! median of the rounds. Every response is checked by the load client
 //! (status, framing, body): errors must be zero and are shown loudly when not.
 //!
@@ -13,6 +14,16 @@
 //! cores, and CPU per request does not depend on who won. It is shown split
 //! into user and system time too: the floor spends nearly all of its in the
 //! kernel, so a server's user time is roughly what it adds.
+//!
+//! Two counts say where the kernel time goes, per request: context switches
+//! (voluntary: the server blocked with nothing to do; involuntary: the
+//! scheduler took its core away), summed over every thread of the tree
+//! from `/proc/PID/task/TID/status` around the same measured run; and
+//! syscalls, every entry into the kernel, counted on the
+//! `raw_syscalls:sys_enter` tracepoint ([`crate::peers::syscalls`]) in a
+//! separate run right after it (`--syscall-duration`): tracing slows every
+//! syscall on the machine, and a server making more of them would pay more
+//! of its CPU figure for being counted.
 //!
 //! The floor, `canned` (see [`crate::peers::floor`]), answers every request
 //! head with fixed bytes and nothing else; the `vs canned` columns say how
@@ -25,6 +36,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::load::{run_load, LoadConfig, LoadMode, LoadReport, RequestSpec};
+use crate::peers::procfs::{self, CtxSwitches};
+use crate::peers::syscalls::SyscallCounter;
 use crate::peers::{parse_duration, raise_nofile_limit, Floor, PeerConfig, ServerKind};
 use crate::ErrorCounts;
 
@@ -56,6 +69,14 @@ pub struct ThroughputArgs {
     /// Requests per pipelined batch.
     #[arg(long, default_value_t = 16)]
     pub depth: usize,
+    /// Which loads to run, in order (an A/B that is about one of them need
+    /// not wait for the others).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "keep-alive,pipelined,churn"
+    )]
+    pub loads: Vec<LoadKind>,
     /// Load generator threads.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
@@ -65,18 +86,34 @@ pub struct ThroughputArgs {
     /// Also run wrk (keep-alive, same connections and threads) as a cross-check.
     #[arg(long)]
     pub wrk: bool,
+    /// Length of the separate run, after each measured one, whose syscalls
+    /// are counted (raw_syscalls:sys_enter on the server's threads; needs
+    /// root or CAP_PERFMON). 0s: no syscall column.
+    #[arg(long, value_parser = parse_duration, default_value = "3s")]
+    pub syscall_duration: Duration,
     /// Directory for throughput.md.
     #[arg(long, default_value = DEFAULT_OUT)]
     pub out: PathBuf,
 }
 
+/// A load `--loads` can name.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoadKind {
+    KeepAlive,
+    Pipelined,
+    Churn,
+}
+
 /// The loads of a run, in the order they alternate.
-fn modes(depth: usize) -> [LoadMode; 3] {
-    [
-        LoadMode::KeepAlive,
-        LoadMode::Pipelined { depth },
-        LoadMode::Churn,
-    ]
+fn modes(loads: &[LoadKind], depth: usize) -> Vec<LoadMode> {
+    loads
+        .iter()
+        .map(|load| match load {
+            LoadKind::KeepAlive => LoadMode::KeepAlive,
+            LoadKind::Pipelined => LoadMode::Pipelined { depth },
+            LoadKind::Churn => LoadMode::Churn,
+        })
+        .collect()
 }
 
 fn mode_name(mode: LoadMode) -> String {
@@ -100,53 +137,133 @@ pub struct Sample {
     pub user_us_per_request: Option<f64>,
     /// The kernel part of it.
     pub system_us_per_request: Option<f64>,
+    /// Syscalls of the server's threads per checked response, from the
+    /// counted run that followed this one.
+    pub syscalls_per_request: Option<f64>,
+    /// Voluntary context switches of the server's threads per response.
+    pub voluntary_cs_per_request: Option<f64>,
+    /// Involuntary context switches of the server's threads per response.
+    pub involuntary_cs_per_request: Option<f64>,
+}
+
+impl Sample {
+    fn new(requests_per_sec: f64, p99_us: u64, requests: u64, errors: ErrorCounts) -> Sample {
+        Sample {
+            requests_per_sec,
+            p99_us,
+            requests,
+            errors,
+            cpu_us_per_request: None,
+            user_us_per_request: None,
+            system_us_per_request: None,
+            syscalls_per_request: None,
+            voluntary_cs_per_request: None,
+            involuntary_cs_per_request: None,
+        }
+    }
 }
 
 fn cpu_per_request(cpu: Duration, requests: u64) -> Option<f64> {
     (requests > 0).then(|| cpu.as_secs_f64() * 1e6 / requests as f64)
 }
 
+fn count_per_request(count: u64, requests: u64) -> Option<f64> {
+    (requests > 0).then(|| count as f64 / requests as f64)
+}
+
 /// Runs `run` and fills in what the server's CPU cost per request of the
-/// sample it returns, read from `/proc` around it.
-/// A target given without a PID has no CPU figures.
+/// sample it returns, and its context switches per request, read from
+/// `/proc` around it. A target given without a PID has no such figures.
 fn with_cpu(server: &Server, run: impl FnOnce() -> io::Result<Sample>) -> io::Result<Sample> {
+    let switches = || server.pid().map(procfs::tree_ctxt_switches).transpose();
     let before = server.usage()?;
+    let switches_before = switches()?;
     let mut sample = run()?;
+    let n = sample.requests;
+    if let (Some(before), Some(after)) = (switches_before, switches()?) {
+        let CtxSwitches {
+            voluntary,
+            involuntary,
+        } = after.since(before);
+        sample.voluntary_cs_per_request = count_per_request(voluntary, n);
+        sample.involuntary_cs_per_request = count_per_request(involuntary, n);
+    }
     let (Some(before), Some(after)) = (before, server.usage()?) else {
         return Ok(sample);
     };
-    let n = sample.requests;
     sample.cpu_us_per_request = cpu_per_request(after.cpu.saturating_sub(before.cpu), n);
     sample.user_us_per_request = cpu_per_request(after.user.saturating_sub(before.user), n);
     sample.system_us_per_request = cpu_per_request(after.system.saturating_sub(before.system), n);
     Ok(sample)
 }
 
-fn measure(server: &Server, cfg: &LoadConfig) -> io::Result<Sample> {
-    with_cpu(server, || {
-        let report: LoadReport = run_load(cfg)?;
-        Ok(Sample {
-            requests_per_sec: report.requests_per_sec(),
-            p99_us: report.latency.p99_us,
-            requests: report.requests,
-            errors: report.errors,
-            cpu_us_per_request: None,
-            user_us_per_request: None,
-            system_us_per_request: None,
-        })
-    })
+/// Runs `run` with the server's syscalls counted and returns them per
+/// response, with the errors the run saw (they count like any others).
+fn counting_syscalls(
+    server: &Server,
+    run: impl FnOnce() -> io::Result<Sample>,
+) -> io::Result<(Option<f64>, ErrorCounts)> {
+    let Some(pid) = server.pid() else {
+        return Ok((None, ErrorCounts::default()));
+    };
+    let counter = SyscallCounter::open(pid)?;
+    let before = counter.read()?;
+    let sample = run()?;
+    let after = counter.read()?;
+    Ok((
+        count_per_request(after.saturating_sub(before), sample.requests),
+        sample.errors,
+    ))
 }
 
-/// `wrk` keep-alive against `peer`: requests/s as wrk reports it.
-fn measure_wrk(server: &Server, args: &ThroughputArgs) -> io::Result<Sample> {
-    with_cpu(server, || run_wrk(server, args))
+/// Whether this machine lets the runner count a server's syscalls: tried
+/// on the runner itself, so a refusal is said once, before the rounds.
+fn syscall_counting_available(args: &ThroughputArgs) -> bool {
+    if args.syscall_duration.is_zero() {
+        return false;
+    }
+    match SyscallCounter::open(std::process::id() as i32) {
+        Ok(_) => true,
+        Err(e) => {
+            println!("syscalls/req: skipped: {e}");
+            false
+        }
+    }
 }
 
-fn run_wrk(server: &Server, args: &ThroughputArgs) -> io::Result<Sample> {
+/// A measured run of `run`, then, when `count` is set, a counted run of
+/// `counted` whose syscalls per response fill that column.
+fn measure_cell(
+    server: &Server,
+    run: impl FnOnce() -> io::Result<Sample>,
+    counted: Option<impl FnOnce() -> io::Result<Sample>>,
+) -> io::Result<Sample> {
+    let mut sample = with_cpu(server, run)?;
+    if let Some(counted) = counted {
+        let (syscalls, errors) = counting_syscalls(server, counted)?;
+        sample.syscalls_per_request = syscalls;
+        sample.errors.merge(&errors);
+    }
+    Ok(sample)
+}
+
+fn run_ours(cfg: &LoadConfig) -> io::Result<Sample> {
+    let report: LoadReport = run_load(cfg)?;
+    Ok(Sample::new(
+        report.requests_per_sec(),
+        report.latency.p99_us,
+        report.requests,
+        report.errors,
+    ))
+}
+
+/// `wrk` keep-alive against `server` for `duration`: requests/s as wrk
+/// reports it.
+fn run_wrk(server: &Server, args: &ThroughputArgs, duration: Duration) -> io::Result<Sample> {
     let out = Command::new("wrk")
         .arg(format!("-t{}", args.threads.min(args.connections).max(1)))
         .arg(format!("-c{}", args.connections))
-        .arg(format!("-d{}s", args.duration.as_secs().max(1)))
+        .arg(format!("-d{}s", duration.as_secs().max(1)))
         .arg("--latency")
         .arg(format!("http://{}/", server.addr()))
         .output()?;
@@ -162,15 +279,12 @@ fn run_wrk(server: &Server, args: &ThroughputArgs) -> io::Result<Sample> {
         reset: parsed.socket_errors,
         ..ErrorCounts::default()
     };
-    Ok(Sample {
-        requests_per_sec: parsed.requests_per_sec,
-        p99_us: parsed.p99_us,
-        requests: parsed.requests,
+    Ok(Sample::new(
+        parsed.requests_per_sec,
+        parsed.p99_us,
+        parsed.requests,
         errors,
-        cpu_us_per_request: None,
-        user_us_per_request: None,
-        system_us_per_request: None,
-    })
+    ))
 }
 
 /// The figures read from wrk's report.
@@ -288,6 +402,9 @@ fn table(cells: &[Cell]) -> Table {
             "CPU us/req",
             "user",
             "sys",
+            "syscalls/req",
+            "vol cs/req",
+            "invol cs/req",
             "CPU vs ringwall",
             "CPU vs canned",
         ],
@@ -319,11 +436,28 @@ fn table(cells: &[Cell]) -> Table {
             us(c.median_cpu()),
             us(c.median_of(|s| s.user_us_per_request)),
             us(c.median_of(|s| s.system_us_per_request)),
+            us(c.median_of(|s| s.syscalls_per_request)),
+            us(c.median_of(|s| s.voluntary_cs_per_request)),
+            us(c.median_of(|s| s.involuntary_cs_per_request)),
             ratio(c.median_cpu(), reference.and_then(Cell::median_cpu)),
             ratio(c.median_cpu(), floor.and_then(Cell::median_cpu)),
         ]);
     }
     t
+}
+
+/// The per-request figures of one sample, for the progress lines.
+fn per_request_line(s: &Sample) -> String {
+    let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
+    format!(
+        "CPU {} us/req (user {} sys {})  syscalls/req {}  cs/req vol {} invol {}",
+        f(s.cpu_us_per_request),
+        f(s.user_us_per_request),
+        f(s.system_us_per_request),
+        f(s.syscalls_per_request),
+        f(s.voluntary_cs_per_request),
+        f(s.involuntary_cs_per_request),
+    )
 }
 
 fn record(cells: &mut Vec<Cell>, load: &str, server: String, sample: Sample) {
@@ -342,7 +476,13 @@ fn record(cells: &mut Vec<Cell>, load: &str, server: String, sample: Sample) {
 
 const NOTE: &str = "2-core machine: the load generator shares the cores with the server; \
                     CPU per request is the fairer figure. canned is the floor (fixed bytes per \
-                    request head, no parser); it never closes, so it has no churn row";
+                    request head, no parser); it never closes, so it has no churn row. \
+                    cs/req: context switches of all the server's threads \
+                    (/proc/PID/task/TID/status), voluntary (it blocked) and involuntary \
+                    (preempted), in the measured run. syscalls/req: every syscall of the \
+                    server's threads (raw_syscalls:sys_enter, perf_event_open), counted in a \
+                    separate run after each measured one, because tracing slows every syscall; \
+                    an io_uring_enter is one syscall however many operations it carries";
 
 /// What the run says about a `--target`: it is measured, never managed.
 fn external_line(target: &ExternalTarget) -> String {
@@ -376,6 +516,7 @@ pub fn run(args: &ThroughputArgs) -> io::Result<()> {
     if peers.is_empty() {
         return Err(io::Error::other("no server could be started"));
     }
+    let count_syscalls = syscall_counting_available(args);
     let use_wrk = args.wrk && crate::peers::find_executable("wrk", &[]).is_some();
     if args.wrk && !use_wrk {
         println!("wrk: skipped: not installed (apt-get install -y wrk)");
@@ -403,35 +544,45 @@ pub fn run(args: &ThroughputArgs) -> io::Result<()> {
     }
     let mut cells = Vec::new();
     let mut wrk_cells = Vec::new();
+    let indices: Vec<usize> = (0..peers.len()).collect();
     for round in 1..=args.rounds {
-        for mode in modes(args.depth) {
-            for peer in &peers {
+        // Reversed every other round: no server always runs first or last.
+        let order = lineup::round_order(&indices, round);
+        for mode in modes(&args.loads, args.depth) {
+            for peer in order.iter().map(|&i| &peers[i]) {
                 if mode == LoadMode::Churn && peer.kind() == Some(ServerKind::Canned) {
                     continue;
                 }
-                let sample = measure(peer, &load(peer, mode, args.duration))?;
+                let sample = measure_cell(
+                    peer,
+                    || run_ours(&load(peer, mode, args.duration)),
+                    count_syscalls.then_some(|| run_ours(&load(peer, mode, args.syscall_duration))),
+                )?;
                 println!(
-                    "  round {round} {:<14} {:<8} {:>10.0} req/s  p99 {:>7.2} ms  errors {}  CPU {} us/req (user {} sys {})",
+                    "  round {round} {:<14} {:<8} {:>10.0} req/s  p99 {:>7.2} ms  errors {}  {}",
                     mode_name(mode),
                     peer.name(),
                     sample.requests_per_sec,
                     sample.p99_us as f64 / 1e3,
                     sample.errors,
-                    sample.cpu_us_per_request.map_or("-".into(), |v| format!("{v:.2}")),
-                    sample.user_us_per_request.map_or("-".into(), |v| format!("{v:.2}")),
-                    sample.system_us_per_request.map_or("-".into(), |v| format!("{v:.2}"))
+                    per_request_line(&sample),
                 );
                 record(&mut cells, &mode_name(mode), peer.name(), sample);
             }
         }
         if use_wrk {
-            for peer in &peers {
-                let sample = measure_wrk(peer, args)?;
+            for peer in order.iter().map(|&i| &peers[i]) {
+                let sample = measure_cell(
+                    peer,
+                    || run_wrk(peer, args, args.duration),
+                    count_syscalls.then_some(|| run_wrk(peer, args, args.syscall_duration)),
+                )?;
                 println!(
-                    "  round {round} {:<14} {:<8} {:>10.0} req/s  (wrk)",
+                    "  round {round} {:<14} {:<8} {:>10.0} req/s  (wrk)  {}",
                     "wrk keep-alive",
                     peer.name(),
-                    sample.requests_per_sec
+                    sample.requests_per_sec,
+                    per_request_line(&sample),
                 );
                 record(&mut wrk_cells, "wrk keep-alive", peer.name(), sample);
             }
@@ -460,11 +611,13 @@ pub fn run(args: &ThroughputArgs) -> io::Result<()> {
         println!("{line}");
     }
     let mut md = format!(
-        "## Throughput\n\n{}\n\n`ringwall-bench throughput --duration {} --rounds {}` \
+        "## Throughput\n\n{}\n\n`ringwall-bench throughput --duration {} --rounds {} \
+         --syscall-duration {}` \
          (c={}, pipelined x{}, {} client threads, {} server workers; median of {} rounds)\n\n{}\n{NOTE}.\n",
         stamp,
         crate::peers::format_duration(args.duration),
         args.rounds,
+        crate::peers::format_duration(args.syscall_duration),
         args.connections,
         args.depth,
         args.threads,
@@ -543,13 +696,13 @@ Transfer/sec:     10.00MB
             load: "keep-alive".into(),
             server: server.to_string(),
             samples: vec![Sample {
-                requests_per_sec,
-                p99_us: 1000,
-                requests: 1000,
-                errors: ErrorCounts::default(),
                 cpu_us_per_request: Some(cpu_us),
                 user_us_per_request: Some(cpu_us / 4.0),
                 system_us_per_request: Some(cpu_us * 3.0 / 4.0),
+                syscalls_per_request: Some(cpu_us / 8.0),
+                voluntary_cs_per_request: Some(cpu_us / 16.0),
+                involuntary_cs_per_request: Some(cpu_us / 32.0),
+                ..Sample::new(requests_per_sec, 1000, 1000, ErrorCounts::default())
             }],
         }
     }
@@ -567,11 +720,50 @@ Transfer/sec:     10.00MB
             .find(|columns| columns[..2] == ["keep-alive", "ringwall"])
             .expect("a ringwall row");
         // req/s, vs ringwall, vs canned, p99, errors, CPU, user, sys,
-        // CPU vs ringwall, CPU vs canned.
+        // syscalls, voluntary and involuntary switches, CPU vs ringwall,
+        // CPU vs canned.
         assert_eq!(
             ringwall[2..],
-            ["80000", "1.00x", "0.80x", "1.00", "0", "8.00", "2.00", "6.00", "1.00x", "2.00x"]
+            [
+                "80000", "1.00x", "0.80x", "1.00", "0", "8.00", "2.00", "6.00", "1.00", "0.50",
+                "0.25", "1.00x", "2.00x"
+            ]
         );
+    }
+
+    #[test]
+    fn a_sample_without_figures_shows_dashes() {
+        let cells = [Cell {
+            load: "keep-alive".into(),
+            server: "mine".into(),
+            samples: vec![Sample::new(5000.0, 2000, 25_000, ErrorCounts::default())],
+        }];
+        let text = table(&cells).text();
+        let row: Vec<&str> = text
+            .lines()
+            .find(|l| l.starts_with("keep-alive"))
+            .expect("a row")
+            .split_whitespace()
+            .collect();
+        assert_eq!(row[7..13], ["-", "-", "-", "-", "-", "-"]);
+    }
+
+    #[test]
+    fn loads_run_in_the_order_given() {
+        assert_eq!(
+            modes(&[LoadKind::Churn, LoadKind::KeepAlive], 8),
+            [LoadMode::Churn, LoadMode::KeepAlive]
+        );
+        assert_eq!(
+            modes(&[LoadKind::Pipelined], 8),
+            [LoadMode::Pipelined { depth: 8 }]
+        );
+    }
+
+    #[test]
+    fn counts_per_request_need_requests() {
+        assert_eq!(count_per_request(150, 100), Some(1.5));
+        assert_eq!(count_per_request(150, 0), None);
     }
 
     #[test]
