@@ -5,8 +5,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 
-use crate::socket::NotAListener;
-use crate::stats::Stats;
+use crate::ops::stats::Stats;
+use crate::sys::socket::NotAListener;
 
 /// Why io_uring cannot be used on this machine.
 #[derive(Debug)]

@@ -37,7 +37,7 @@
 //! from any thread, through a [`Responder`] (whole, or streamed with
 //! backpressure through a [`BodySender`]); one whose
 //! [`Handler::streams_request_bodies`] is true reads request bodies as they
-//! arrive ([`Request::body_stream`](crate::handler::Request::body_stream)). With the `tower` feature,
+//! arrive ([`Request::body_stream`](crate::app::handler::Request::body_stream)). With the `tower` feature,
 //! `tower::ServiceHandler` runs any `tower::Service` over `http` types,
 //! an axum `Router` among them (`examples/axum.rs`).
 //!
@@ -89,44 +89,24 @@ compile_error!(
      epoll with timerfd, over SO_REUSEPORT listeners"
 );
 
-mod activation;
+mod app;
 mod backend;
-#[cfg(feature = "benchmark-app")]
-mod benchmark_app;
-mod buf_ring;
-mod clock;
 mod config;
-mod conn_cap;
-mod deferred;
 mod driver;
-mod epoll_worker;
 mod error;
-mod fd_passing;
-mod fixed_slab;
-mod handler;
-mod handover;
-mod large_buffers;
-mod log;
-mod malloc;
-mod per_ip;
-mod prometheus;
-mod request_body;
+mod ops;
 mod server;
-mod socket;
-mod stats;
+mod sys;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod tower;
-mod user_data;
-mod worker;
 
-pub use activation::{
-    activation_from_env, listen_fds_from_env, Activation, ActivationError, InheritedListener,
-    ListenerOrigin, LISTEN_FDS_FROM_PARENT, READY_FD, SD_LISTEN_FDS_START,
-};
 #[cfg(feature = "benchmark-app")]
 #[cfg_attr(docsrs, doc(cfg(feature = "benchmark-app")))]
-pub use benchmark_app::{benchmark_app, BENCHMARK_MAX_BYTES};
+pub use app::benchmark_app::{benchmark_app, BENCHMARK_MAX_BYTES};
+pub use app::deferred::{BodySender, Gone, Responder, STREAM_HIGH_WATER, STREAM_LOW_WATER};
+pub use app::handler::{BodyWriter, Handler, Request, Response, ResponseError};
+pub use app::request_body::{BodyError, RequestBody, BODY_HIGH_WATER, BODY_LOW_WATER};
 pub use config::{
     Backend, Config, ConfigError, ServerBuilder, DEFAULT_BODY_TIMEOUT, DEFAULT_HANDLER_TIMEOUT,
     DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BUFFERED_BODY_BYTES,
@@ -134,17 +114,18 @@ pub use config::{
     DEFAULT_MIN_RATE, DEFAULT_RECV_BUFFERS, DEFAULT_RECV_BUFFER_SIZE, DEFAULT_RING_ENTRIES,
     DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_WRITE_TIMEOUT,
 };
-pub use deferred::{BodySender, Gone, Responder, STREAM_HIGH_WATER, STREAM_LOW_WATER};
 pub use error::{ServeError, StartError, UringUnavailable, WorkerFailure};
-pub use handler::{BodyWriter, Handler, Request, Response, ResponseError};
-pub use handover::{spawn_with_listeners, Readiness, ReadyNotifier, Successor};
-pub use prometheus::PROMETHEUS_CONTENT_TYPE;
-pub use request_body::{BodyError, RequestBody, BODY_HIGH_WATER, BODY_LOW_WATER};
-pub use socket::NotAListener;
+pub use ops::activation::{
+    activation_from_env, listen_fds_from_env, Activation, ActivationError, InheritedListener,
+    ListenerOrigin, LISTEN_FDS_FROM_PARENT, READY_FD, SD_LISTEN_FDS_START,
+};
+pub use ops::handover::{spawn_with_listeners, Readiness, ReadyNotifier, Successor};
+pub use ops::prometheus::PROMETHEUS_CONTENT_TYPE;
+pub use sys::socket::NotAListener;
 // Named, not `pub use ringwall_h1 as h1`: the h1 types that appear in this
 // crate's own API, so that ringwall's semver follows what it exposes rather
 // than all of ringwall-h1.
+pub use ops::stats::{CloseCounts, CloseReason, Stats};
 pub use ringwall_h1::{EncodeError, Limits, LimitsError, PreparedHeaders, Version};
 pub use ringwall_timers::MinRate;
 pub use server::{Server, ServerHandle, StatsReader};
-pub use stats::{CloseCounts, CloseReason, Stats};

@@ -11,15 +11,15 @@ use std::thread::JoinHandle;
 
 use crossbeam_utils::CachePadded;
 
+use crate::app::handler::Handler;
+use crate::backend::epoll::EpollWorker;
+use crate::backend::uring::{Worker, WorkerSetup, WorkerShared};
 use crate::config::{Backend, Config, ServerBuilder};
-use crate::conn_cap::ConnCap;
-use crate::epoll_worker::EpollWorker;
+use crate::driver::conn_cap::ConnCap;
+use crate::driver::per_ip::PerIpCap;
 use crate::error::{ServeError, StartError, UringUnavailable, WorkerFailure};
-use crate::handler::Handler;
-use crate::per_ip::PerIpCap;
-use crate::socket::{self, Listener};
-use crate::stats::{Stats, WorkerCounters};
-use crate::worker::{Worker, WorkerSetup, WorkerShared};
+use crate::ops::stats::{Stats, WorkerCounters};
+use crate::sys::socket::{self, Listener};
 use ringwall_timers::MinRate;
 
 /// A configured server, ready to [`serve`](Server::serve).
@@ -52,7 +52,7 @@ impl Server {
         socket::raise_nofile_limit();
         socket::presize_fd_table(self.config.max_connections);
         if self.config.return_memory_to_os {
-            crate::malloc::return_large_buffers_to_os();
+            crate::sys::malloc::return_large_buffers_to_os();
         }
         let (backend, fallback) = choose_backend(self.config.backend)?;
         let workers = self.config.workers;
@@ -165,7 +165,7 @@ impl Server {
         for inherited in &self.inherited {
             let fd = inherited.as_raw_fd();
             let checked = socket::check_listener(fd).and_then(|()| {
-                socket::local_addr(fd).map_err(crate::socket::NotAListener::NotASocket)
+                socket::local_addr(fd).map_err(crate::sys::socket::NotAListener::NotASocket)
             });
             match checked {
                 Ok(addr) => local_addrs.push(addr),
@@ -280,7 +280,7 @@ fn log_start(
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(",");
-    crate::log::info!(
+    crate::ops::log::info!(
         backend = %BackendField(backend, fallback),
         workers = c.workers,
         header_timeout = ?c.header_timeout,
@@ -468,7 +468,7 @@ fn launch<W: BackendWorker>(
         Ok(Err(e)) => WorkerFailure::Ring(e),
         Err(panic) => {
             let message = panic_message(panic.as_ref());
-            crate::log::error!(
+            crate::ops::log::error!(
                 worker = index,
                 panic = %message,
                 "worker panicked; the server shuts down"
@@ -486,10 +486,10 @@ fn choose_backend(wanted: Backend) -> Result<(Backend, Option<UringUnavailable>)
     match wanted {
         Backend::Epoll => Ok((Backend::Epoll, None)),
         Backend::IoUring => Ok((Backend::IoUring, None)),
-        _ => match crate::worker::probe() {
+        _ => match crate::backend::uring::probe() {
             Ok(()) => Ok((Backend::IoUring, None)),
             Err(cause) if cause.is_refusal() => {
-                crate::log::warn!(
+                crate::ops::log::warn!(
                     backend = "epoll",
                     io_uring_refused = %cause,
                     "io_uring is refused here; serving on epoll"
@@ -619,7 +619,7 @@ impl ServerHandle {
         // The workers' shares are gone with them: this closes the eventfds.
         lock(&self.stop.wake_fds).clear();
         if self.announce_stop {
-            crate::log::info!("{} stopped: {}", self.title, self.stats());
+            crate::ops::log::info!("{} stopped: {}", self.title, self.stats());
         }
     }
 }

@@ -10,7 +10,7 @@ impl<H: Handler> Driver<H> {
         let conn = &mut self.conns[key];
         if conn.close_reason.is_none() {
             conn.close_reason = Some(reason);
-            if crate::log::close_is_logged(reason) && crate::log::closes_enabled() {
+            if crate::ops::log::close_is_logged(reason) && crate::ops::log::closes_enabled() {
                 self.log_close(key, reason);
             }
         }
@@ -35,9 +35,9 @@ impl<H: Handler> Driver<H> {
         let peer = if conn.has_proxied_peer {
             self.proxied_peers.get(&key).copied()
         } else {
-            crate::socket::peer_addr(conn.fd)
+            crate::sys::socket::peer_addr(conn.fd)
         };
-        crate::log::close_event(self.shared.worker, reason, peer, suppressed);
+        crate::ops::log::close_event(self.shared.worker, reason, peer, suppressed);
     }
 
     /// The backend resolved a [`CloseMode::ResetIfUnacked`]: count the

@@ -9,7 +9,7 @@ use ringwall_h1::Decoder;
 use ringwall_timers::ConnTimers;
 
 use super::send_queue::SendQueue;
-use crate::stats::CloseReason;
+use crate::ops::stats::CloseReason;
 
 /// Where a connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! Deferred answers in the driver: a handler that called
 //! [`Response::defer`](crate::Response::defer) leaves its connection in an
 //! exchange until the responder's completions (whole, or head, data, end)
-//! arrive through the worker's mailbox (see `crate::deferred`).
+//! arrive through the worker's mailbox (see `crate::app::deferred`).
 
 use std::sync::Arc;
 
@@ -13,9 +13,9 @@ use ringwall_h1::{
 use super::canned::{encode_canned, Canned};
 use super::connection::{Hold, Phase};
 use super::Driver;
-use crate::deferred::{Completion, ExchangeEvent, ExchangeState};
-use crate::handler::Handler;
-use crate::stats::CloseReason;
+use crate::app::deferred::{Completion, ExchangeEvent, ExchangeState};
+use crate::app::handler::Handler;
+use crate::ops::stats::CloseReason;
 
 /// A deferred answer in progress.
 pub(crate) struct Exchange {

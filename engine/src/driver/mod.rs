@@ -22,10 +22,14 @@ mod admit;
 mod budgets;
 mod canned;
 mod close;
+pub(crate) mod conn_cap;
 mod connection;
 mod deadlines;
 mod exchange;
+pub(crate) mod fixed_slab;
 mod input;
+pub(crate) mod large_buffers;
+pub(crate) mod per_ip;
 mod pools;
 mod proxy;
 mod send;
@@ -52,15 +56,15 @@ use ringwall_timers::{
     ConnTimers, DeadlineKind, FireOutcome, MinRates, MonoTime, Timeouts, TimerAction,
 };
 
+use crate::app::deferred::Mailbox;
+use crate::app::handler::{Handler, Request, Response};
+use crate::app::request_body::{BodyChannel, RequestBody};
 use crate::config::Config;
-use crate::conn_cap::ConnCap;
-use crate::deferred::Mailbox;
-use crate::fixed_slab::FixedSlab;
-use crate::handler::{Handler, Request, Response};
-use crate::log::CloseLogBudget;
-use crate::per_ip::PerIpCap;
-use crate::request_body::{BodyChannel, RequestBody};
-use crate::stats::{CloseReason, WorkerCounters};
+use crate::driver::conn_cap::ConnCap;
+use crate::driver::fixed_slab::FixedSlab;
+use crate::driver::per_ip::PerIpCap;
+use crate::ops::log::CloseLogBudget;
+use crate::ops::stats::{CloseReason, WorkerCounters};
 use canned::{encode_canned, Canned};
 use connection::{Connection, Hold, Phase, NO_IP_BUCKET};
 use exchange::Exchange;
@@ -307,7 +311,7 @@ impl<H: Handler> Driver<H> {
             exchanges: HashMap::new(),
             stream_bodies,
             body_channels: HashMap::new(),
-            unacked_bytes: crate::socket::unacked_bytes,
+            unacked_bytes: crate::sys::socket::unacked_bytes,
         }
     }
 
@@ -409,7 +413,7 @@ impl<H: Handler> Driver<H> {
         let storm_ended = self.head_storm_ended() && self.config.return_memory_to_os;
         if self.head_storm_ended() {
             if self.config.return_memory_to_os {
-                crate::malloc::give_back_free_heap();
+                crate::sys::malloc::give_back_free_heap();
             }
             // The storm's decoders come back to the pool as its connections
             // close, and leave it a tick later: until the pool is back to

@@ -29,10 +29,10 @@ use crossbeam_utils::CachePadded;
 use ringwall_timers::{MonoTime, TimerAction};
 
 use super::{Action, Admission, Driver, DriverShared};
-use crate::conn_cap::ConnCap;
-use crate::deferred::Mailbox;
-use crate::handler::{Request, Response};
-use crate::stats::WorkerCounters;
+use crate::app::deferred::Mailbox;
+use crate::app::handler::{Request, Response};
+use crate::driver::conn_cap::ConnCap;
+use crate::ops::stats::WorkerCounters;
 
 const SEEDS: u64 = 2_000;
 const STEPS: usize = 150;
@@ -347,7 +347,8 @@ impl Sim {
     /// every connection saw.
     fn finish(mut self) {
         self.driver.begin_shutdown(false);
-        self.driver.close_all(crate::stats::CloseReason::Shutdown);
+        self.driver
+            .close_all(crate::ops::stats::CloseReason::Shutdown);
         self.apply_actions();
         assert!(
             self.conns.is_empty(),

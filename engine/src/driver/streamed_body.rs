@@ -9,9 +9,9 @@ use ringwall_h1::BodyKind;
 
 use super::connection::{Hold, Phase};
 use super::Driver;
-use crate::handler::Handler;
-use crate::request_body::{BodyChannel, RequestBody};
-use crate::stats::CloseReason;
+use crate::app::handler::Handler;
+use crate::app::request_body::{BodyChannel, RequestBody};
+use crate::ops::stats::CloseReason;
 
 impl<H: Handler> Driver<H> {
     /// A head announcing a body parsed and the handler streams bodies:

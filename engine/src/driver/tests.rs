@@ -10,11 +10,11 @@ use crossbeam_utils::CachePadded;
 use ringwall_timers::{MonoTime, TimerAction};
 
 use super::{Action, Admission, CloseMode, Driver, DriverShared};
-use crate::conn_cap::ConnCap;
-use crate::deferred::{Mailbox, Responder};
-use crate::handler::{Handler, Request, Response};
-use crate::request_body::RequestBody;
-use crate::stats::WorkerCounters;
+use crate::app::deferred::{Mailbox, Responder};
+use crate::app::handler::{Handler, Request, Response};
+use crate::app::request_body::RequestBody;
+use crate::driver::conn_cap::ConnCap;
+use crate::ops::stats::WorkerCounters;
 
 const HEADER: Duration = Duration::from_secs(2);
 const IDLE: Duration = Duration::from_secs(5);
@@ -631,7 +631,7 @@ fn a_full_connection_table_refuses_even_when_the_cap_would_admit() {
     let cap = Arc::new(ConnCap::new(10));
     // One address may hold all ten, so only the table can refuse; its
     // claim must be handed back like the server-wide one.
-    let per_ip = Arc::new(crate::per_ip::PerIpCap::new(10, 0));
+    let per_ip = Arc::new(crate::driver::per_ip::PerIpCap::new(10, 0));
     let shared = DriverShared {
         mailbox: Arc::new(Mailbox::new().unwrap()),
         worker: 0,
@@ -743,7 +743,7 @@ fn a_streamed_body_over_its_cap_is_answered_413_before_the_handler_sees_it() {
 
 #[test]
 fn a_prepared_answer_is_written_once_and_a_second_send_is_refused() {
-    use crate::handler::ResponseError;
+    use crate::app::handler::ResponseError;
     use ringwall_h1::PreparedHeaders;
     let seconds = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&seconds);

@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 
 use ringwall_timers::MonoTime;
 
-use crate::stats::CloseReason;
+use crate::ops::stats::CloseReason;
 
 /// The target of the per-connection close events (protocol errors and
 /// deadline closes, with the peer's address). Enable it with a filter such as
@@ -43,7 +43,7 @@ macro_rules! event {
 macro_rules! event {
     ($level:ident, $($arg:tt)+) => {
         if false {
-            $crate::log::discard!($($arg)+);
+            $crate::ops::log::discard!($($arg)+);
         }
     };
 }
@@ -54,19 +54,19 @@ macro_rules! event {
 macro_rules! discard {
     ($name:ident = % $value:expr, $($rest:tt)+) => {
         let _ = &$value;
-        $crate::log::discard!($($rest)+)
+        $crate::ops::log::discard!($($rest)+)
     };
     ($name:ident = ? $value:expr, $($rest:tt)+) => {
         let _ = &$value;
-        $crate::log::discard!($($rest)+)
+        $crate::ops::log::discard!($($rest)+)
     };
     ($name:ident = $value:expr, $($rest:tt)+) => {
         let _ = &$value;
-        $crate::log::discard!($($rest)+)
+        $crate::ops::log::discard!($($rest)+)
     };
     ($name:ident, $($rest:tt)+) => {
         let _ = &$name;
-        $crate::log::discard!($($rest)+)
+        $crate::ops::log::discard!($($rest)+)
     };
     ($message:literal $(, $arg:expr)* $(,)?) => {
         let _ = ::std::format_args!($message $(, $arg)*);
@@ -74,13 +74,13 @@ macro_rules! discard {
 }
 
 macro_rules! error {
-    ($($arg:tt)+) => { $crate::log::event!(error, $($arg)+) };
+    ($($arg:tt)+) => { $crate::ops::log::event!(error, $($arg)+) };
 }
 macro_rules! warn_event {
-    ($($arg:tt)+) => { $crate::log::event!(warn, $($arg)+) };
+    ($($arg:tt)+) => { $crate::ops::log::event!(warn, $($arg)+) };
 }
 macro_rules! info {
-    ($($arg:tt)+) => { $crate::log::event!(info, $($arg)+) };
+    ($($arg:tt)+) => { $crate::ops::log::event!(info, $($arg)+) };
 }
 
 #[cfg(not(feature = "tracing"))]

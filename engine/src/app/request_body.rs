@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use crate::deferred::{Completion, ExchangeEvent, Mailbox};
+use crate::app::deferred::{Completion, ExchangeEvent, Mailbox};
 
 /// The worker stops reading a connection whose consumer holds this much
 /// unread body.

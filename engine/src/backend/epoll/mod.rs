@@ -34,14 +34,14 @@ use std::time::Duration;
 
 use ringwall_timers::{MonoTime, TimerAction};
 
+use crate::app::deferred::{Completion, Mailbox};
+use crate::app::handler::Handler;
+use crate::backend::uring::{WorkerSetup, WorkerShared};
 use crate::backend::{fatal_wait_error, place_slot, Plumbing};
-use crate::clock::{mono_now, unix_secs};
-use crate::deferred::{Completion, Mailbox};
 use crate::driver::Driver;
-use crate::handler::Handler;
-use crate::socket::{self, Listener};
-use crate::stats::CloseReason;
-use crate::worker::{WorkerSetup, WorkerShared};
+use crate::ops::stats::CloseReason;
+use crate::sys::clock::{mono_now, unix_secs};
+use crate::sys::socket::{self, Listener};
 
 /// Events one `epoll_wait` returns at most.
 const EVENTS_PER_WAIT: usize = 256;

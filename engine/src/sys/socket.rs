@@ -415,7 +415,7 @@ pub(crate) fn random_u64() -> u64 {
     // SAFETY: writes at most 8 bytes into a live u64.
     let n = unsafe { libc::getrandom((&mut key as *mut u64).cast(), 8, 0) };
     if n != 8 {
-        key = crate::clock::mono_now().secs_nanos().1 as u64 ^ std::process::id() as u64;
+        key = crate::sys::clock::mono_now().secs_nanos().1 as u64 ^ std::process::id() as u64;
     }
     key
 }

@@ -18,7 +18,7 @@
 
 use std::fmt::Write;
 
-use crate::stats::{CounterKind, CounterRow, Stats, COUNTERS};
+use crate::ops::stats::{CounterKind, CounterRow, Stats, COUNTERS};
 
 /// The content type to serve [`Stats::to_prometheus`] with.
 pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
@@ -118,7 +118,7 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::WorkerCounters;
+    use crate::ops::stats::WorkerCounters;
 
     /// Counter n of [`COUNTERS`] (from 0) holds n + 1.
     fn numbered_stats() -> Stats {

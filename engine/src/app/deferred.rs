@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use crate::socket;
+use crate::sys::socket;
 
 /// A streamed body's producer may run ahead of the socket by this much.
 pub const STREAM_HIGH_WATER: usize = 256 * 1024;

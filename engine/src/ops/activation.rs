@@ -13,9 +13,9 @@ use std::fmt;
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
-use crate::fd_passing::{self, ReadyNotifier};
-pub use crate::fd_passing::{LISTEN_FDS_FROM_PARENT, READY_FD, SD_LISTEN_FDS_START};
-use crate::socket::{self, NotAListener};
+use crate::ops::fd_passing::{self, ReadyNotifier};
+pub use crate::ops::fd_passing::{LISTEN_FDS_FROM_PARENT, READY_FD, SD_LISTEN_FDS_START};
+use crate::sys::socket::{self, NotAListener};
 
 /// Who passed the listening sockets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

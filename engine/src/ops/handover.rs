@@ -22,8 +22,8 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
 
-pub use crate::fd_passing::ReadyNotifier;
-use crate::fd_passing::{LISTEN_FDS_FROM_PARENT, READY_FD, SD_LISTEN_FDS_START};
+pub use crate::ops::fd_passing::ReadyNotifier;
+use crate::ops::fd_passing::{LISTEN_FDS_FROM_PARENT, READY_FD, SD_LISTEN_FDS_START};
 
 /// A started successor and the pipe on which it says it serves.
 #[derive(Debug)]

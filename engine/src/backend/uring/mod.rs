@@ -14,6 +14,9 @@
 //! Everything that reaches the worker arrives as a CQE and goes through
 //! [`Worker::dispatch`], one `match` on the operation tag.
 
+pub(crate) mod buf_ring;
+pub(crate) mod user_data;
+
 use std::collections::VecDeque;
 use std::io;
 use std::mem::ManuallyDrop;
@@ -27,19 +30,19 @@ use io_uring::types::{Fd, TimeoutFlags, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 use ringwall_timers::{MonoTime, TimerAction};
 
+use crate::app::deferred::{Completion, Mailbox};
+use crate::app::handler::Handler;
+use crate::backend::uring::buf_ring::ProvidedBufRing;
+use crate::backend::uring::user_data::{OpTag, UserData, NO_SLOT};
 use crate::backend::{fatal_wait_error, place_slot, Plumbing};
-use crate::buf_ring::ProvidedBufRing;
-use crate::clock::{mono_now, unix_secs};
 use crate::config::Config;
-use crate::conn_cap::ConnCap;
-use crate::deferred::{Completion, Mailbox};
+use crate::driver::conn_cap::ConnCap;
+use crate::driver::per_ip::PerIpCap;
 use crate::driver::{Driver, DriverShared};
 use crate::error::UringUnavailable;
-use crate::handler::Handler;
-use crate::per_ip::PerIpCap;
-use crate::socket::{self, Listener};
-use crate::stats::{CloseReason, WorkerCounters};
-use crate::user_data::{OpTag, UserData, NO_SLOT};
+use crate::ops::stats::{CloseReason, WorkerCounters};
+use crate::sys::clock::{mono_now, unix_secs};
+use crate::sys::socket::{self, Listener};
 
 /// Provided-buffer group id of every worker's receive ring (one per ring).
 const RECV_BUFFER_GROUP: u16 = 0;
@@ -251,7 +254,7 @@ fn build_ring(entries: u32, worker: usize) -> Result<IoUring, UringUnavailable> 
         match builder.build(entries) {
             Ok(ring) => {
                 if i > 0 {
-                    crate::log::warn!(
+                    crate::ops::log::warn!(
                         worker,
                         wanted = attempts[0].0,
                         using = name,
@@ -546,7 +549,7 @@ impl<H: Handler> Worker<H> {
                             // command: the syscall, now and from now on.
                             socket::set_linger_zero(slot.raw_fd());
                             if self.linger_through_ring {
-                                crate::log::info!(
+                                crate::ops::log::info!(
                                     worker = self.index,
                                     error = %io::Error::from_raw_os_error(-result),
                                     "the kernel has no io_uring setsockopt; resets set SO_LINGER by syscall"
@@ -686,7 +689,7 @@ impl<H: Handler> Worker<H> {
             return;
         } else if result == -libc::EINVAL && self.recv_multishot {
             // Kernels before 6.0 reject multishot recv: fall back for good.
-            crate::log::warn!(
+            crate::ops::log::warn!(
                 worker = self.index,
                 "the kernel rejects multishot recv; falling back to single-shot recv"
             );

@@ -2,14 +2,17 @@
 //! admitting an accepted socket. The connection logic itself is the
 //! driver's; this is only the glue every backend would otherwise repeat.
 
+pub(crate) mod epoll;
+pub(crate) mod uring;
+
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use ringwall_timers::TimerAction;
 
+use crate::app::handler::Handler;
 use crate::driver::{Action, Admission, CloseMode, Driver};
-use crate::handler::Handler;
-use crate::socket;
+use crate::sys::socket;
 
 /// An accepted socket the driver gave a slot, for the backend's slot of
 /// the same key to own.
@@ -122,7 +125,7 @@ pub(crate) trait Plumbing<H: Handler> {
 /// Logs the error that ends a worker's loop (`call`: the wait that failed)
 /// and gives it back, for `run` to return.
 pub(crate) fn fatal_wait_error(worker: usize, call: &'static str, error: io::Error) -> io::Error {
-    crate::log::error!(
+    crate::ops::log::error!(
         worker,
         call,
         error = %error,

@@ -3,7 +3,7 @@
 
 use std::sync::LazyLock;
 
-use crate::handler::{Request, Response};
+use crate::app::handler::{Request, Response};
 use ringwall_h1::PreparedHeaders;
 
 /// The largest body `GET /bytes/N` answers (64 MiB): the answer is queued

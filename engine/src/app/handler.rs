@@ -7,10 +7,10 @@ use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::sync::Arc;
 
-use crate::deferred::{ExchangeState, Mailbox, Responder};
-use crate::request_body::RequestBody;
+use crate::app::deferred::{ExchangeState, Mailbox, Responder};
+use crate::app::request_body::RequestBody;
 
-use crate::large_buffers::{LargeBufferPool, LARGE_BUFFER_MIN};
+use crate::driver::large_buffers::{LargeBufferPool, LARGE_BUFFER_MIN};
 
 use ringwall_h1::{
     encode_response, encode_response_cached, encode_sized_head, sized_body_expected, EncodeContext,
@@ -101,7 +101,7 @@ impl<'a> Request<'a> {
     /// LOCAL or UNKNOWN header).
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.proxied_peer
-            .or_else(|| crate::socket::peer_addr(self.fd))
+            .or_else(|| crate::sys::socket::peer_addr(self.fd))
     }
 }
 
