@@ -7,12 +7,21 @@ pub(crate) mod uring;
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use crossbeam_utils::CachePadded;
 
 use ringwall_timers::TimerAction;
 
+use crate::app::deferred::Mailbox;
 use crate::app::handler::Handler;
-use crate::driver::{Action, Admission, CloseMode, Driver};
-use crate::sys::socket;
+use crate::config::Config;
+use crate::driver::conn_cap::ConnCap;
+use crate::driver::per_ip::PerIpCap;
+use crate::driver::{Action, Admission, CloseMode, Driver, DriverShared};
+use crate::ops::stats::WorkerCounters;
+use crate::sys::socket::{self, Listener};
 
 /// An accepted socket the driver gave a slot, for the backend's slot of
 /// the same key to own.
@@ -143,5 +152,42 @@ pub(crate) fn place_slot<T>(slots: &mut Vec<T>, key: usize, slot: T) {
         slots.push(slot);
     } else {
         slots[key] = slot;
+    }
+}
+
+/// Pause before re-arming accept after EMFILE and friends.
+pub(crate) const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Everything a worker of either backend starts from.
+pub(crate) struct WorkerSetup<H> {
+    pub index: usize,
+    pub config: Config,
+    pub listeners: Vec<Listener>,
+    pub handler: Arc<H>,
+    pub shared: WorkerShared,
+}
+
+/// What the spawning thread shares with a worker.
+pub(crate) struct WorkerShared {
+    pub counters: Arc<CachePadded<WorkerCounters>>,
+    pub cap: Arc<ConnCap>,
+    /// `None` when `max_connections_per_ip` is 0.
+    pub per_ip: Option<Arc<PerIpCap>>,
+    pub shutdown: Arc<AtomicBool>,
+    /// Set before `shutdown` when a successor process accepts on the same
+    /// sockets ([`crate::ServerHandle::hand_over`]).
+    pub hand_over: Arc<AtomicBool>,
+}
+
+impl WorkerShared {
+    /// What the worker's driver shares with the rest of the server.
+    pub fn for_driver(&self, worker: usize, mailbox: Arc<Mailbox>) -> DriverShared {
+        DriverShared {
+            mailbox,
+            worker,
+            counters: Arc::clone(&self.counters),
+            cap: Arc::clone(&self.cap),
+            per_ip: self.per_ip.clone(),
+        }
     }
 }

@@ -2,6 +2,8 @@
 //! per-connection options, and the close sequence.
 
 use std::io;
+
+use super::cvt;
 use std::mem;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -42,14 +44,6 @@ impl std::error::Error for NotAListener {}
 const LISTEN_BACKLOG: libc::c_int = 4096;
 /// TCP_NOTSENT_LOWAT of every connection (see `reuseport_listener`).
 const NOTSENT_LOWAT: libc::c_int = 128 * 1024;
-
-fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
-}
 
 fn set_int_opt(
     fd: RawFd,
@@ -138,6 +132,22 @@ fn from_sockaddr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
 pub(crate) struct Listener {
     pub fd: OwnedFd,
     pub inherited: bool,
+}
+
+/// At shutdown: new connects to the sockets this process bound are refused
+/// from now on. An inherited socket keeps listening (systemd shares it, and
+/// its backlog waits for the next instance), and so does every socket when
+/// `handing_over` to a successor, which shares them the same way; for
+/// those, the caller's cancelled accepts are all it takes. The fds stay
+/// open until the worker exits, so no queued accept can name a reused
+/// number.
+pub(crate) fn stop_accepting(listeners: &mut [Listener], handing_over: bool) {
+    for listener in listeners {
+        listener.inherited |= handing_over;
+        if !listener.inherited {
+            stop_listening(listener.fd.as_raw_fd());
+        }
+    }
 }
 
 /// Closes a stopped worker's listeners. An inherited socket is shared:

@@ -24,6 +24,8 @@
 //! `recv` of up to `recv_buffer_size`), so one busy connection cannot hold
 //! the worker; what is left is reported again by the next `epoll_wait`.
 
+mod plumbing;
+
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;
@@ -36,11 +38,12 @@ use ringwall_timers::{MonoTime, TimerAction};
 
 use crate::app::deferred::{Completion, Mailbox};
 use crate::app::handler::Handler;
-use crate::backend::uring::{WorkerSetup, WorkerShared};
 use crate::backend::{fatal_wait_error, place_slot, Plumbing};
+use crate::backend::{WorkerSetup, WorkerShared, ACCEPT_BACKOFF};
 use crate::driver::Driver;
 use crate::ops::stats::CloseReason;
 use crate::sys::clock::{mono_now, unix_secs};
+use crate::sys::cvt;
 use crate::sys::socket::{self, Listener};
 
 /// Events one `epoll_wait` returns at most.
@@ -49,7 +52,6 @@ const EVENTS_PER_WAIT: usize = 256;
 /// cannot starve the sockets already open.
 const ACCEPTS_PER_WAKE: usize = 64;
 /// Pause before accepting again after EMFILE and friends.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 /// Events handled between two looks at the deadline heap within a turn.
 const TIMER_CHECK_EVERY: usize = 32;
 /// How often the large-buffer pool is checked while it holds memory.
@@ -122,14 +124,6 @@ pub(crate) struct EpollWorker<H: Handler> {
     shutdown_deadline: Option<MonoTime>,
     shutdown_timeout: Duration,
     next_pool_tick: Option<MonoTime>,
-}
-
-fn cvt(result: libc::c_int) -> io::Result<libc::c_int> {
-    if result < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(result)
-    }
 }
 
 impl<H: Handler> EpollWorker<H> {
@@ -621,101 +615,12 @@ impl<H: Handler> EpollWorker<H> {
         }
         self.shutting_down = true;
         let handing_over = self.shared.hand_over.load(Ordering::Acquire);
-        for listener in &mut self.listeners {
+        for listener in &self.listeners {
             let _ = Self::unwatch(self.epoll_fd.as_raw_fd(), listener.fd.as_raw_fd());
-            // New connects to sockets we bound are refused from now on; an
-            // inherited socket keeps listening for the next instance, and
-            // one handed over to a successor is shared the same way.
-            listener.inherited |= handing_over;
-            if !listener.inherited {
-                socket::stop_listening(listener.fd.as_raw_fd());
-            }
         }
+        socket::stop_accepting(&mut self.listeners, handing_over);
         self.shutdown_deadline = Some(mono_now().saturating_add(self.shutdown_timeout));
         self.driver.begin_shutdown(handing_over);
         self.carry_out();
-    }
-}
-
-impl<H: Handler> Plumbing<H> for EpollWorker<H> {
-    fn driver(&mut self) -> &mut Driver<H> {
-        &mut self.driver
-    }
-
-    fn set_reading(&mut self, key: usize, on: bool) {
-        if self.driver.is_closed(key) {
-            return;
-        }
-        let interest = self.slots[key].interest;
-        let interest = if on {
-            interest | libc::EPOLLIN as u32
-        } else {
-            interest & !(libc::EPOLLIN as u32)
-        };
-        self.set_interest(key, interest);
-    }
-
-    fn send(&mut self, key: usize) {
-        if !self.driver.contains(key) || self.slots[key].send_blocked {
-            return;
-        }
-        let fd = self.slots[key].raw_fd();
-        let Some(bytes) = self.driver.start_send(key) else {
-            return;
-        };
-        // SAFETY: `bytes` is a live slice of its length.
-        let n = unsafe {
-            libc::send(
-                fd,
-                bytes.as_ptr().cast(),
-                bytes.len(),
-                libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-            )
-        };
-        if n >= 0 {
-            // A short send queues another Send; it finds the buffer full
-            // and waits for EPOLLOUT.
-            self.driver.on_sent(key, n as usize);
-            return;
-        }
-        let e = io::Error::last_os_error();
-        if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EINTR)) {
-            self.driver.on_send_blocked(key);
-            self.slots[key].send_blocked = true;
-            let interest = self.slots[key].interest | libc::EPOLLOUT as u32;
-            self.set_interest(key, interest);
-        } else {
-            self.driver.on_send_failed(key);
-        }
-    }
-
-    fn set_timer(&mut self, key: usize, action: TimerAction) {
-        if let TimerAction::Submit(at) | TimerAction::Update(at) = action {
-            self.set_timer_due(key, at);
-        }
-    }
-
-    fn fd(&self, key: usize) -> RawFd {
-        self.slots[key].raw_fd()
-    }
-
-    fn take_socket(&mut self, key: usize) -> Option<OwnedFd> {
-        self.slots[key].fd.take()
-    }
-
-    /// Carries out a close the driver decided: FIN or reset, then close.
-    /// Nothing is in flight on this backend, so the slot is released at once.
-    fn close(&mut self, key: usize, reset: bool, lingering: bool) {
-        let fd = self.slots[key].raw_fd();
-        if reset {
-            socket::set_linger_zero(fd);
-        } else if !lingering {
-            socket::shutdown_write(fd);
-        }
-        self.slots[key].timer_due = None;
-        // Closing (dropping) the only descriptor of the socket removes it
-        // from epoll.
-        drop(self.slots[key].fd.take());
-        self.driver.release(key);
     }
 }
