@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::app::deferred::{ExchangeState, Mailbox, Responder};
 use crate::app::request_body::RequestBody;
 
-use crate::driver::large_buffers::{LargeBufferPool, LARGE_BUFFER_MIN};
+use crate::app::large_buffers::{LargeBufferPool, LARGE_BUFFER_MIN};
 
 use ringwall_h1::{
     encode_response, encode_response_cached, encode_sized_head, sized_body_expected, EncodeContext,

@@ -7,4 +7,5 @@
 pub(crate) mod benchmark_app;
 pub(crate) mod deferred;
 pub(crate) mod handler;
+pub(crate) mod large_buffers;
 pub(crate) mod request_body;

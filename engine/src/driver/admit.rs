@@ -48,7 +48,7 @@ impl<H: Handler> Driver<H> {
         if key == self.generations.len() {
             self.generations.push(0);
         }
-        let generation = crate::backend::uring::user_data::next_generation(self.generations[key]);
+        let generation = next_generation(self.generations[key]);
         self.generations[key] = generation;
         let mut timers = self.new_conn_timers.clone();
         // The first head must arrive within header_timeout of accept.

@@ -28,7 +28,6 @@ mod deadlines;
 mod exchange;
 pub(crate) mod fixed_slab;
 mod input;
-pub(crate) mod large_buffers;
 pub(crate) mod per_ip;
 mod pools;
 mod proxy;
@@ -101,6 +100,17 @@ const INPUT_HIGH_WATER: usize = 64 * 1024;
 /// 10,000 connections that each held 15 KiB of head kept RSS at 137 MB,
 /// against a 4.7 MB baseline, for as long as the server ran.
 const HEAD_STORM_BYTES: usize = 8 << 20;
+
+/// A slot's generation is 24 bits: what fits beside the slot and the
+/// operation tag in an io_uring `user_data` (the epoll backend's tokens
+/// carry it too). It wraps to 0.
+pub(crate) const GENERATION_MASK: u32 = (1 << 24) - 1;
+
+/// Generations wrap at 24 bits; a slot would have to be reused 16 million
+/// times while one stale CQE is still queued for a collision to matter.
+pub(crate) fn next_generation(generation: u32) -> u32 {
+    (generation + 1) & GENERATION_MASK
+}
 
 /// What the backend must do next for a connection, in the order given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 use ringwall_h1::{Decoder, Limits};
 
 use super::connection::Connection;
-use crate::driver::large_buffers::LargeBufferPool;
+use crate::app::large_buffers::LargeBufferPool;
 
 /// Idle buffers kept per worker for reuse, so steady traffic allocates nothing.
 const POOLED_BUFFERS: usize = 256;

@@ -72,7 +72,7 @@ impl OpTag {
 
 /// Slot index used by worker-level operations that name no connection.
 pub(crate) const NO_SLOT: u32 = u32::MAX;
-const GENERATION_MASK: u32 = (1 << 24) - 1;
+use crate::driver::GENERATION_MASK;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct UserData {
@@ -111,15 +111,10 @@ impl UserData {
     }
 }
 
-/// Generations wrap at 24 bits; a slot would have to be reused 16 million
-/// times while one stale CQE is still queued for a collision to matter.
-pub(crate) fn next_generation(generation: u32) -> u32 {
-    (generation + 1) & GENERATION_MASK
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::driver::next_generation;
 
     #[test]
     fn user_data_round_trips_every_tag() {
