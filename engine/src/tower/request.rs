@@ -1,10 +1,48 @@
-//! The ringwall request as an `http` one.
+//! The ringwall request as an `http` one, and what a service learns of the
+//! connection it came on.
+
+use std::net::SocketAddr;
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::Body;
 use crate::{Request, Version};
+
+/// The client's address, in every request's extensions: the socket's
+/// peer, or the address a PROXY protocol header carried when the server
+/// takes one ([`ServerBuilder::proxy_protocol`](crate::ServerBuilder::proxy_protocol)).
+/// Absent only when the peer was already gone as the request was read.
+///
+/// ```
+/// # use ringwall::tower::{Body, PeerAddr};
+/// fn client(request: &http::Request<Body>) -> Option<std::net::SocketAddr> {
+///     request.extensions().get::<PeerAddr>().map(|peer| peer.0)
+/// }
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// What a make-service is called with: the connection a request arrived
+/// on. ringwall has no per-connection hook for the service, so the
+/// make-service is called once per request (for axum's
+/// `IntoMakeServiceWithConnectInfo`, a clone of the router, which is an
+/// `Arc`, and one request extension).
+///
+/// With the `axum` feature, `SocketAddr: Connected<IncomingConnection>`,
+/// so `router.into_make_service_with_connect_info::<SocketAddr>()` gives
+/// handlers `ConnectInfo<SocketAddr>`.
+#[derive(Clone, Copy, Debug)]
+pub struct IncomingConnection {
+    pub(crate) peer_addr: Option<SocketAddr>,
+}
+
+impl IncomingConnection {
+    /// The client's address, as [`PeerAddr`] carries it.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer_addr
+    }
+}
 
 /// The ringwall request as an `http` one, or `None` when the http crate
 /// refuses a part the engine's parser accepted.
@@ -13,7 +51,10 @@ use crate::{Request, Version};
 /// the `Uri` and each `HeaderValue` share; a standard header name is the
 /// http crate's static one (`HeaderName::from_bytes` allocates only for
 /// other names).
-pub(crate) fn http_request(request: &Request<'_>) -> Option<http::Request<Body>> {
+pub(crate) fn http_request(
+    request: &Request<'_>,
+    peer_addr: Option<SocketAddr>,
+) -> Option<http::Request<Body>> {
     let body = match request.body_stream() {
         Some(streamed) => Body::from(streamed),
         None if request.body().is_empty() => Body::empty(),
@@ -50,5 +91,8 @@ pub(crate) fn http_request(request: &Request<'_>) -> Option<http::Request<Body>>
         );
     }
     *http_request.headers_mut() = headers;
+    if let Some(addr) = peer_addr {
+        http_request.extensions_mut().insert(PeerAddr(addr));
+    }
     Some(http_request)
 }
