@@ -396,3 +396,54 @@ fn serve_is_send() {
             .with_graceful_shutdown(std::future::pending()),
     ));
 }
+
+/// A tower service that answers with its request's fields, one
+/// `name: value` line each, in order.
+#[derive(Clone)]
+struct EchoFields;
+
+impl tower_service::Service<http::Request<Body>> for EchoFields {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<http::Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let mut lines = format!("{}\n", request.uri());
+        for (name, value) in request.headers() {
+            lines.push_str(&format!("{name}: {}\n", value.to_str().unwrap()));
+        }
+        std::future::ready(Ok(http::Response::new(Body::from(Bytes::from(lines)))))
+    }
+}
+
+#[test]
+fn every_field_arrives_in_order_past_the_adapters_stack_buffer() {
+    let _heavy = heavy_test_lock();
+    main(async move {
+        // With Host: 1, 4, 32 (the stack buffer), 33 and 91 fields.
+        for fields in [0, 3, 31, 32, 90] {
+            let outcome = serve_until(builder, EchoFields, move |addr| {
+                let mut request = "GET /p?q=1 HTTP/1.1\r\nHost: t\r\n".to_owned();
+                for i in 0..fields {
+                    request.push_str(&format!("X-Field-{i}: value {i}\r\n"));
+                }
+                request.push_str("\r\n");
+                Client::connect(addr).request(request.as_bytes())
+            })
+            .await;
+            let Some((_, response)) = outcome else {
+                return;
+            };
+            let mut expected = "/p?q=1\nhost: t\n".to_owned();
+            for i in 0..fields {
+                expected.push_str(&format!("x-field-{i}: value {i}\n"));
+            }
+            assert_eq!(response.status, 200, "{fields} fields");
+            assert_eq!(String::from_utf8(response.body).unwrap(), expected);
+        }
+    });
+}

@@ -9,6 +9,10 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use super::Body;
 use crate::{Request, Version};
 
+/// Request fields gathered on the stack; a head with more takes one
+/// allocation for them.
+const INLINE_FIELDS: usize = 32;
+
 /// The client's address, in every request's extensions: the socket's
 /// peer, or the address a PROXY protocol header carried when the server
 /// takes one ([`ServerBuilder::proxy_protocol`](crate::ServerBuilder::proxy_protocol)).
@@ -61,14 +65,27 @@ pub(crate) fn http_request(
         None => Body::from(Bytes::copy_from_slice(request.body())),
     };
     let target = request.target();
-    let (fields, value_bytes) = request
-        .headers()
-        .fold((0, 0), |(n, len), (_, value)| (n + 1, len + value.len()));
+    // One pass over the fields (each yields its name through a UTF-8
+    // check), into the stack for a usual head.
+    let mut inline = [("", &[][..]); INLINE_FIELDS];
+    let mut spilled = Vec::new();
+    let fields: &[(&str, &[u8])] = if request.headers().size_hint().0 <= INLINE_FIELDS {
+        let mut n = 0;
+        for field in request.headers() {
+            inline[n] = field;
+            n += 1;
+        }
+        &inline[..n]
+    } else {
+        spilled.extend(request.headers());
+        &spilled
+    };
+    let value_bytes: usize = fields.iter().map(|(_, value)| value.len()).sum();
     // Exactly sized: a `Vec` whose length is its capacity becomes `Bytes`
     // without reallocating.
     let mut head = Vec::with_capacity(target.len() + value_bytes);
     head.extend_from_slice(target.as_bytes());
-    for (_, value) in request.headers() {
+    for (_, value) in fields {
         head.extend_from_slice(value);
     }
     let head = Bytes::from(head);
@@ -80,9 +97,9 @@ pub(crate) fn http_request(
         Version::Http10 => http::Version::HTTP_10,
         Version::Http11 => http::Version::HTTP_11,
     };
-    let mut headers = HeaderMap::with_capacity(fields);
+    let mut headers = HeaderMap::with_capacity(fields.len());
     let mut at = target.len();
-    for (name, value) in request.headers() {
+    for (name, value) in fields {
         let value = head.slice(at..at + value.len());
         at += value.len();
         headers.append(
