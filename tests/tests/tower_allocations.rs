@@ -199,8 +199,10 @@ fn the_adapter_allocates_little_per_request() {
     // response body (1), the `PeerAddr` extension (3: the extension map,
     // its table, the boxed value) and the service's own response header map
     // (2). Before the buffer was shared it was 12, with one more per header.
+    // Half an allocation of headroom for the engine's rare ones (a pool
+    // growing); one more per request fails.
     assert!(
-        adapter <= 11.0,
+        adapter < 11.5,
         "the adapter allocates more per request than it did: {adapter}"
     );
 }
