@@ -9,7 +9,7 @@
 mod router;
 
 use std::convert::Infallible;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -445,5 +445,39 @@ fn every_field_arrives_in_order_past_the_adapters_stack_buffer() {
             assert_eq!(response.status, 200, "{fields} fields");
             assert_eq!(String::from_utf8(response.body).unwrap(), expected);
         }
+    });
+}
+
+#[test]
+fn dropping_the_future_shuts_the_server_down() {
+    let _heavy = heavy_test_lock();
+    main(async move {
+        let (addr, fd) = listener();
+        let task =
+            tokio::spawn(ringwall::tower::serve(builder(fd), router::router()).into_future());
+        let answered = tokio::task::spawn_blocking(move || {
+            Client::connect(addr).request(&get_request("/")).status
+        })
+        .await;
+        if task.is_finished() {
+            // A start refused for want of io_uring resolves at once.
+            match task.await.unwrap() {
+                Err(Error::Start(StartError::IoUring(cause))) => {
+                    skip_without_io_uring(&cause);
+                    return;
+                }
+                other => panic!("serve ended by itself: {other:?}"),
+            }
+        }
+        assert_eq!(answered.expect("the client"), 200);
+        task.abort();
+        let closed = tokio::task::spawn_blocking(move || {
+            ringwall_tests::wait_until(Duration::from_secs(10), || {
+                TcpStream::connect(addr).is_err()
+            })
+        })
+        .await
+        .unwrap();
+        assert!(closed, "still accepting 10 s after the future was dropped");
     });
 }
