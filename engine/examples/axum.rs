@@ -1,5 +1,6 @@
 //! An ordinary axum app, served by ringwall: kernel-timed header, body,
-//! idle and write deadlines in front of an unmodified `Router`.
+//! idle and write deadlines in front of an unmodified `Router`, awaited
+//! the way `axum::serve` is.
 //!
 //! ```text
 //! cargo run --release -p ringwall --features tower --example axum -- \
@@ -13,7 +14,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use ringwall::tower::ServiceHandler;
 use ringwall::Server;
 use tokio::signal::unix::SignalKind;
 
@@ -39,31 +39,38 @@ struct Args {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // What `#[tokio::main]` builds, with the thread count from the command
+    // line.
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.runtime_threads)
         .enable_all()
-        .build()?;
-    let handler = ServiceHandler::new(router::router(), runtime.handle().clone());
+        .build()?
+        .block_on(serve(args))
+}
+
+async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let server = Server::builder()
         .bind(args.addr)
         .workers(args.workers)
         .header_timeout(args.header_timeout)
         .idle_timeout(args.idle_timeout)
         .body_timeout(args.body_timeout)
-        .write_timeout(args.write_timeout)
-        .build()?
-        .serve(handler)?;
-    println!("axum on ringwall listening on {}", server.local_addr());
-    // SIGINT or SIGTERM: a graceful shutdown (pending handlers get up to
+        .write_timeout(args.write_timeout);
+    println!("axum on ringwall serving {}", args.addr);
+    // SIGINT or SIGTERM: a graceful shutdown (in-flight requests get up to
     // the shutdown timeout), then the counters.
-    runtime.block_on(async {
-        let mut terminate = tokio::signal::unix::signal(SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
-        }
-        Ok::<_, std::io::Error>(())
-    })?;
-    println!("{}", server.shutdown()?);
+    let stats = ringwall::tower::serve(server, router::router())
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    println!("{stats}");
     Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut terminate =
+        tokio::signal::unix::signal(SignalKind::terminate()).expect("a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
 }
