@@ -50,6 +50,10 @@ impl<H: Handler> Driver<H> {
             ringwall_h1::Version::Http11,
             false,
         );
+        // Nothing of it will be parsed: its buffers go now, not when the
+        // lingering close ends (a storm's refused connections would hold
+        // them for up to the write timeout).
+        drop(conn.decoder.take());
         self.close_after_flush(key, CloseReason::HeadBudget);
     }
 
@@ -81,6 +85,8 @@ impl<H: Handler> Driver<H> {
             head.map_or(ringwall_h1::Version::Http11, |h| h.version()),
             head.is_some_and(|h| h.is_head()),
         );
+        // The body so far is never answered: its memory goes now.
+        drop(conn.decoder.take());
         self.close_after_flush(key, CloseReason::BodyBudget);
         false
     }
