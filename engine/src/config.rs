@@ -77,6 +77,8 @@ pub const DEFAULT_RING_ENTRIES: u32 = 4096;
 /// `ringwall-bench memory` measured on 2026-12-01 (BENCHMARKS.md, "Memory
 /// per connection").
 pub const DEFAULT_RECV_BUFFERS: u16 = 256;
+/// Default size of each provided receive buffer, in bytes (16 KiB); see
+/// [`DEFAULT_RECV_BUFFERS`].
 pub const DEFAULT_RECV_BUFFER_SIZE: u32 = 16 * 1024;
 
 /// Timeouts longer than this are rejected as a configuration mistake.
@@ -87,30 +89,75 @@ const MAX_WORKERS: usize = 1024;
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Config {
+    /// Addresses to bind (`ServerBuilder::bind`); `127.0.0.1:8080` when none is
+    /// given and no socket is passed with `listen_fd`.
     pub addrs: Vec<SocketAddr>,
+    /// Worker threads, each with its own ring (`ServerBuilder::workers`);
+    /// default one per available core, 1..=1024.
     pub workers: usize,
+    /// Time for a whole request head to arrive, fixed when armed
+    /// (`ServerBuilder::header_timeout`); default 10 s.
     pub header_timeout: Duration,
+    /// Time for a whole announced body to arrive after its head
+    /// (`ServerBuilder::body_timeout`); default 30 s.
     pub body_timeout: Duration,
+    /// Time a keep-alive connection may wait for its next request
+    /// (`ServerBuilder::idle_timeout`); default 60 s.
     pub idle_timeout: Duration,
+    /// Longest a response may go without a send making progress
+    /// (`ServerBuilder::write_timeout`); default 30 s.
     pub write_timeout: Duration,
+    /// Time a deferred handler has to produce the response head, then 503
+    /// (`ServerBuilder::handler_timeout`); default 60 s.
     pub handler_timeout: Duration,
+    /// Time graceful shutdown waits for in-flight requests
+    /// (`ServerBuilder::shutdown_timeout`); default 10 s.
     pub shutdown_timeout: Duration,
+    /// Connections held at once by all workers together; the one over it gets
+    /// 503 (`ServerBuilder::max_connections`); default 100,000.
     pub max_connections: usize,
+    /// HTTP/1.1 request limits: head, header count, method, target and body
+    /// size (`ServerBuilder::limits`); default [`Limits::new`].
     pub limits: Limits,
+    /// Submission queue entries per worker, a power of two in 2..=32768
+    /// (`ServerBuilder::ring_entries`); default 4096.
     pub ring_entries: u32,
+    /// Provided receive buffers per worker, a power of two up to 32768
+    /// (`ServerBuilder::recv_buffers`); default 256.
     pub recv_buffers: u16,
+    /// Size of each provided receive buffer in bytes, 1 KiB..=1 MiB
+    /// (`ServerBuilder::recv_buffers`); default 16 KiB.
     pub recv_buffer_size: u32,
+    /// Multishot recv where the kernel accepts it, else single-shot
+    /// (`ServerBuilder::recv_multishot`); default true.
     pub recv_multishot: bool,
+    /// Minimum request body rate after a grace period, `None` for none
+    /// (`ServerBuilder::min_request_body_rate`); default 240 B/s after 5 s.
     pub min_request_body_rate: Option<MinRate>,
+    /// Minimum response rate after a grace period, `None` for none
+    /// (`ServerBuilder::min_response_rate`); default 240 B/s after 5 s.
     pub min_response_rate: Option<MinRate>,
+    /// Server-wide budget for buffered request bodies in bytes, split between
+    /// workers; over it: 503 (`ServerBuilder::max_buffered_body_bytes`);
+    /// default 256 MiB.
     pub max_buffered_body_bytes: usize,
+    /// Server-wide budget for partial request heads in bytes, split between
+    /// workers; over it: 503 (`ServerBuilder::max_buffered_head_bytes`);
+    /// default 64 MiB.
     pub max_buffered_head_bytes: usize,
+    /// Server-wide budget for queued response bytes, split between workers
+    /// (`ServerBuilder::max_queued_output_bytes`); default 512 MiB.
     pub max_queued_output_bytes: usize,
-    /// 0: no per-address limit.
+    /// Connections one client address may hold at once; 0: no per-address
+    /// limit (`ServerBuilder::max_connections_per_ip`); default 0.
     pub max_connections_per_ip: usize,
+    /// Large buffers go back to the OS when freed
+    /// (`ServerBuilder::return_memory_to_os`); default true.
     pub return_memory_to_os: bool,
-    /// Each connection starts with a PROXY protocol header (v1 or v2).
+    /// Each connection starts with a PROXY protocol header (v1 or v2)
+    /// (`ServerBuilder::proxy_protocol`); default false.
     pub proxy_protocol: bool,
+    /// The I/O backend (`ServerBuilder::backend`); default [`Backend::Auto`].
     pub backend: Backend,
     /// The cap of a request body streamed to the handler (413 above it);
     /// `u64::MAX`: none.
@@ -546,14 +593,38 @@ impl ServerBuilder {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ConfigError {
+    /// The worker count is 0 or over 1024.
     Workers(usize),
-    Timeout { name: &'static str, value: Duration },
+    /// A timeout is zero or over 24 hours.
+    Timeout {
+        /// The setting's name, such as `"header_timeout"`.
+        name: &'static str,
+        /// The duration given.
+        value: Duration,
+    },
+    /// The connection cap is 0 or over `u32::MAX`.
     MaxConnections(usize),
+    /// The ring size is not a power of two in 2..=32768.
     RingEntries(u32),
+    /// The receive buffer count is not a power of two in 1..=32768.
     RecvBuffers(u16),
+    /// The receive buffer size is outside 1 KiB..=1 MiB.
     RecvBufferSize(u32),
-    MinRate { name: &'static str, rate: MinRate },
-    Budget { name: &'static str, value: usize },
+    /// A minimum rate has 0 bytes/s, or a grace that is zero or over 24 hours.
+    MinRate {
+        /// The setting's name, such as `"min_response_rate"`.
+        name: &'static str,
+        /// The rate given.
+        rate: MinRate,
+    },
+    /// A server-wide byte budget is below one byte per worker.
+    Budget {
+        /// The setting's name, such as `"max_queued_output_bytes"`.
+        name: &'static str,
+        /// The budget given, in bytes.
+        value: usize,
+    },
+    /// The HTTP limits are invalid ([`Limits::validate`]).
     Limits(LimitsError),
 }
 

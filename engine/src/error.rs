@@ -14,7 +14,10 @@ use crate::sys::socket::NotAListener;
 pub enum UringUnavailable {
     /// `kernel.io_uring_disabled` is set (1: only `kernel.io_uring_group` may
     /// use it; 2: nobody may).
-    DisabledBySysctl { value: u8 },
+    DisabledBySysctl {
+        /// The sysctl's value, 1 or 2.
+        value: u8,
+    },
     /// `io_uring_setup` was refused with EPERM while the sysctl allows it:
     /// a seccomp filter (Docker's and many sandboxes' default) blocks it.
     Seccomp,
@@ -22,7 +25,9 @@ pub enum UringUnavailable {
     NoKernelSupport,
     /// The kernel has io_uring but lacks something ringwall needs.
     MissingFeature {
+        /// What is missing, such as provided buffer rings.
         feature: &'static str,
+        /// The kernel that has it, such as `"Linux 5.19 or later"`.
         needs: &'static str,
     },
     /// Any other setup failure.
@@ -99,14 +104,27 @@ pub enum StartError {
     /// io_uring cannot be used; the cause says why and what to do.
     IoUring(UringUnavailable),
     /// A listener could not be created or bound.
-    Bind { addr: SocketAddr, source: io::Error },
+    Bind {
+        /// The address that could not be bound.
+        addr: SocketAddr,
+        /// The error from the socket call that failed.
+        source: io::Error,
+    },
     /// Another socket already listens on this address, and
     /// [`crate::ServerBuilder::reuse_port`] is off: serving it too would
     /// split its connections with whoever holds it.
-    AddrInUse { addr: SocketAddr },
+    AddrInUse {
+        /// The address another socket listens on.
+        addr: SocketAddr,
+    },
     /// A socket passed to [`crate::ServerBuilder::listen_fd`] is not a
     /// listening IPv4 or IPv6 TCP socket. Checked before any worker starts.
-    Inherited { fd: RawFd, problem: NotAListener },
+    Inherited {
+        /// The passed descriptor.
+        fd: RawFd,
+        /// What it is instead of a listening TCP socket.
+        problem: NotAListener,
+    },
     /// A worker thread or its resources could not be set up.
     Worker(io::Error),
 }
@@ -156,6 +174,7 @@ pub struct ServeError {
     /// The worker that failed first (its thread is `ringwall-worker-N`).
     /// Each failure is also logged as it happens.
     pub worker: usize,
+    /// What ended that worker.
     pub failure: WorkerFailure,
     /// The counters summed over every worker, once all had stopped (boxed:
     /// they are a few hundred bytes, and this error is returned by value).

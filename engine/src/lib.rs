@@ -82,6 +82,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 // docs.rs (`--cfg docsrs`, nightly rustdoc) marks feature-gated items.
 #![cfg_attr(docsrs, feature(doc_cfg))]
+#![warn(missing_docs)]
 
 #[cfg(not(target_os = "linux"))]
 compile_error!(

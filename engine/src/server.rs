@@ -32,10 +32,12 @@ pub struct Server {
 }
 
 impl Server {
+    /// A builder with every setting at its default.
     pub fn builder() -> ServerBuilder {
         ServerBuilder::default()
     }
 
+    /// The validated settings this server will run with.
     pub fn config(&self) -> &Config {
         &self.config
     }

@@ -224,6 +224,7 @@ impl Decoder {
         }
     }
 
+    /// The limits this decoder checks each request against.
     #[must_use]
     pub fn limits(&self) -> &Limits {
         &self.limits

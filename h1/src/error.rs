@@ -203,10 +203,16 @@ pub enum EncodeError {
         name: &'static str,
     },
     /// A header name that is not a token (RFC 9110 5.1).
-    InvalidHeaderName { index: usize },
+    InvalidHeaderName {
+        /// Position in the handler's header slice.
+        index: usize,
+    },
     /// A header value with CR, LF, NUL or another control byte except HTAB:
     /// written as is it would split the response (RFC 9110 5.5).
-    InvalidHeaderValue { index: usize },
+    InvalidHeaderValue {
+        /// Position in the handler's header slice.
+        index: usize,
+    },
 }
 
 impl fmt::Display for EncodeError {

@@ -379,6 +379,7 @@ impl<'a> RequestHead<'a> {
         self.info.query.map(|span| self.str_at(span))
     }
 
+    /// The HTTP version named in the request line.
     #[must_use]
     pub fn version(&self) -> Version {
         self.info.layout.version

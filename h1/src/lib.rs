@@ -42,6 +42,7 @@
 //! [httparse]: https://docs.rs/httparse
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 #![warn(missing_debug_implementations)]
 
 mod chunked;

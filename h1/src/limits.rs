@@ -147,21 +147,30 @@ impl Limits {
 #[non_exhaustive]
 pub enum LimitsError {
     /// A limit is zero: no request could pass it.
-    Zero { field: &'static str },
+    Zero {
+        /// The name of the zero field, such as `"max_headers"`.
+        field: &'static str,
+    },
     /// `max_method_bytes` exceeds `max_head_bytes`.
     MethodLongerThanHead {
+        /// The `max_method_bytes` given.
         max_method_bytes: usize,
+        /// The `max_head_bytes` given.
         max_head_bytes: usize,
     },
     /// `max_target_bytes` exceeds `max_head_bytes`.
     TargetLongerThanHead {
+        /// The `max_target_bytes` given.
         max_target_bytes: usize,
+        /// The `max_head_bytes` given.
         max_head_bytes: usize,
     },
     /// `max_headers` header lines of at least three bytes do not fit in
     /// `max_head_bytes`.
     HeadersCannotFit {
+        /// The `max_headers` given.
         max_headers: usize,
+        /// The `max_head_bytes` given.
         max_head_bytes: usize,
     },
 }

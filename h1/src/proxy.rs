@@ -30,7 +30,9 @@ pub enum ProxyStatus {
     /// family without an IP address (AF_UNSPEC, AF_UNIX): the connection's
     /// own peer stands.
     Done {
+        /// Length of the PROXY header in bytes, from the start of the input.
         consumed: usize,
+        /// The original client's address, if the header carries one.
         source: Option<SocketAddr>,
     },
 }

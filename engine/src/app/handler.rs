@@ -23,6 +23,9 @@ use ringwall_h1::{
 /// timer) calls [`Response::defer`] and answers through the [`Responder`]
 /// from wherever the result arrives.
 pub trait Handler: Send + Sync + 'static {
+    /// Answers one request through `response`, or defers the answer. A
+    /// handler that panics or returns without sending or deferring gets a
+    /// 500 in its place, and the connection closes.
     fn handle(&self, request: &Request<'_>, response: &mut Response<'_>);
 
     /// Whether requests with a body are handed over as soon as their head
@@ -57,18 +60,25 @@ pub struct Request<'a> {
 }
 
 impl<'a> Request<'a> {
+    /// The method, case-sensitive (RFC 9110 9.1).
     pub fn method(&self) -> &'a str {
         self.head.method()
     }
+    /// The request-target as sent.
     pub fn target(&self) -> &'a str {
         self.head.target()
     }
+    /// The path: for origin-form the target before `?`; for absolute-form
+    /// the path part of the URI ("/" when it has none); "*" for
+    /// asterisk-form; the authority for CONNECT's authority-form.
     pub fn path(&self) -> &'a str {
         self.head.path()
     }
+    /// The query after `?`, without it; `None` when there is no `?`.
     pub fn query(&self) -> Option<&'a str> {
         self.head.query()
     }
+    /// The HTTP version named in the request line.
     pub fn version(&self) -> Version {
         self.head.version()
     }
@@ -299,11 +309,15 @@ impl BodyWriter<'_> {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ResponseError {
+    /// This request was already answered or deferred; nothing more is sent.
     AlreadySent,
+    /// The encoder refused the status, a header or the body ([`EncodeError`]).
     Encode(EncodeError),
     /// `send_sized` got a different number of body bytes than it announced.
     BodyLength {
+        /// The body length given to `send_sized`, in bytes.
         announced: usize,
+        /// The body bytes actually written.
         written: usize,
     },
 }

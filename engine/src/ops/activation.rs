@@ -25,12 +25,17 @@ pub enum ListenerOrigin {
     SocketActivation,
     /// A ringwall parent handing over to this process
     /// ([`LISTEN_FDS_FROM_PARENT`]).
-    Parent { pid: u32 },
+    Parent {
+        /// The parent's process id.
+        pid: u32,
+    },
 }
 
 /// What the environment passed to this process.
 #[derive(Debug, Default)]
 pub struct Activation {
+    /// The passed listening sockets, in fd order from fd 3; empty when
+    /// nothing was passed.
     pub listeners: Vec<InheritedListener>,
     /// `None` when nothing was passed.
     pub origin: Option<ListenerOrigin>,
@@ -45,6 +50,7 @@ pub struct InheritedListener {
     /// Its name from `LISTEN_FDNAMES` (`FileDescriptorName=` in the socket
     /// unit), or `"unknown"` when none were passed, as `sd_listen_fds_with_names`.
     pub name: String,
+    /// The socket, checked to be a listening TCP socket and set close-on-exec.
     pub fd: OwnedFd,
 }
 
@@ -53,18 +59,43 @@ pub struct InheritedListener {
 #[non_exhaustive]
 pub enum ActivationError {
     /// A variable that is not a positive number where one is required.
-    NotANumber { var: &'static str, value: String },
+    NotANumber {
+        /// The variable's name, such as `"LISTEN_FDS"`.
+        var: &'static str,
+        /// Its value as found.
+        value: String,
+    },
     /// More fds than fit after fd 3.
     TooManyFds(u64),
     /// `LISTEN_FDNAMES` names a different number of fds than `LISTEN_FDS`.
-    NameCount { names: usize, fds: usize },
+    NameCount {
+        /// Names in `LISTEN_FDNAMES`.
+        names: usize,
+        /// The count in `LISTEN_FDS`.
+        fds: usize,
+    },
     /// A passed fd that cannot be served.
-    Unusable { fd: RawFd, problem: NotAListener },
+    Unusable {
+        /// The passed descriptor.
+        fd: RawFd,
+        /// Why it cannot be served.
+        problem: NotAListener,
+    },
     /// [`LISTEN_FDS_FROM_PARENT`] names a process that is not our parent
     /// (any more): it exited before the handover, and nobody waits for us.
-    ParentGone { named: u32, parent: u32 },
+    ParentGone {
+        /// The process id the variable names.
+        named: u32,
+        /// This process's actual parent.
+        parent: u32,
+    },
     /// The [`READY_FD`] a parent passed is not an open pipe.
-    ReadyFd { fd: RawFd, problem: io::Error },
+    ReadyFd {
+        /// The fd number given in the variable.
+        fd: RawFd,
+        /// Why it is refused: not right after the listeners, or not a pipe.
+        problem: io::Error,
+    },
 }
 
 impl fmt::Display for ActivationError {

@@ -47,6 +47,7 @@ pub enum Readiness {
 }
 
 impl Successor {
+    /// The successor's process id.
     pub fn id(&self) -> u32 {
         self.child.id()
     }

@@ -17,9 +17,15 @@ pub enum NotAListener {
     /// Not open (EBADF) or not a socket (ENOTSOCK), or the query failed.
     NotASocket(io::Error),
     /// A socket of another type (datagram, seqpacket).
-    NotStream { so_type: i32 },
+    NotStream {
+        /// The socket's `SO_TYPE`, such as `SOCK_DGRAM`.
+        so_type: i32,
+    },
     /// Neither IPv4 nor IPv6 (e.g. a Unix socket).
-    NotInet { domain: i32 },
+    NotInet {
+        /// The socket's `SO_DOMAIN`, such as `AF_UNIX`.
+        domain: i32,
+    },
     /// A stream socket on which `listen()` was never called.
     NotListening,
 }

@@ -73,6 +73,8 @@ where
 
 /// The server [`serve`] starts: a [`ServerBuilder`] or a built [`Server`].
 pub trait IntoServer {
+    /// The server to start; a builder is built here, so an invalid setting
+    /// is a [`ConfigError`].
     fn into_server(self) -> Result<Server, ConfigError>;
 }
 
@@ -92,6 +94,7 @@ impl IntoServer for Server {
 /// with an [`IncomingConnection`]. `Marker` tells the two apart and is
 /// inferred; it is not named.
 pub trait IntoHandler<Marker>: Send + 'static {
+    /// The engine handler that serves it.
     type Handler: Handler;
     /// The handler that serves `self`, its futures running in `runtime`'s
     /// context.
