@@ -73,8 +73,9 @@ fn throughput_measures_an_external_target_with_its_cpu() {
     let cpu: f64 = keep_alive[7].parse().expect("CPU us/req is a number");
     assert!(cpu >= 0.0, "{keep_alive:?}");
     // ..., user, sys, syscalls/req, vol cs/req, invol cs/req: a server that
-    // answers requests enters the kernel to do it, and its threads block
-    // between bursts.
+    // answers requests enters the kernel to do it. Its threads may never
+    // block while the load saturates them (a CI run read 0.00 voluntary
+    // switches a request), so the switch columns need only be numbers.
     let per_request = |i: usize| -> f64 {
         keep_alive[i]
             .parse()
@@ -85,7 +86,7 @@ fn throughput_measures_an_external_target_with_its_cpu() {
     } else {
         assert!(per_request(10) > 0.0, "{keep_alive:?}");
     }
-    assert!(per_request(11) > 0.0, "{keep_alive:?}");
+    assert!(per_request(11) >= 0.0, "{keep_alive:?}");
     assert!(per_request(12) >= 0.0, "{keep_alive:?}");
     // The runner started canned beside it, and churn runs against mine too.
     row(&stdout, "keep-alive", "canned");
