@@ -91,7 +91,9 @@ fn scale_run_fails_when_idle_connections_are_closed_before_their_deadline() {
     let v = read_json(&path);
     assert_eq!(v["passed"], false, "{v}");
     assert_eq!(v["idle"]["false_kills"], 200, "{v}");
-    assert_eq!(v["slowloris"]["hangs"], 0, "{v}");
+    // Not the slowloris hangs: this thread-per-connection fake closes its
+    // slowloris connections late when the machine is loaded (a CI run saw 4
+    // of 200 a second late), and what this test pins is the false kills.
 }
 
 #[test]
