@@ -87,7 +87,9 @@ fn a_failed_worker_stops_the_server_and_wait_reports_it(server: ServerHandle) {
         .wait()
         .expect_err("wait() reports the worker that failed");
     assert_ring_failure(&err, 2);
-    assert!(err.stats.accepted >= 1, "{}", err.stats);
+    // Not `accepted >= 1`: when the first connection lands on the broken
+    // worker and its wait itself fails, nothing was accepted (a CI run
+    // under load saw accepted=0). The counters are final all the same.
     assert_eq!(err.stats.open_connections, 0, "{}", err.stats);
     assert_not_listening(addr);
 }
