@@ -39,10 +39,8 @@ use clap::{Args, Parser, Subcommand};
 // `500ms`, `2s`, `1.5s`, `1m`, `250us`: the spelling ringwall-bench writes too.
 use humantime::parse_duration;
 use metrics_endpoint::Listen;
-use ringwall::{
-    activation_from_env, benchmark_app, ListenerOrigin, MinRate, Server, ServerHandle, StartError,
-    Stats,
-};
+use ringwall::activation::{activation_from_env, ListenerOrigin};
+use ringwall::{benchmark_app, MinRate, Server, ServerHandle, StartError, Stats};
 use signals::Signals;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 use upgrade::Ending;
@@ -122,10 +120,10 @@ struct ServeArgs {
     #[arg(long, value_parser = parse_duration, default_value = "60s")]
     handler_timeout: Duration,
     /// Minimum request-body rate in bytes/s after the grace period (0: off).
-    #[arg(long, default_value_t = ringwall::DEFAULT_MIN_RATE.bytes_per_sec)]
+    #[arg(long, default_value_t = ringwall::defaults::DEFAULT_MIN_RATE.bytes_per_sec)]
     min_request_body_rate: u32,
     /// Minimum response rate in bytes/s after the grace period (0: off).
-    #[arg(long, default_value_t = ringwall::DEFAULT_MIN_RATE.bytes_per_sec)]
+    #[arg(long, default_value_t = ringwall::defaults::DEFAULT_MIN_RATE.bytes_per_sec)]
     min_response_rate: u32,
     /// Grace period of both minimum rates.
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
@@ -134,13 +132,13 @@ struct ServeArgs {
     #[arg(long, default_value_t = 0)]
     max_connections_per_ip: usize,
     /// Server-wide budget for buffered request bodies, in bytes.
-    #[arg(long, default_value_t = ringwall::DEFAULT_MAX_BUFFERED_BODY_BYTES)]
+    #[arg(long, default_value_t = ringwall::defaults::DEFAULT_MAX_BUFFERED_BODY_BYTES)]
     max_buffered_body_bytes: usize,
     /// Server-wide budget for request heads arriving in pieces, in bytes.
-    #[arg(long, default_value_t = ringwall::DEFAULT_MAX_BUFFERED_HEAD_BYTES)]
+    #[arg(long, default_value_t = ringwall::defaults::DEFAULT_MAX_BUFFERED_HEAD_BYTES)]
     max_buffered_head_bytes: usize,
     /// Server-wide budget for queued response bytes, in bytes.
-    #[arg(long, default_value_t = ringwall::DEFAULT_MAX_QUEUED_OUTPUT_BYTES)]
+    #[arg(long, default_value_t = ringwall::defaults::DEFAULT_MAX_QUEUED_OUTPUT_BYTES)]
     max_queued_output_bytes: usize,
     /// Every connection starts with a PROXY protocol header (v1 or v2) from
     /// a load balancer; request peer addresses come from it, and a
@@ -161,16 +159,16 @@ struct ServeArgs {
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     shutdown_timeout: Duration,
     /// Connections served at once, server-wide.
-    #[arg(long, default_value_t = ringwall::DEFAULT_MAX_CONNECTIONS)]
+    #[arg(long, default_value_t = ringwall::defaults::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
     /// Submission queue entries per worker (power of two).
-    #[arg(long, default_value_t = ringwall::DEFAULT_RING_ENTRIES)]
+    #[arg(long, default_value_t = ringwall::defaults::DEFAULT_RING_ENTRIES)]
     ring_entries: u32,
     /// Provided receive buffers per worker (power of two).
-    #[arg(long, default_value_t = ringwall::DEFAULT_RECV_BUFFERS)]
+    #[arg(long, default_value_t = ringwall::defaults::DEFAULT_RECV_BUFFERS)]
     recv_buffers: u16,
     /// Size of each provided receive buffer, in bytes.
-    #[arg(long, default_value_t = ringwall::DEFAULT_RECV_BUFFER_SIZE)]
+    #[arg(long, default_value_t = ringwall::defaults::DEFAULT_RECV_BUFFER_SIZE)]
     recv_buffer_size: u32,
 }
 
@@ -295,7 +293,7 @@ fn main() -> ExitCode {
 /// settings cannot make one (the error already printed).
 fn configure(
     args: &ServeArgs,
-    inherited: Vec<ringwall::InheritedListener>,
+    inherited: Vec<ringwall::activation::InheritedListener>,
     from_parent: Option<u32>,
 ) -> Result<ringwall::Server, ExitCode> {
     let mut builder = Server::builder();

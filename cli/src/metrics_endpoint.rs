@@ -31,9 +31,10 @@ use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
+use ringwall::metrics::{StatsReader, PROMETHEUS_CONTENT_TYPE};
 use ringwall::{
     Backend, ConfigError, Handler, Limits, Request, Response, Server, ServerBuilder, ServerHandle,
-    StartError, StatsReader, PROMETHEUS_CONTENT_TYPE,
+    StartError,
 };
 
 /// How long a scraper has to send its request head; a silent connection is

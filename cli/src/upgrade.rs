@@ -24,7 +24,7 @@ use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use ringwall::{spawn_with_listeners, Readiness, Successor};
+use ringwall::activation::{spawn_with_listeners, Readiness, Successor};
 
 use crate::signals::{self, Signals};
 

@@ -276,7 +276,7 @@ impl ServerBuilder {
         self
     }
     /// Serves a listening socket someone else bound: systemd's (see
-    /// [`crate::listen_fds_from_env`]), or a parent's. May be called more
+    /// [`crate::activation::listen_fds_from_env`]), or a parent's. May be called more
     /// than once, and combined with [`ServerBuilder::bind`]; with at least
     /// one, the default address is not bound.
     ///
@@ -495,7 +495,7 @@ impl ServerBuilder {
     /// may be sent: a larger `Content-Length`, or a chunked body growing
     /// past it, is answered 413. Default: no cap (`u64::MAX`), since a
     /// streamed body is never held whole: the worker holds at most
-    /// [`BODY_HIGH_WATER`](crate::BODY_HIGH_WATER) of it unread per
+    /// [`BODY_HIGH_WATER`](crate::backpressure::BODY_HIGH_WATER) of it unread per
     /// connection, and the body deadlines still apply.
     pub fn max_streamed_body_bytes(mut self, bytes: u64) -> Self {
         self.config.max_streamed_body_bytes = bytes;

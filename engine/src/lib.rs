@@ -16,7 +16,7 @@
 //!
 //! Under socket activation each worker accepts on its own `dup` of the
 //! passed socket instead ([`ServerBuilder::listen_fd`],
-//! [`listen_fds_from_env`]).
+//! [`activation::listen_fds_from_env`]).
 //!
 //! A framework plugs in a [`Handler`]; ringwall owns sockets, parsing,
 //! framing, deadlines, limits and shutdown. Each connection has one kernel
@@ -105,28 +105,54 @@ pub mod tower;
 #[cfg(feature = "benchmark-app")]
 #[cfg_attr(docsrs, doc(cfg(feature = "benchmark-app")))]
 pub use app::benchmark_app::{benchmark_app, BENCHMARK_MAX_BYTES};
-pub use app::deferred::{BodySender, Gone, Responder, STREAM_HIGH_WATER, STREAM_LOW_WATER};
+pub use app::deferred::{BodySender, Gone, Responder};
 pub use app::handler::{BodyWriter, Handler, Request, Response, ResponseError};
-pub use app::request_body::{BodyError, RequestBody, BODY_HIGH_WATER, BODY_LOW_WATER};
-pub use config::{
-    Backend, Config, ConfigError, ServerBuilder, DEFAULT_BODY_TIMEOUT, DEFAULT_HANDLER_TIMEOUT,
-    DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BUFFERED_BODY_BYTES,
-    DEFAULT_MAX_BUFFERED_HEAD_BYTES, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_QUEUED_OUTPUT_BYTES,
-    DEFAULT_MIN_RATE, DEFAULT_RECV_BUFFERS, DEFAULT_RECV_BUFFER_SIZE, DEFAULT_RING_ENTRIES,
-    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_WRITE_TIMEOUT,
-};
+pub use app::request_body::{BodyError, RequestBody};
+pub use config::{Backend, Config, ConfigError, ServerBuilder};
 pub use error::{ServeError, StartError, UringUnavailable, WorkerFailure};
-pub use ops::activation::{
-    activation_from_env, listen_fds_from_env, Activation, ActivationError, InheritedListener,
-    ListenerOrigin, LISTEN_FDS_FROM_PARENT, READY_FD, SD_LISTEN_FDS_START,
-};
-pub use ops::handover::{spawn_with_listeners, Readiness, ReadyNotifier, Successor};
-pub use ops::prometheus::PROMETHEUS_CONTENT_TYPE;
-pub use sys::socket::NotAListener;
+pub use ops::stats::{CloseReason, Stats};
 // Named, not `pub use ringwall_h1 as h1`: the h1 types that appear in this
 // crate's own API, so that ringwall's semver follows what it exposes rather
 // than all of ringwall-h1.
-pub use ops::stats::{CloseCounts, CloseReason, Stats};
 pub use ringwall_h1::{EncodeError, Limits, LimitsError, PreparedHeaders, Version};
 pub use ringwall_timers::MinRate;
-pub use server::{Server, ServerHandle, StatsReader};
+pub use server::{Server, ServerHandle};
+
+/// The defaults `ServerBuilder` starts from, each with the reason for its
+/// value (see the constant's docs).
+pub mod defaults {
+    pub use crate::config::{
+        DEFAULT_BODY_TIMEOUT, DEFAULT_HANDLER_TIMEOUT, DEFAULT_HEADER_TIMEOUT,
+        DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BUFFERED_BODY_BYTES, DEFAULT_MAX_BUFFERED_HEAD_BYTES,
+        DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_QUEUED_OUTPUT_BYTES, DEFAULT_MIN_RATE,
+        DEFAULT_RECV_BUFFERS, DEFAULT_RECV_BUFFER_SIZE, DEFAULT_RING_ENTRIES,
+        DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_WRITE_TIMEOUT,
+    };
+}
+
+/// Serving sockets another process passed: systemd socket activation
+/// (`LISTEN_FDS`) and the zero-downtime hand-over to a successor
+/// (SIGUSR2 in `ringwall serve`), both ends of it.
+pub mod activation {
+    pub use crate::ops::activation::{
+        activation_from_env, listen_fds_from_env, Activation, ActivationError, InheritedListener,
+        ListenerOrigin, LISTEN_FDS_FROM_PARENT, READY_FD, SD_LISTEN_FDS_START,
+    };
+    pub use crate::ops::handover::{spawn_with_listeners, Readiness, ReadyNotifier, Successor};
+    pub use crate::sys::socket::NotAListener;
+}
+
+/// How far streamed bodies run ahead of their consumer before the producer
+/// (or the socket) is held back.
+pub mod backpressure {
+    pub use crate::app::deferred::{STREAM_HIGH_WATER, STREAM_LOW_WATER};
+    pub use crate::app::request_body::{BODY_HIGH_WATER, BODY_LOW_WATER};
+}
+
+/// The counters: read from any thread while the server runs, and in
+/// Prometheus' text format.
+pub mod metrics {
+    pub use crate::ops::prometheus::PROMETHEUS_CONTENT_TYPE;
+    pub use crate::ops::stats::CloseCounts;
+    pub use crate::server::StatsReader;
+}

@@ -552,7 +552,7 @@ impl ServerHandle {
     }
 
     /// Every listening socket the workers accept on, to pass to a successor
-    /// process ([`crate::spawn_with_listeners`]): first one per worker for
+    /// process ([`crate::activation::spawn_with_listeners`]): first one per worker for
     /// each bound address (each worker has its own `SO_REUSEPORT` socket,
     /// with its own accept queue), then each socket passed with
     /// [`crate::ServerBuilder::listen_fd`]. A successor needs all of them:

@@ -7,7 +7,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
-use ringwall::{NotAListener, Server, StartError};
+use ringwall::activation::NotAListener;
+use ringwall::{Server, StartError};
 use ringwall_tests::{app, start_or_skip, Client};
 
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n";

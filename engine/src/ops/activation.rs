@@ -2,7 +2,7 @@
 //! systemd's protocol (`LISTEN_PID`, `LISTEN_FDS`, `LISTEN_FDNAMES`, first fd
 //! 3) or by whoever calls [`crate::ServerBuilder::listen_fd`], or by a
 //! ringwall parent handing its sockets down to its successor
-//! ([`crate::spawn_with_listeners`]).
+//! ([`crate::activation::spawn_with_listeners`]).
 //!
 //! An inherited socket is shared with whoever passed it (systemd keeps its
 //! own copy, to hand to the next instance after a restart), so the engine

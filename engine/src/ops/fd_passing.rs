@@ -13,7 +13,7 @@ use std::os::fd::{OwnedFd, RawFd};
 pub const SD_LISTEN_FDS_START: RawFd = 3;
 
 /// Names the parent that handed its listening sockets down
-/// ([`crate::spawn_with_listeners`]), in place of `LISTEN_PID`: the parent
+/// ([`crate::activation::spawn_with_listeners`]), in place of `LISTEN_PID`: the parent
 /// cannot know its child's pid before the fork, and setting a variable
 /// between fork and exec is not async-signal-safe. The child takes the
 /// sockets when this is its parent's pid.

@@ -90,7 +90,7 @@ impl Successor {
 /// `LISTEN_FDNAMES` (a name may not contain `:`), `LISTEN_FDS` set, and
 /// [`LISTEN_FDS_FROM_PARENT`] naming this process; the write end of a
 /// readiness pipe follows the listeners, named by [`READY_FD`]. The child
-/// reads them with [`crate::activation_from_env`].
+/// reads them with [`crate::activation::activation_from_env`].
 ///
 /// Only the child's copies lose close-on-exec: the parent's fds keep it,
 /// so a program started meanwhile from another thread inherits nothing.

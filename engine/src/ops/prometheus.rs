@@ -77,7 +77,7 @@ impl Stats {
     /// does not hold the handle.
     ///
     /// [`ServerHandle::stats`]: crate::ServerHandle::stats
-    /// [`StatsReader::stats`]: crate::StatsReader::stats
+    /// [`StatsReader::stats`]: crate::metrics::StatsReader::stats
     pub fn to_prometheus(&self) -> String {
         let values = self.values();
         let mut out = String::with_capacity(8 * 1024);
