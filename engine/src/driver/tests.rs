@@ -444,6 +444,19 @@ impl Deferring {
     }
 }
 
+/// A connection whose `GET /s` went to a deferring handler: the harness,
+/// the connection and the request's responder.
+fn deferred_get_s() -> (Harness<Deferring>, usize, Responder) {
+    let handler = Deferring::default();
+    let mut h = Harness::with_handler(handler.clone(), |b| b);
+    let key = h.admit();
+    h.actions();
+    h.driver
+        .on_bytes(key, b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (_, responder, _) = handler.take().remove(0);
+    (h, key, responder)
+}
+
 fn sends(actions: &[Action], key: usize) -> usize {
     actions.iter().filter(|a| **a == Action::Send(key)).count()
 }
@@ -481,13 +494,7 @@ fn a_deferred_answer_leaves_when_it_arrives_and_holds_the_pipeline_in_order() {
 
 #[test]
 fn a_streamed_answer_is_chunked_and_its_sender_is_told_when_the_connection_goes() {
-    let handler = Deferring::default();
-    let mut h = Harness::with_handler(handler.clone(), |b| b);
-    let key = h.admit();
-    h.actions();
-    h.driver
-        .on_bytes(key, b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n");
-    let (_, responder, _) = handler.take().remove(0);
+    let (mut h, key, responder) = deferred_get_s();
     let sender = responder.stream(200, &[], None).unwrap();
     sender.send(b"hello".to_vec()).unwrap();
     h.deliver();
@@ -783,13 +790,7 @@ fn expire_at(h: &mut Harness<Deferring>, key: usize, at: MonoTime) -> Vec<Action
 
 #[test]
 fn a_streamed_answer_is_not_cut_at_the_idle_timeout_while_it_streams() {
-    let handler = Deferring::default();
-    let mut h = Harness::with_handler(handler.clone(), |b| b);
-    let key = h.admit();
-    h.actions();
-    h.driver
-        .on_bytes(key, b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n");
-    let (_, responder, _) = handler.take().remove(0);
+    let (mut h, key, responder) = deferred_get_s();
     let sender = responder.stream(200, &[], None).unwrap();
     // A reader at full speed: every chunk leaves at once, so the queue
     // drains between chunks for far longer than the idle timeout.
@@ -817,13 +818,7 @@ fn a_streamed_answer_is_not_cut_at_the_idle_timeout_while_it_streams() {
 
 #[test]
 fn a_sized_stream_that_ends_after_its_bytes_drained_waits_on_the_idle_deadline() {
-    let handler = Deferring::default();
-    let mut h = Harness::with_handler(handler.clone(), |b| b);
-    let key = h.admit();
-    h.actions();
-    h.driver
-        .on_bytes(key, b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n");
-    let (_, responder, _) = handler.take().remove(0);
+    let (mut h, key, responder) = deferred_get_s();
     let sender = responder.stream(200, &[], Some(3)).unwrap();
     sender.send(b"abc".to_vec()).unwrap();
     h.deliver();
